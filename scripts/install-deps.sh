@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pneumo needs to build, test and benchmark.
+# Idempotent: packages already present are skipped, so `make test` stays fast
+# on a machine that has them. Usage: scripts/install-deps.sh [build|test|bench|all]
+set -euo pipefail
+what=${1:-all}
+
+build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
+            libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy chromium curl clang libclang-rt-14-dev)
+# Node.js may come from another source (with npm bundled); install Debian's only when absent.
+command -v npm >/dev/null || test_pkgs+=(nodejs npm)
+bench_pkgs=(python3-torch python3-torchvision wrk)
+
+case "$what" in
+  build) pkgs=("${build_pkgs[@]}") ;;
+  test)  pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench|all) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|all]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Browser tests drive Debian's chromium through playwright-core (no browser download).
+if [ "$what" != build ] && [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
+  (cd tests/browser && npm install --no-audit --no-fund --silent) || echo "warning: npm install failed; browser tests will be skipped" >&2
+fi
