@@ -1,0 +1,38 @@
+/* pneumo: chest X-ray pneumonia screening toolkit (research use, not a diagnostic device). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const pn_command commands[] = {
+    /* {name, summary, function}: each defined in src/cli/cmd_NAME.c */
+    {NULL, NULL, NULL}
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "pneumo %s: chest X-ray pneumonia screening toolkit\n"
+                 "Research and screening-assist tool, not a diagnostic device.\n\n"
+                 "usage: pneumo <command> [options]   (pneumo <command> --help for details)\n\n",
+            PNEUMO_VERSION);
+    for (const pn_command *c = commands; c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        printf("pneumo %s\n", PNEUMO_VERSION);
+        return 0;
+    }
+    for (const pn_command *c = commands; c->name; c++)
+        if (!strcmp(argv[1], c->name))
+            return c->run(argc - 1, argv + 1);
+    fprintf(stderr, "pneumo: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
