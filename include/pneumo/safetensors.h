@@ -4,7 +4,8 @@
  *
  * The reader validates the whole header before anything is used: offsets in
  * bounds, contiguous and non-overlapping, sizes equal to shape x dtype, no
- * duplicate names, shapes with non-negative dims; errors name the file. */
+ * duplicate names, shapes with non-negative dims; errors name the file.
+ * Only little-endian hosts are supported (checked at compile time). */
 #ifndef PNEUMO_SAFETENSORS_H
 #define PNEUMO_SAFETENSORS_H
 
@@ -31,28 +32,40 @@ typedef struct pn_st_tensor {
 
 typedef struct pn_st_file pn_st_file;
 
+/* Reads the whole file into memory (limit 4 GiB, header limit 100 MB). The
+ * data buffer starts 64-byte aligned in memory, so a tensor's data is aligned
+ * for its dtype when its offset is a multiple of the dtype size (always so for
+ * F32/BF16-only files like ours); pn_st_to_f32 copes with any alignment. */
 pn_status pn_st_open(const char *path, pn_st_file **out, pn_error *err);
-/* Parses an in-memory copy (the buffer is copied). */
+/* Parses an in-memory copy (the buffer is copied); label names it in errors. */
 pn_status pn_st_open_memory(const void *bytes, size_t size, const char *label,
                             pn_st_file **out, pn_error *err);
 void pn_st_close(pn_st_file *f);
 
+/* Tensors are indexed in data-buffer order (the order of their bytes in the file). */
 size_t pn_st_count(const pn_st_file *f);
 const pn_st_tensor *pn_st_get(const pn_st_file *f, size_t i);
+/* pn_st_find and pn_st_metadata return NULL when absent. Metadata keys are
+ * indexed in sorted (strcmp) order. */
 const pn_st_tensor *pn_st_find(const pn_st_file *f, const char *name);
-/* NULL when absent. */
 const char *pn_st_metadata(const pn_st_file *f, const char *key);
 size_t pn_st_metadata_count(const pn_st_file *f);
 const char *pn_st_metadata_key(const pn_st_file *f, size_t i);
 
-/* Converts any floating tensor to float32 into dst (numel floats). */
+/* Converts a floating tensor (F32, BF16, F16, F64) to float32 into dst (numel
+ * floats); other dtypes fail with PN_EINVAL. F64 beyond float range becomes inf. */
 pn_status pn_st_to_f32(const pn_st_tensor *t, float *dst, pn_error *err);
 
+/* "F32", "BF16", ...; "?" and 0 for values outside the enum. */
 const char *pn_st_dtype_name(pn_st_dtype t);
 size_t pn_st_dtype_size(pn_st_dtype t);
 
 /* Writer: collect tensors (data is copied) and metadata, then write the file
- * atomically (temp file in the same directory + fsync + rename). */
+ * atomically (<path>.tmp.<pid> in the same directory + fsync + rename).
+ * The file lists tensors and metadata sorted by name, data contiguous in name
+ * order, header space-padded to a multiple of 8 bytes. Adding a name twice or
+ * the reserved name "__metadata__" fails with PN_EINVAL; setting a metadata
+ * key again replaces its value. A writer can be saved more than once. */
 typedef struct pn_st_writer pn_st_writer;
 
 pn_status pn_st_writer_create(pn_st_writer **out, pn_error *err);

@@ -1,0 +1,191 @@
+/* pneumo's neural-network engine: networks described by a text cfg
+ * (docs/cfg.md), run on oneDNN primitives, trained with fp32 master weights
+ * and fp32 or bf16 compute.
+ *
+ * Activations are NHWC. The caller feeds float32 NHWC input normalised as the
+ * model expects, and reads float32 logits. Nothing here is global: a pn_ctx
+ * holds the oneDNN engine and stream; a pn_net is used by one thread at a time. */
+#ifndef PNEUMO_NN_H
+#define PNEUMO_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pneumo/error.h"
+#include "pneumo/tensor.h"
+
+/* ---- context ------------------------------------------------------------ */
+typedef struct pn_ctx pn_ctx;
+
+pn_status pn_ctx_create(pn_ctx **out, pn_error *err);
+void pn_ctx_destroy(pn_ctx *ctx);
+/* 1 when the CPU computes bf16 natively (AVX512-BF16 or AMX). */
+int pn_ctx_has_native_bf16(const pn_ctx *ctx);
+const char *pn_ctx_isa_name(const pn_ctx *ctx);
+
+/* ---- networks ----------------------------------------------------------- */
+typedef struct pn_net pn_net;
+
+typedef struct pn_net_options {
+    int channels;       /* 0 = as in the cfg */
+    int input_size;     /* 0 = as in the cfg */
+    int classes;        /* 0 = as in the cfg */
+    pn_dtype precision; /* compute type; PN_BF16 falls back to PN_F32 without native bf16 */
+    uint64_t seed;      /* initialisation and dropout */
+} pn_net_options;
+
+typedef struct pn_param {
+    char name[128];
+    int ndim;
+    int shape[4];
+    size_t numel;
+    float *data;        /* fp32 master copy */
+    float *grad;        /* written by pn_net_backward; NULL for buffers */
+    int is_buffer;      /* running statistics: saved, not trained */
+    int frozen;         /* excluded from optimisation (and its layer's weight gradients) */
+    int no_decay;       /* biases and norm parameters: no weight decay */
+} pn_param;
+
+/* Builds a network from cfg text. Parameters are initialised (Kaiming for
+ * conv/fc followed by ReLU-like activations, Xavier otherwise; BN gamma 1). */
+pn_status pn_net_create(pn_ctx *ctx, const char *cfg_text, const pn_net_options *opt,
+                        pn_net **out, pn_error *err);
+void pn_net_destroy(pn_net *net);
+
+/* Reads models/arch/NAME.cfg (searching $PNEUMO_ARCH_DIR, the source tree, the
+ * installed share dir) or a file path; *text is malloc'ed. */
+pn_status pn_arch_read(const char *name_or_path, char **text, pn_error *err);
+
+int pn_net_input_size(const pn_net *net);
+int pn_net_channels(const pn_net *net);
+int pn_net_classes(const pn_net *net);
+pn_dtype pn_net_precision(const pn_net *net);
+const char *pn_net_cfg_text(const pn_net *net);
+const float *pn_net_mean(const pn_net *net); /* per-channel normalisation */
+const float *pn_net_std(const pn_net *net);
+
+size_t pn_net_param_count(const pn_net *net);
+pn_param *pn_net_param(pn_net *net, size_t i);
+pn_param *pn_net_find_param(pn_net *net, const char *name);
+/* Freezes (1) or unfreezes (0) every parameter whose name starts with prefix
+ * ("" = all); returns how many matched. */
+size_t pn_net_freeze(pn_net *net, const char *prefix, int frozen);
+/* Call after writing parameter data directly, so cached weight layouts refresh. */
+void pn_net_params_changed(pn_net *net);
+/* Total trainable values. */
+size_t pn_net_trainable_count(const pn_net *net);
+
+/* Forward modes. */
+enum {
+    PN_FWD_INFER = 0, /* inference: running statistics, no dropout, nothing kept */
+    PN_FWD_TRAIN = 1, /* training: batch statistics, dropout, keeps what backward needs */
+    PN_FWD_GRAD = 2   /* inference semantics, but backward allowed (Grad-CAM) */
+};
+/* Forward pass on n images (float32 NHWC, n x size x size x channels). */
+pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_error *err);
+/* Logits of the last forward, n x classes float32 (valid until the next call). */
+const float *pn_net_logits(pn_net *net);
+/* Backpropagates d(loss)/d(logits) (n x classes float32) from the last
+ * training forward; fills every non-frozen param's grad. */
+pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err);
+
+/* Layer outputs by name, for Grad-CAM: activations and their gradient after
+ * pn_net_backward (f32 copies, NHWC). Keep-alive is requested before forward. */
+pn_status pn_net_watch(pn_net *net, const char *layer_name, pn_error *err);
+pn_status pn_net_watched(pn_net *net, float **act, float **grad, int *c, int *h, int *w,
+                         pn_error *err);
+/* Name of the last layer with spatial output (Grad-CAM default target). */
+const char *pn_net_last_conv_name(const pn_net *net);
+
+/* Prints the layer table: layer, kind, output shape, parameters, MACs. */
+void pn_net_print(const pn_net *net, FILE *out);
+uint64_t pn_net_macs(const pn_net *net);
+
+/* Inference-only: folds batch norm into the preceding convolution and fuses
+ * activations as oneDNN post-ops. The net can no longer train afterwards. */
+pn_status pn_net_fuse_for_inference(pn_net *net, pn_error *err);
+
+/* For fine-tuning BN-folded pretrained weights with batch statistics: one
+ * forward pass over a representative batch sets every batch norm's running
+ * statistics to the batch's and rescales its affine parameters so that the
+ * function computed is unchanged (see ../shared/pretrained/README.md). */
+pn_status pn_net_recalibrate_bn(pn_net *net, const float *input, int n, pn_error *err);
+
+/* Copies weights by name from a safetensors file. map: "from=to" prefix
+ * rewrites, ';'-separated (may be NULL). skip_prefix: parameters of ours not
+ * to load (e.g. "classifier."; NULL for none). A conv bias in the file whose
+ * layer has no bias but feeds a batch norm becomes that batch norm's shift
+ * (BN-folded pretrained files). Fails on shape mismatch; reports unused and
+ * missing tensors in *report (malloc'ed text, may be NULL). */
+pn_status pn_net_load_weights(pn_net *net, const char *path, const char *map,
+                              const char *skip_prefix, char **report, pn_error *err);
+
+/* ---- losses --------------------------------------------------------------- */
+/* Mean softmax cross-entropy with optional per-class weights (NULL = 1) and
+ * label smoothing; writes dlogits (n x classes) when non-NULL. */
+float pn_softmax_cross_entropy(const float *logits, const int *labels, int n, int classes,
+                               const float *class_weights, float label_smoothing,
+                               float *dlogits);
+/* Mean binary cross-entropy with logits (one logit per sample), optional
+ * positive-class weight. */
+float pn_bce_with_logits(const float *logits, const float *targets, int n, float pos_weight,
+                         float *dlogits);
+void pn_softmax(const float *logits, int n, int classes, float *probs);
+
+/* ---- optimisers and schedules ------------------------------------------- */
+typedef enum pn_optim_kind { PN_SGD, PN_ADAM, PN_ADAMW } pn_optim_kind;
+
+typedef struct pn_optim_config {
+    pn_optim_kind kind;
+    float lr;
+    float momentum;      /* SGD */
+    int nesterov;        /* SGD */
+    float beta1, beta2, eps; /* Adam(W) */
+    float weight_decay;  /* L2 for SGD/Adam, decoupled for AdamW */
+    float clip_norm;     /* global gradient-norm clipping; 0 = off */
+} pn_optim_config;
+
+typedef struct pn_optim pn_optim;
+
+pn_optim_config pn_optim_defaults(pn_optim_kind kind);
+pn_status pn_optim_create(const pn_optim_config *cfg, pn_net *net, pn_optim **out, pn_error *err);
+void pn_optim_destroy(pn_optim *o);
+/* One update of every trainable parameter at learning rate lr; returns the
+ * gradient norm before clipping. */
+float pn_optim_step(pn_optim *o, float lr);
+/* State for checkpoints: moments per parameter, step count. */
+size_t pn_optim_state_count(const pn_optim *o);
+float *pn_optim_state(pn_optim *o, size_t param_index, int which); /* which 0/1 = moments */
+int64_t *pn_optim_step_counter(pn_optim *o);
+
+typedef enum pn_schedule_kind { PN_SCHED_CONSTANT, PN_SCHED_STEP, PN_SCHED_COSINE, PN_SCHED_PLATEAU } pn_schedule_kind;
+
+typedef struct pn_schedule {
+    pn_schedule_kind kind;
+    float base_lr, min_lr;
+    int warmup_steps;       /* linear warm-up (cosine) */
+    int total_steps;        /* cosine */
+    int step_size;          /* step: epochs between decays */
+    float gamma;            /* step and plateau factor */
+    int patience;           /* plateau: epochs without improvement */
+    /* plateau state */
+    float best, current_lr;
+    int bad_epochs;
+} pn_schedule;
+
+/* Learning rate at global step `step` within epoch `epoch`. */
+float pn_schedule_lr(const pn_schedule *s, int step, int epoch);
+/* Plateau schedule: report the epoch's validation metric (lower is better). */
+void pn_schedule_observe(pn_schedule *s, float val_metric);
+
+/* ---- reproducible randomness -------------------------------------------- */
+/* Counter-based: the same (seed, a, b) always gives the same stream, whatever
+ * the thread that asks. */
+typedef struct pn_rng { uint64_t s[2]; } pn_rng;
+pn_rng pn_rng_seed(uint64_t seed, uint64_t a, uint64_t b);
+uint64_t pn_rng_next(pn_rng *r);
+float pn_rng_uniform(pn_rng *r);          /* [0, 1) */
+float pn_rng_normal(pn_rng *r);
+
+#endif
