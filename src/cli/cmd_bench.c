@@ -1,0 +1,132 @@
+/* pneumo bench: engine throughput on random data, for bench/run.sh.
+ * Prints one JSON line in the same shape as bench/torch_bench.py. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli/commands.h"
+#include "pneumo/nn.h"
+
+typedef struct bench_opts {
+    const char *arch, *mode;
+    int batch, size, threads, iters, warmup, bf16, fused;
+} bench_opts;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int parse(int argc, char **argv, bench_opts *o)
+{
+    *o = (bench_opts){"resnet18", "train", 32, 224, 2, 10, 3, 0, 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--arch") && v) o->arch = v, i++;
+        else if (!strcmp(a, "--mode") && v) o->mode = v, i++;
+        else if (!strcmp(a, "--batch") && v) o->batch = atoi(v), i++;
+        else if (!strcmp(a, "--size") && v) o->size = atoi(v), i++;
+        else if (!strcmp(a, "--threads") && v) o->threads = atoi(v), i++;
+        else if (!strcmp(a, "--iters") && v) o->iters = atoi(v), i++;
+        else if (!strcmp(a, "--warmup") && v) o->warmup = atoi(v), i++;
+        else if (!strcmp(a, "--precision") && v) o->bf16 = !strcmp(v, "bf16"), i++;
+        else if (!strcmp(a, "--no-fuse")) o->fused = 0;
+        else {
+            fprintf(stderr, "usage: pneumo bench [--arch NAME] [--mode train|infer] [--batch N] [--size N]\n"
+                            "       [--threads N] [--iters N] [--warmup N] [--precision fp32|bf16] [--no-fuse]\n");
+            return 2;
+        }
+    }
+    return o->batch > 0 && o->iters > 0 && o->threads > 0 ? 0 : 2;
+}
+
+static int run_iters(const bench_opts *o, pn_net *net, pn_optim *opt, const float *x,
+                     const int *labels, double *times, pn_error *err)
+{
+    int classes = pn_net_classes(net), train = !strcmp(o->mode, "train");
+    float *dlogits = malloc((size_t)o->batch * classes * sizeof(float));
+    for (int it = 0; it < o->warmup + o->iters; it++) {
+        double t0 = now_s();
+        if (train) {
+            if (pn_net_forward(net, x, o->batch, PN_FWD_TRAIN, err))
+                return free(dlogits), 1;
+            pn_softmax_cross_entropy(pn_net_logits(net), labels, o->batch, classes, NULL, 0, dlogits);
+            if (pn_net_backward(net, dlogits, err))
+                return free(dlogits), 1;
+            pn_optim_step(opt, 1e-4f);
+        } else if (pn_net_forward(net, x, o->batch, PN_FWD_INFER, err)) {
+            return free(dlogits), 1;
+        }
+        if (it >= o->warmup)
+            times[it - o->warmup] = now_s() - t0;
+    }
+    free(dlogits);
+    return 0;
+}
+
+int pn_cmd_bench(int argc, char **argv)
+{
+    bench_opts o;
+    if (parse(argc, argv, &o))
+        return 2;
+    omp_set_num_threads(o.threads);
+    pn_error err = {0};
+    char *text = NULL;
+    pn_ctx *ctx = NULL;
+    pn_net *net = NULL;
+    pn_optim *opt = NULL;
+    pn_net_options nopt = {.input_size = o.size, .precision = o.bf16 ? PN_BF16 : PN_F32, .seed = 1};
+    int train = !strcmp(o.mode, "train"), rc = 1;
+    if (pn_arch_read(o.arch, &text, &err) || pn_ctx_create(&ctx, &err) ||
+        pn_net_create(ctx, text, &nopt, &net, &err))
+        goto done;
+    pn_optim_config oc = pn_optim_defaults(PN_ADAM);
+    if (train && pn_optim_create(&oc, net, &opt, &err))
+        goto done;
+    if (!train && o.fused && pn_net_fuse_for_inference(net, &err))
+        goto done;
+    size_t in_count = (size_t)o.batch * o.size * o.size * pn_net_channels(net);
+    float *x = malloc(in_count * sizeof(float));
+    int *labels = malloc((size_t)o.batch * sizeof(int));
+    double *times = malloc((size_t)o.iters * sizeof(double));
+    pn_rng r = pn_rng_seed(7, 0, 0);
+    for (size_t i = 0; i < in_count; i++)
+        x[i] = pn_rng_normal(&r);
+    for (int i = 0; i < o.batch; i++)
+        labels[i] = i % 2;
+    rc = run_iters(&o, net, opt, x, labels, times, &err);
+    if (!rc) {
+        qsort(times, (size_t)o.iters, sizeof *times, cmp_double);
+        double med = times[o.iters / 2];
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("{\"impl\": \"pneumo\", \"arch\": \"%s\", \"mode\": \"%s\", \"config\": \"%s%s\", "
+               "\"threads\": %d, \"batch\": %d, \"median_s\": %.6f, \"imgs_per_s\": %.2f, "
+               "\"ms_per_batch\": %.3f, \"peak_rss_mb\": %.1f, \"isa\": \"%s\"}\n",
+               o.arch, o.mode, pn_net_precision(net) == PN_BF16 ? "bf16" : "fp32",
+               !train && o.fused ? "_fused" : "", o.threads, o.batch, med, o.batch / med,
+               med * 1e3, ru.ru_maxrss / 1024.0, pn_ctx_isa_name(ctx));
+    }
+    free(x);
+    free(labels);
+    free(times);
+done:
+    if (rc)
+        fprintf(stderr, "pneumo bench: %s\n", err.msg);
+    pn_optim_destroy(opt);
+    pn_net_destroy(net);
+    pn_ctx_destroy(ctx);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,146 @@
+/* Small wrappers around oneDNN's C API used by every layer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/internal.h"
+
+dnnl_data_type_t pn_dnnl_dt(pn_dtype t) { return t == PN_BF16 ? dnnl_bf16 : dnnl_f32; }
+
+pn_status pn_md_nhwc(dnnl_memory_desc_t *md, int n, int c, int h, int w, pn_dtype t, pn_error *err)
+{
+    dnnl_dims_t dims = {n, c, h, w};
+    PN_DNNL(dnnl_memory_desc_init_by_tag(md, 4, dims, pn_dnnl_dt(t), dnnl_nhwc), err, "memory desc");
+    return PN_OK;
+}
+
+pn_status pn_exec(pn_net *net, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args,
+                  const char *what, pn_error *err)
+{
+    PN_DNNL(dnnl_primitive_execute(p, net->ctx->stream, nargs, args), err, what);
+    return PN_OK;
+}
+
+pn_status pn_make_pd(pn_net *net, const void *op_desc, const_dnnl_primitive_attr_t attr,
+                     const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd,
+                     const char *what, pn_error *err)
+{
+    PN_DNNL(dnnl_primitive_desc_create(pd, op_desc, attr, net->ctx->engine, hint), err, what);
+    return PN_OK;
+}
+
+pn_status pn_make_prim(dnnl_primitive_desc_t pd, dnnl_primitive_t *p, const char *what,
+                       pn_error *err)
+{
+    PN_DNNL(dnnl_primitive_create(p, pd), err, what);
+    return PN_OK;
+}
+
+void pn_destroy_prim(dnnl_primitive_t *p)
+{
+    if (*p)
+        dnnl_primitive_destroy(*p);
+    *p = NULL;
+}
+
+void pn_destroy_pd(dnnl_primitive_desc_t *pd)
+{
+    if (*pd)
+        dnnl_primitive_desc_destroy(*pd);
+    *pd = NULL;
+}
+
+void pn_destroy_mem(dnnl_memory_t *m)
+{
+    if (*m)
+        dnnl_memory_destroy(*m);
+    *m = NULL;
+}
+
+pn_status pn_wmem_init(pn_wmem *w, pn_net *net, const dnnl_memory_desc_t *user_md, void *user_data,
+                       const dnnl_memory_desc_t *prim_md, int to_user, pn_error *err)
+{
+    memset(w, 0, sizeof *w);
+    w->to_user = to_user;
+    dnnl_engine_t eng = net->ctx->engine;
+    PN_DNNL(dnnl_memory_create(&w->user, user_md, eng, user_data), err, "weights memory");
+    if (dnnl_memory_desc_equal(user_md, prim_md))
+        return PN_OK;
+    PN_DNNL(dnnl_memory_create(&w->prim, prim_md, eng, DNNL_MEMORY_ALLOCATE), err,
+            "weights memory");
+    dnnl_primitive_desc_t rpd;
+    const dnnl_memory_desc_t *from = to_user ? prim_md : user_md, *to = to_user ? user_md : prim_md;
+    PN_DNNL(dnnl_reorder_primitive_desc_create(&rpd, from, eng, to, eng, NULL), err, "reorder");
+    dnnl_status_t st = dnnl_primitive_create(&w->reorder, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    if (st != dnnl_success)
+        return pn_fail(err, PN_EDNNL, "reorder: oneDNN status %d", (int)st);
+    return PN_OK;
+}
+
+pn_status pn_wmem_sync(pn_wmem *w, pn_net *net, pn_error *err)
+{
+    if (!w->reorder)
+        return PN_OK;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, w->to_user ? w->prim : w->user},
+                              {DNNL_ARG_TO, w->to_user ? w->user : w->prim}};
+    return pn_exec(net, w->reorder, 2, args, "weights reorder", err);
+}
+
+void pn_wmem_free(pn_wmem *w)
+{
+    pn_destroy_prim(&w->reorder);
+    pn_destroy_mem(&w->prim);
+    pn_destroy_mem(&w->user);
+}
+
+void *pn_grad_begin(pn_net *net, pn_buf *b)
+{
+    return b->grad_written ? net->scratch : b->grad;
+}
+
+void pn_grad_end(pn_net *net, pn_buf *b, void *dst, int n)
+{
+    if (!b->grad_written) {
+        b->grad_written = 1;
+        return;
+    }
+    size_t count = pn_buf_numel(b, n);
+    pn_dtype t = net->dt;
+    if (t == PN_F32) {
+        float *g = b->grad;
+        const float *s = dst;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            g[i] += s[i];
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            pn_st(b->grad, t, i, pn_ld(b->grad, t, i) + pn_ld(dst, t, i));
+    }
+}
+
+pn_status pn_parse_padding(const char *spec, int in, int k, int stride, int dilation,
+                           int *pad_before, int *pad_after, pn_error *err)
+{
+    int span = (k - 1) * dilation + 1;
+    if (!strcmp(spec, "same")) {
+        *pad_before = *pad_after = span / 2;
+    } else if (!strcmp(spec, "valid")) {
+        *pad_before = *pad_after = 0;
+    } else if (!strcmp(spec, "tf_same")) {
+        /* TensorFlow SAME: output = ceil(in / stride), extra padding at the end. */
+        int out = (in + stride - 1) / stride;
+        int total = (out - 1) * stride + span - in;
+        if (total < 0)
+            total = 0;
+        *pad_before = total / 2;
+        *pad_after = total - total / 2;
+    } else {
+        char *end;
+        long p = strtol(spec, &end, 10);
+        if (*end || p < 0 || p > 64)
+            return pn_fail(err, PN_EFORMAT, "bad padding '%s' (same, tf_same, valid or N)", spec);
+        *pad_before = *pad_after = (int)p;
+    }
+    return PN_OK;
+}

@@ -1,0 +1,149 @@
+/* Element-wise activations: oneDNN eltwise where it has the function,
+ * a hand-written loop for hardsigmoid (absent from oneDNN 2.6). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/internal.h"
+
+typedef struct act_priv {
+    pn_act_kind kind;
+    int built_n, built_train;
+    dnnl_primitive_desc_t fwd_pd;
+    dnnl_primitive_t fwd, bwd;
+    dnnl_memory_t src, dst, dsrc, ddst;
+} act_priv;
+
+pn_act_kind pn_activation_kind(const pn_layer *l) { return ((const act_priv *)l->priv)->kind; }
+
+static pn_status act_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
+{
+    act_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    l->priv = p;
+    l->out = *pn_layer_in(net, l, 0);
+    /* Standalone [activation type=...] or `activation =` on another section. */
+    const char *key = strcmp(s->kind, "activation") ? "activation" : "type";
+    pn_status st = pn_act_parse(pn_cfg_str(s, key, "relu"), &p->kind, err);
+    return st ? pn_error_prefix(err, "cfg line %d: ", s->line) : PN_OK;
+}
+
+static void act_reset(pn_layer *l)
+{
+    act_priv *p = l->priv;
+    if (!p)
+        return;
+    pn_destroy_prim(&p->fwd);
+    pn_destroy_prim(&p->bwd);
+    pn_destroy_pd(&p->fwd_pd);
+    pn_destroy_mem(&p->src);
+    pn_destroy_mem(&p->dst);
+    pn_destroy_mem(&p->dsrc);
+    pn_destroy_mem(&p->ddst);
+    p->built_n = 0;
+}
+
+static void act_destroy(pn_layer *l)
+{
+    act_reset(l);
+    free(l->priv);
+    l->priv = NULL;
+}
+
+static pn_status act_build(pn_layer *l, pn_net *net, int n, int train, pn_error *err)
+{
+    act_priv *p = l->priv;
+    act_reset(l);
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+    pn_act_dnnl(p->kind, &alg, &alpha, &beta);
+    dnnl_memory_desc_t md;
+    pn_status st = pn_md_nhwc(&md, n, l->out.c, l->out.h, l->out.w, net->dt, err);
+    if (st)
+        return st;
+    dnnl_eltwise_desc_t fd;
+    PN_DNNL(dnnl_eltwise_forward_desc_init(&fd, train ? dnnl_forward_training : dnnl_forward_inference,
+            alg, &md, alpha, beta), err, l->name);
+    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)) ||
+        (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+        return st;
+    dnnl_engine_t eng = net->ctx->engine;
+    PN_DNNL(dnnl_memory_create(&p->src, &md, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->dst, &md, eng, DNNL_MEMORY_NONE), err, l->name);
+    if (train) {
+        dnnl_eltwise_desc_t bd;
+        PN_DNNL(dnnl_eltwise_backward_desc_init(&bd, alg, &md, &md, alpha, beta), err, l->name);
+        dnnl_primitive_desc_t pd;
+        if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+            return st;
+        st = pn_make_prim(pd, &p->bwd, l->name, err);
+        pn_destroy_pd(&pd);
+        if (st)
+            return st;
+        PN_DNNL(dnnl_memory_create(&p->dsrc, &md, eng, DNNL_MEMORY_NONE), err, l->name);
+        PN_DNNL(dnnl_memory_create(&p->ddst, &md, eng, DNNL_MEMORY_NONE), err, l->name);
+    }
+    p->built_n = n;
+    p->built_train = train;
+    return PN_OK;
+}
+
+static int handwritten(const act_priv *p)
+{
+    dnnl_alg_kind_t alg;
+    float a, b;
+    return !pn_act_dnnl(p->kind, &alg, &a, &b);
+}
+
+static pn_status act_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
+{
+    act_priv *p = l->priv;
+    pn_buf *in = pn_layer_in(net, l, 0);
+    size_t count = pn_buf_numel(&l->out, net->cur_n);
+    if (handwritten(p)) {
+        pn_dtype t = net->dt;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            pn_st(l->out.data, t, i, pn_act_apply(p->kind, pn_ld(in->data, t, i)));
+        return PN_OK;
+    }
+    int want_bwd = train != PN_FWD_INFER;
+    pn_status st;
+    if ((p->built_n != net->cur_n || p->built_train != want_bwd) &&
+        (st = act_build(l, net, net->cur_n, want_bwd, err)))
+        return st;
+    dnnl_memory_set_data_handle(p->src, in->data);
+    dnnl_memory_set_data_handle(p->dst, l->out.data);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DST, p->dst}};
+    return pn_exec(net, p->fwd, 2, args, l->name, err);
+}
+
+static pn_status act_backward(pn_layer *l, pn_net *net, pn_error *err)
+{
+    act_priv *p = l->priv;
+    if (!pn_net_needs_input_grad(net, l, 0))
+        return PN_OK;
+    pn_buf *in = pn_layer_in(net, l, 0);
+    void *dsrc = pn_grad_begin(net, in);
+    if (handwritten(p)) {
+        size_t count = pn_buf_numel(&l->out, net->cur_n);
+        pn_dtype t = net->dt;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < count; i++)
+            pn_st(dsrc, t, i, pn_ld(l->out.grad, t, i) * pn_act_grad(p->kind, pn_ld(in->data, t, i)));
+    } else {
+        dnnl_memory_set_data_handle(p->src, in->data);
+        dnnl_memory_set_data_handle(p->ddst, l->out.grad);
+        dnnl_memory_set_data_handle(p->dsrc, dsrc);
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->ddst},
+                                  {DNNL_ARG_DIFF_SRC, p->dsrc}};
+        pn_status st = pn_exec(net, p->bwd, 3, args, l->name, err);
+        if (st)
+            return st;
+    }
+    pn_grad_end(net, in, dsrc, net->cur_n);
+    return PN_OK;
+}
+
+const pn_layer_ops pn_layer_activation_ops = {"activation", act_init, act_forward, act_backward,
+                                              act_reset, act_destroy};

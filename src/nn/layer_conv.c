@@ -1,0 +1,310 @@
+/* 2-D convolution on oneDNN: stride, symmetric or TF-SAME padding, dilation,
+ * groups (depthwise), optional bias, and for inference a fused activation
+ * post-op. Weights are fp32 [O, I/groups, kh, kw]; oneDNN receives them
+ * reordered into whatever blocked (and bf16) layout its kernel asks for. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/internal.h"
+#include "nn/layer_conv.h"
+
+typedef struct conv_priv {
+    pn_conv_geom g;
+    int built_n, built_train;
+    dnnl_primitive_desc_t fwd_pd;
+    dnnl_primitive_t fwd, bwd_data, bwd_weights;
+    dnnl_memory_t src, dst, bias, dsrc, ddst, dbias;
+    pn_wmem w_fwd, w_bwd, dw;
+    uint64_t synced_wver;
+} conv_priv;
+
+const pn_conv_geom *pn_conv_geometry(const pn_layer *l) { return &((conv_priv *)l->priv)->g; }
+pn_conv_geom *pn_conv_geometry_mut(pn_layer *l) { return &((conv_priv *)l->priv)->g; }
+
+static pn_status parse_geometry(pn_conv_geom *g, const pn_buf *in, const pn_cfg_section *s,
+                                pn_error *err)
+{
+    pn_status st;
+    const char *size = pn_cfg_str(s, "size", "3");
+    if (sscanf(size, "%dx%d", &g->kh, &g->kw) != 2) {
+        g->kh = g->kw = atoi(size);
+    }
+    int stride, dil;
+    if ((st = pn_cfg_int(s, "filters", 0, &g->filters, err)) ||
+        (st = pn_cfg_int(s, "stride", 1, &stride, err)) ||
+        (st = pn_cfg_int(s, "dilation", 1, &dil, err)))
+        return st;
+    g->sh = g->sw = stride;
+    g->dh = g->dw = dil;
+    const char *groups = pn_cfg_str(s, "groups", "1");
+    g->groups = !strcmp(groups, "dw") ? in->c : atoi(groups);
+    if (g->filters <= 0 && !strcmp(groups, "dw"))
+        g->filters = in->c;
+    if (g->filters <= 0 || g->kh <= 0 || g->kw <= 0 || stride <= 0 || dil <= 0 || g->groups <= 0)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: filters, size, stride, dilation and groups must be positive", s->line);
+    if (in->c % g->groups || g->filters % g->groups)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: %d input and %d output channels are not divisible by groups=%d", s->line, in->c, g->filters, g->groups);
+    const char *pad = pn_cfg_str(s, "pad", "same");
+    if ((st = pn_parse_padding(pad, in->h, g->kh, g->sh, g->dh, &g->pt, &g->pb, err)) ||
+        (st = pn_parse_padding(pad, in->w, g->kw, g->sw, g->dw, &g->pl, &g->pr, err)))
+        return pn_error_prefix(err, "cfg line %d [conv]: ", s->line);
+    g->in_c = in->c;
+    return PN_OK;
+}
+
+static pn_status conv_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
+{
+    conv_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    l->priv = p;
+    pn_conv_geom *g = &p->g;
+    const pn_buf *in = pn_layer_in(net, l, 0);
+    pn_status st = parse_geometry(g, in, s, err);
+    int batchnorm;
+    if (st || (st = pn_cfg_int(s, "batchnorm", 0, &batchnorm, err)) ||
+        (st = pn_cfg_int(s, "bias", !batchnorm, &g->has_bias, err)))
+        return st;
+    int oh = (in->h + g->pt + g->pb - ((g->kh - 1) * g->dh + 1)) / g->sh + 1;
+    int ow = (in->w + g->pl + g->pr - ((g->kw - 1) * g->dw + 1)) / g->sw + 1;
+    if (oh <= 0 || ow <= 0)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: input %dx%d is too small for this kernel", s->line, in->h, in->w);
+    l->out.c = g->filters;
+    l->out.h = oh;
+    l->out.w = ow;
+    int ipg = in->c / g->groups;
+    l->macs = (uint64_t)g->filters * oh * ow * ipg * g->kh * g->kw;
+    int wshape[4] = {g->filters, ipg, g->kh, g->kw};
+    size_t wi, bi;
+    if ((st = pn_net_add_param(net, l, "weight", 4, wshape, 0, 0, &wi, err)))
+        return st;
+    pn_rng r = pn_rng_seed(net->seed, (uint64_t)l->index, 1);
+    pn_init_kaiming(net->params[wi].data, net->params[wi].numel, ipg * g->kh * g->kw, &r);
+    if (g->has_bias && (st = pn_net_add_param(net, l, "bias", 1, &g->filters, 0, 1, &bi, err)))
+        return st;
+    return PN_OK;
+}
+
+static void conv_reset(pn_layer *l)
+{
+    conv_priv *p = l->priv;
+    if (!p)
+        return;
+    pn_destroy_prim(&p->fwd);
+    pn_destroy_prim(&p->bwd_data);
+    pn_destroy_prim(&p->bwd_weights);
+    pn_destroy_pd(&p->fwd_pd);
+    dnnl_memory_t *mems[] = {&p->src, &p->dst, &p->bias, &p->dsrc, &p->ddst, &p->dbias};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        pn_destroy_mem(mems[i]);
+    pn_wmem_free(&p->w_fwd);
+    pn_wmem_free(&p->w_bwd);
+    pn_wmem_free(&p->dw);
+    p->built_n = 0;
+}
+
+void pn_conv_rebuild(pn_layer *l) { conv_reset(l); }
+
+static void conv_destroy(pn_layer *l)
+{
+    conv_reset(l);
+    if (l->priv)
+        free(((conv_priv *)l->priv)->g.fused_bias);
+    free(l->priv);
+    l->priv = NULL;
+}
+
+/* Weight descriptors: oneDNN's grouped layout goihw has the same memory order
+ * as our [O, I/G, kh, kw]. */
+static pn_status weight_mds(const pn_conv_geom *g, dnnl_data_type_t dt, dnnl_memory_desc_t *user,
+                            dnnl_memory_desc_t *any, pn_error *err)
+{
+    int ipg = g->in_c / g->groups;
+    if (g->groups > 1) {
+        dnnl_dims_t d = {g->groups, g->filters / g->groups, ipg, g->kh, g->kw};
+        PN_DNNL(dnnl_memory_desc_init_by_tag(user, 5, d, dnnl_f32, dnnl_goihw), err, "conv weights");
+        PN_DNNL(dnnl_memory_desc_init_by_tag(any, 5, d, dt, dnnl_format_tag_any), err, "conv weights");
+    } else {
+        dnnl_dims_t d = {g->filters, ipg, g->kh, g->kw};
+        PN_DNNL(dnnl_memory_desc_init_by_tag(user, 4, d, dnnl_f32, dnnl_oihw), err, "conv weights");
+        PN_DNNL(dnnl_memory_desc_init_by_tag(any, 4, d, dt, dnnl_format_tag_any), err, "conv weights");
+    }
+    return PN_OK;
+}
+
+typedef struct conv_descs {
+    dnnl_memory_desc_t src, dst, w_user, w_any, dw_any, bias;
+    dnnl_dims_t strides, dilates, pad_l, pad_r;
+} conv_descs;
+
+static pn_status make_descs(pn_layer *l, pn_net *net, int n, conv_descs *d, pn_error *err)
+{
+    conv_priv *p = l->priv;
+    const pn_conv_geom *g = &p->g;
+    const pn_buf *in = pn_layer_in(net, l, 0);
+    pn_status st;
+    dnnl_memory_desc_t unused;
+    if ((st = pn_md_nhwc(&d->src, n, in->c, in->h, in->w, net->dt, err)) ||
+        (st = pn_md_nhwc(&d->dst, n, l->out.c, l->out.h, l->out.w, net->dt, err)) ||
+        (st = weight_mds(g, pn_dnnl_dt(net->dt), &d->w_user, &d->w_any, err)) ||
+        (st = weight_mds(g, dnnl_f32, &unused, &d->dw_any, err)))
+        return st;
+    dnnl_dims_t bd = {g->filters};
+    PN_DNNL(dnnl_memory_desc_init_by_tag(&d->bias, 1, bd, dnnl_f32, dnnl_x), err, "conv bias");
+    d->strides[0] = g->sh, d->strides[1] = g->sw;
+    d->dilates[0] = g->dh - 1, d->dilates[1] = g->dw - 1; /* oneDNN counts extra gaps */
+    d->pad_l[0] = g->pt, d->pad_l[1] = g->pl;
+    d->pad_r[0] = g->pb, d->pad_r[1] = g->pr;
+    return PN_OK;
+}
+
+static pn_status build_forward(pn_layer *l, pn_net *net, int n, int train, const conv_descs *d,
+                               pn_error *err)
+{
+    conv_priv *p = l->priv;
+    pn_conv_geom *g = &p->g;
+    dnnl_convolution_desc_t cd;
+    PN_DNNL(dnnl_dilated_convolution_forward_desc_init(&cd, train ? dnnl_forward_training : dnnl_forward_inference,
+            dnnl_convolution_direct, &d->src, &d->w_any, g->has_bias ? &d->bias : NULL, &d->dst,
+            d->strides, d->dilates, d->pad_l, d->pad_r), err, l->name);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+    if (g->post_act != PN_ACT_LINEAR && pn_act_dnnl(g->post_act, &alg, &alpha, &beta)) {
+        dnnl_post_ops_t po;
+        PN_DNNL(dnnl_primitive_attr_create(&attr), err, l->name);
+        PN_DNNL(dnnl_post_ops_create(&po), err, l->name);
+        dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, beta);
+        dnnl_primitive_attr_set_post_ops(attr, po);
+        dnnl_post_ops_destroy(po);
+    }
+    pn_status st = pn_make_pd(net, &cd, attr, NULL, &p->fwd_pd, l->name, err);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (st || (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+        return st;
+    pn_param *w = pn_layer_param(net, l, 0);
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(p->fwd_pd, dnnl_query_weights_md, 0);
+    if ((st = pn_wmem_init(&p->w_fwd, net, &d->w_user, w->data, wmd, 0, err)))
+        return st;
+    dnnl_engine_t eng = net->ctx->engine;
+    PN_DNNL(dnnl_memory_create(&p->src, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->dst, &d->dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    if (g->has_bias) {
+        float *bias = g->fused_bias ? g->fused_bias : pn_layer_param(net, l, 1)->data;
+        PN_DNNL(dnnl_memory_create(&p->bias, &d->bias, eng, bias), err, l->name);
+    }
+    return PN_OK;
+}
+
+static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, pn_error *err)
+{
+    conv_priv *p = l->priv;
+    const pn_conv_geom *g = &p->g;
+    dnnl_engine_t eng = net->ctx->engine;
+    pn_status st;
+    PN_DNNL(dnnl_memory_create(&p->ddst, &d->dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->dsrc, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
+
+    dnnl_convolution_desc_t bd;
+    PN_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &d->src,
+            &d->w_any, &d->dst, d->strides, d->dilates, d->pad_l, d->pad_r), err, l->name);
+    dnnl_primitive_desc_t pd;
+    if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+        return st;
+    st = pn_make_prim(pd, &p->bwd_data, l->name, err);
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (!st)
+        st = pn_wmem_init(&p->w_bwd, net, &d->w_user, pn_layer_param(net, l, 0)->data, wmd, 0, err);
+    pn_destroy_pd(&pd);
+    if (st)
+        return st;
+
+    dnnl_convolution_desc_t wd;
+    PN_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &d->src,
+            &d->dw_any, g->has_bias ? &d->bias : NULL, &d->dst, d->strides, d->dilates, d->pad_l,
+            d->pad_r), err, l->name);
+    if ((st = pn_make_pd(net, &wd, NULL, p->fwd_pd, &pd, l->name, err)))
+        return st;
+    st = pn_make_prim(pd, &p->bwd_weights, l->name, err);
+    const dnnl_memory_desc_t *dwmd = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
+    dnnl_memory_desc_t dw_user = d->w_user; /* fp32 plain, same dims */
+    if (!st)
+        st = pn_wmem_init(&p->dw, net, &dw_user, pn_layer_param(net, l, 0)->grad, dwmd, 1, err);
+    pn_destroy_pd(&pd);
+    if (st)
+        return st;
+    if (g->has_bias)
+        PN_DNNL(dnnl_memory_create(&p->dbias, &d->bias, eng, pn_layer_param(net, l, 1)->grad), err, l->name);
+    return PN_OK;
+}
+
+static pn_status conv_build(pn_layer *l, pn_net *net, int n, int train, pn_error *err)
+{
+    conv_priv *p = l->priv;
+    conv_reset(l);
+    conv_descs d;
+    pn_status st = make_descs(l, net, n, &d, err);
+    if (!st)
+        st = build_forward(l, net, n, train, &d, err);
+    if (!st && train)
+        st = build_backward(l, net, &d, err);
+    if (st)
+        return st;
+    p->built_n = n;
+    p->built_train = train;
+    p->synced_wver = (uint64_t)-1;
+    return PN_OK;
+}
+
+static pn_status conv_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
+{
+    conv_priv *p = l->priv;
+    int n = net->cur_n, want_bwd = train != PN_FWD_INFER;
+    pn_status st;
+    if ((p->built_n != n || p->built_train != want_bwd) && (st = conv_build(l, net, n, want_bwd, err)))
+        return st;
+    if (p->synced_wver != net->wver) {
+        if ((st = pn_wmem_sync(&p->w_fwd, net, err)))
+            return st;
+        p->synced_wver = net->wver;
+    }
+    dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
+    dnnl_memory_set_data_handle(p->dst, l->out.data);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, pn_wmem_get(&p->w_fwd)},
+                               {DNNL_ARG_DST, p->dst}, {DNNL_ARG_BIAS, p->bias}};
+    return pn_exec(net, p->fwd, p->g.has_bias ? 4 : 3, args, l->name, err);
+}
+
+static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
+{
+    conv_priv *p = l->priv;
+    pn_status st;
+    dnnl_memory_set_data_handle(p->ddst, l->out.grad);
+    if (pn_layer_trains(net, l)) {
+        dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->ddst},
+                                   {DNNL_ARG_DIFF_WEIGHTS, pn_wmem_get(&p->dw)},
+                                   {DNNL_ARG_DIFF_BIAS, p->dbias}};
+        if ((st = pn_exec(net, p->bwd_weights, p->g.has_bias ? 4 : 3, args, l->name, err)) ||
+            (st = pn_wmem_sync(&p->dw, net, err)))
+            return st;
+    }
+    if (!pn_net_needs_input_grad(net, l, 0))
+        return PN_OK;
+    if ((st = pn_wmem_sync(&p->w_bwd, net, err)))
+        return st;
+    pn_buf *in = pn_layer_in(net, l, 0);
+    void *dsrc = pn_grad_begin(net, in);
+    dnnl_memory_set_data_handle(p->dsrc, dsrc);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, p->ddst},
+                               {DNNL_ARG_WEIGHTS, pn_wmem_get(&p->w_bwd)},
+                               {DNNL_ARG_DIFF_SRC, p->dsrc}};
+    if ((st = pn_exec(net, p->bwd_data, 3, args, l->name, err)))
+        return st;
+    pn_grad_end(net, in, dsrc, net->cur_n);
+    return PN_OK;
+}
+
+const pn_layer_ops pn_layer_conv_ops = {"conv", conv_init, conv_forward, conv_backward,
+                                        conv_reset, conv_destroy};

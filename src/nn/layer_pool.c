@@ -1,0 +1,171 @@
+/* Max pooling, average pooling and global average pooling on oneDNN. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/internal.h"
+
+typedef struct pool_priv {
+    dnnl_alg_kind_t alg;
+    int kh, kw, sh, sw, pt, pb, pl, pr;
+    int built_n, built_train;
+    dnnl_primitive_desc_t fwd_pd;
+    dnnl_primitive_t fwd, bwd;
+    dnnl_memory_t src, dst, dsrc, ddst, ws;
+} pool_priv;
+
+static pn_status finish_init(pn_layer *l, pool_priv *p, const pn_buf *in, int line, pn_error *err)
+{
+    l->out.c = in->c;
+    l->out.h = (in->h + p->pt + p->pb - p->kh) / p->sh + 1;
+    l->out.w = (in->w + p->pl + p->pr - p->kw) / p->sw + 1;
+    if (l->out.h <= 0 || l->out.w <= 0 || p->kh <= 0 || p->sh <= 0)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d: pooling window does not fit the %dx%d input", line, in->h, in->w);
+    l->macs = (uint64_t)l->out.c * l->out.h * l->out.w * p->kh * p->kw;
+    return PN_OK;
+}
+
+static pn_status window_init(pn_layer *l, pn_net *net, const pn_cfg_section *s,
+                             dnnl_alg_kind_t alg, pn_error *err)
+{
+    pool_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    l->priv = p;
+    p->alg = alg;
+    const pn_buf *in = pn_layer_in(net, l, 0);
+    int size, stride;
+    pn_status st;
+    if ((st = pn_cfg_int(s, "size", 2, &size, err)) || (st = pn_cfg_int(s, "stride", size, &stride, err)))
+        return st;
+    p->kh = p->kw = size;
+    p->sh = p->sw = stride;
+    const char *pad = pn_cfg_str(s, "pad", "valid");
+    if ((st = pn_parse_padding(pad, in->h, size, stride, 1, &p->pt, &p->pb, err)) ||
+        (st = pn_parse_padding(pad, in->w, size, stride, 1, &p->pl, &p->pr, err)))
+        return pn_error_prefix(err, "cfg line %d: ", s->line);
+    return finish_init(l, p, in, s->line, err);
+}
+
+static pn_status maxpool_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
+{
+    return window_init(l, net, s, dnnl_pooling_max, err);
+}
+
+static pn_status avgpool_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
+{
+    /* PyTorch's AvgPool2d default (count_include_pad=True). */
+    return window_init(l, net, s, dnnl_pooling_avg_include_padding, err);
+}
+
+static pn_status gap_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
+{
+    pool_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    l->priv = p;
+    p->alg = dnnl_pooling_avg_exclude_padding;
+    const pn_buf *in = pn_layer_in(net, l, 0);
+    p->kh = p->sh = in->h;
+    p->kw = p->sw = in->w;
+    return finish_init(l, p, in, s->line, err);
+}
+
+static void pool_reset(pn_layer *l)
+{
+    pool_priv *p = l->priv;
+    if (!p)
+        return;
+    pn_destroy_prim(&p->fwd);
+    pn_destroy_prim(&p->bwd);
+    pn_destroy_pd(&p->fwd_pd);
+    dnnl_memory_t *m[] = {&p->src, &p->dst, &p->dsrc, &p->ddst, &p->ws};
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++)
+        pn_destroy_mem(m[i]);
+    p->built_n = 0;
+}
+
+static void pool_destroy(pn_layer *l)
+{
+    pool_reset(l);
+    free(l->priv);
+    l->priv = NULL;
+}
+
+static pn_status pool_build(pn_layer *l, pn_net *net, int n, int train, pn_error *err)
+{
+    pool_priv *p = l->priv;
+    pool_reset(l);
+    const pn_buf *in = pn_layer_in(net, l, 0);
+    dnnl_memory_desc_t src, dst;
+    pn_status st;
+    if ((st = pn_md_nhwc(&src, n, in->c, in->h, in->w, net->dt, err)) ||
+        (st = pn_md_nhwc(&dst, n, l->out.c, l->out.h, l->out.w, net->dt, err)))
+        return st;
+    dnnl_dims_t strides = {p->sh, p->sw}, kernel = {p->kh, p->kw}, pl = {p->pt, p->pl}, pr = {p->pb, p->pr};
+    dnnl_pooling_desc_t fd;
+    PN_DNNL(dnnl_pooling_forward_desc_init(&fd, train ? dnnl_forward_training : dnnl_forward_inference,
+            p->alg, &src, &dst, strides, kernel, pl, pr), err, l->name);
+    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)) ||
+        (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+        return st;
+    dnnl_engine_t eng = net->ctx->engine;
+    PN_DNNL(dnnl_memory_create(&p->src, &src, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->dst, &dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(p->fwd_pd, dnnl_query_workspace_md, 0);
+    if (ws && ws->ndims > 0)
+        PN_DNNL(dnnl_memory_create(&p->ws, ws, eng, DNNL_MEMORY_ALLOCATE), err, l->name);
+    if (train) {
+        dnnl_pooling_desc_t bd;
+        PN_DNNL(dnnl_pooling_backward_desc_init(&bd, p->alg, &src, &dst, strides, kernel, pl, pr), err, l->name);
+        dnnl_primitive_desc_t pd;
+        if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+            return st;
+        st = pn_make_prim(pd, &p->bwd, l->name, err);
+        pn_destroy_pd(&pd);
+        if (st)
+            return st;
+        PN_DNNL(dnnl_memory_create(&p->dsrc, &src, eng, DNNL_MEMORY_NONE), err, l->name);
+        PN_DNNL(dnnl_memory_create(&p->ddst, &dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    }
+    p->built_n = n;
+    p->built_train = train;
+    return PN_OK;
+}
+
+static pn_status pool_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
+{
+    pool_priv *p = l->priv;
+    int want_bwd = train != PN_FWD_INFER;
+    pn_status st;
+    if ((p->built_n != net->cur_n || p->built_train != want_bwd) &&
+        (st = pool_build(l, net, net->cur_n, want_bwd, err)))
+        return st;
+    dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
+    dnnl_memory_set_data_handle(p->dst, l->out.data);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DST, p->dst}, {DNNL_ARG_WORKSPACE, p->ws}};
+    return pn_exec(net, p->fwd, p->ws ? 3 : 2, args, l->name, err);
+}
+
+static pn_status pool_backward(pn_layer *l, pn_net *net, pn_error *err)
+{
+    pool_priv *p = l->priv;
+    if (!pn_net_needs_input_grad(net, l, 0))
+        return PN_OK;
+    pn_buf *in = pn_layer_in(net, l, 0);
+    void *dsrc = pn_grad_begin(net, in);
+    dnnl_memory_set_data_handle(p->ddst, l->out.grad);
+    dnnl_memory_set_data_handle(p->dsrc, dsrc);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, p->ddst}, {DNNL_ARG_DIFF_SRC, p->dsrc},
+                              {DNNL_ARG_WORKSPACE, p->ws}};
+    pn_status st = pn_exec(net, p->bwd, p->ws ? 3 : 2, args, l->name, err);
+    if (!st)
+        pn_grad_end(net, in, dsrc, net->cur_n);
+    return st;
+}
+
+const pn_layer_ops pn_layer_maxpool_ops = {"maxpool", maxpool_init, pool_forward, pool_backward,
+                                           pool_reset, pool_destroy};
+const pn_layer_ops pn_layer_avgpool_ops = {"avgpool", avgpool_init, pool_forward, pool_backward,
+                                           pool_reset, pool_destroy};
+const pn_layer_ops pn_layer_gap_ops = {"gap", gap_init, pool_forward, pool_backward, pool_reset,
+                                       pool_destroy};

@@ -1,0 +1,203 @@
+/* Squeeze-and-excitation (MobileNetV3): y = x * gate(W2 act(W1 mean_hw(x) + b1) + b2),
+ * channel-wise. The vectors are tiny (N x C), so this is hand-written; the two
+ * full-tensor passes are parallel over the batch and spatial positions. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/internal.h"
+
+enum { P_W1, P_B1, P_W2, P_B2 };
+
+typedef struct se_priv {
+    int c, s;
+    pn_act_kind act, gate;
+    int cap_n;
+    float *pooled, *z1, *a1, *z2, *scale, *dscale, *dz1;
+} se_priv;
+
+static pn_status se_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
+{
+    se_priv *p = calloc(1, sizeof *p);
+    if (!p)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    l->priv = p;
+    l->out = *pn_layer_in(net, l, 0);
+    p->c = l->out.c;
+    pn_status st;
+    if ((st = pn_cfg_int(s, "squeeze", 0, &p->s, err)) ||
+        (st = pn_act_parse(pn_cfg_str(s, "activation", "relu"), &p->act, err)) ||
+        (st = pn_act_parse(pn_cfg_str(s, "gate", "hardsigmoid"), &p->gate, err)))
+        return pn_error_prefix(err, "cfg line %d [se]: ", s->line);
+    if (p->s <= 0)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [se]: squeeze must be positive", s->line);
+    int w1[4] = {p->s, p->c, 1, 1}, w2[4] = {p->c, p->s, 1, 1};
+    size_t i1, i2, ib;
+    if ((st = pn_net_add_param(net, l, "fc1.weight", 4, w1, 0, 0, &i1, err)) ||
+        (st = pn_net_add_param(net, l, "fc1.bias", 1, &p->s, 0, 1, &ib, err)) ||
+        (st = pn_net_add_param(net, l, "fc2.weight", 4, w2, 0, 0, &i2, err)) ||
+        (st = pn_net_add_param(net, l, "fc2.bias", 1, &p->c, 0, 1, &ib, err)))
+        return st;
+    pn_rng r = pn_rng_seed(net->seed, (uint64_t)l->index, 1);
+    pn_init_kaiming(net->params[i1].data, net->params[i1].numel, p->c, &r);
+    pn_init_xavier(net->params[i2].data, net->params[i2].numel, p->s, p->c, &r);
+    l->macs = 2ull * p->c * p->s + (uint64_t)l->out.h * l->out.w * p->c;
+    return PN_OK;
+}
+
+static void free_work(se_priv *p)
+{
+    float **v[] = {&p->pooled, &p->z1, &p->a1, &p->z2, &p->scale, &p->dscale, &p->dz1};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        free(*v[i]);
+        *v[i] = NULL;
+    }
+    p->cap_n = 0;
+}
+
+static void se_reset(pn_layer *l) { (void)l; }
+
+static void se_destroy(pn_layer *l)
+{
+    if (l->priv)
+        free_work(l->priv);
+    free(l->priv);
+    l->priv = NULL;
+}
+
+static pn_status ensure_work(se_priv *p, int n, pn_error *err)
+{
+    if (n <= p->cap_n)
+        return PN_OK;
+    free_work(p);
+    size_t nc = (size_t)n * p->c, ns = (size_t)n * p->s;
+    p->pooled = malloc(nc * sizeof(float));
+    p->z2 = malloc(nc * sizeof(float));
+    p->scale = malloc(nc * sizeof(float));
+    p->dscale = malloc(nc * sizeof(float));
+    p->z1 = malloc(ns * sizeof(float));
+    p->a1 = malloc(ns * sizeof(float));
+    p->dz1 = malloc(ns * sizeof(float));
+    if (!p->pooled || !p->z2 || !p->scale || !p->dscale || !p->z1 || !p->a1 || !p->dz1)
+        return pn_fail(err, PN_ENOMEM, "squeeze-excitation: out of memory");
+    p->cap_n = n;
+    return PN_OK;
+}
+
+/* out[n][o] = b[o] + sum_i w[o][i] * in[n][i] */
+static void dense(const float *in, const float *w, const float *b, float *out, int n, int in_f,
+                  int out_f)
+{
+    for (int k = 0; k < n; k++)
+        for (int o = 0; o < out_f; o++) {
+            float acc = b[o];
+            for (int i = 0; i < in_f; i++)
+                acc += w[(size_t)o * in_f + i] * in[(size_t)k * in_f + i];
+            out[(size_t)k * out_f + o] = acc;
+        }
+}
+
+static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
+{
+    se_priv *p = l->priv;
+    int n = net->cur_n, c = p->c, hw = l->out.h * l->out.w;
+    pn_status st = ensure_work(p, n, err);
+    if (st)
+        return st;
+    const void *x = pn_layer_in(net, l, 0)->data;
+    pn_dtype t = net->dt;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < n; k++) {
+        float *pool = p->pooled + (size_t)k * c;
+        memset(pool, 0, (size_t)c * sizeof(float));
+        for (int i = 0; i < hw; i++)
+            for (int ch = 0; ch < c; ch++)
+                pool[ch] += pn_ld(x, t, ((size_t)k * hw + i) * c + ch);
+        for (int ch = 0; ch < c; ch++)
+            pool[ch] /= (float)hw;
+    }
+    dense(p->pooled, pn_layer_param(net, l, P_W1)->data, pn_layer_param(net, l, P_B1)->data, p->z1, n, c, p->s);
+    for (size_t i = 0; i < (size_t)n * p->s; i++)
+        p->a1[i] = pn_act_apply(p->act, p->z1[i]);
+    dense(p->a1, pn_layer_param(net, l, P_W2)->data, pn_layer_param(net, l, P_B2)->data, p->z2, n, p->s, c);
+    for (size_t i = 0; i < (size_t)n * c; i++)
+        p->scale[i] = pn_act_apply(p->gate, p->z2[i]);
+    size_t count = (size_t)n * hw * c;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++) {
+        size_t k = i / ((size_t)hw * c), ch = i % c;
+        pn_st(l->out.data, t, i, pn_ld(x, t, i) * p->scale[k * c + ch]);
+    }
+    return PN_OK;
+}
+
+/* Backward through the two dense layers: fills dz1 and the weight gradients,
+ * and turns p->dscale (dL/dscale) into dL/dpooled in place. */
+static void backward_dense(se_priv *p, pn_layer *l, pn_net *net, int n)
+{
+    int c = p->c, s = p->s;
+    float *w1 = pn_layer_param(net, l, P_W1)->data, *w2 = pn_layer_param(net, l, P_W2)->data;
+    float *gw1 = pn_layer_param(net, l, P_W1)->grad, *gb1 = pn_layer_param(net, l, P_B1)->grad;
+    float *gw2 = pn_layer_param(net, l, P_W2)->grad, *gb2 = pn_layer_param(net, l, P_B2)->grad;
+    memset(gw1, 0, (size_t)s * c * sizeof(float));
+    memset(gw2, 0, (size_t)s * c * sizeof(float));
+    memset(gb1, 0, (size_t)s * sizeof(float));
+    memset(gb2, 0, (size_t)c * sizeof(float));
+    for (int k = 0; k < n; k++) {
+        float *dz2 = p->dscale + (size_t)k * c; /* becomes dL/dz2 */
+        for (int ch = 0; ch < c; ch++)
+            dz2[ch] *= pn_act_grad(p->gate, p->z2[(size_t)k * c + ch]);
+        float *dz1 = p->dz1 + (size_t)k * s;
+        for (int j = 0; j < s; j++) {
+            float acc = 0;
+            for (int ch = 0; ch < c; ch++) {
+                acc += w2[(size_t)ch * s + j] * dz2[ch];
+                gw2[(size_t)ch * s + j] += dz2[ch] * p->a1[(size_t)k * s + j];
+            }
+            dz1[j] = acc * pn_act_grad(p->act, p->z1[(size_t)k * s + j]);
+            gb1[j] += dz1[j];
+        }
+        for (int ch = 0; ch < c; ch++) {
+            gb2[ch] += dz2[ch];
+            float acc = 0;
+            for (int j = 0; j < s; j++) {
+                acc += w1[(size_t)j * c + ch] * dz1[j];
+                gw1[(size_t)j * c + ch] += dz1[j] * p->pooled[(size_t)k * c + ch];
+            }
+            dz2[ch] = acc; /* now dL/dpooled */
+        }
+    }
+}
+
+static pn_status se_backward(pn_layer *l, pn_net *net, pn_error *err)
+{
+    se_priv *p = l->priv;
+    int n = net->cur_n, c = p->c, hw = l->out.h * l->out.w;
+    pn_buf *in = pn_layer_in(net, l, 0);
+    pn_dtype t = net->dt;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < n; k++) {
+        float *ds = p->dscale + (size_t)k * c;
+        memset(ds, 0, (size_t)c * sizeof(float));
+        for (int i = 0; i < hw; i++)
+            for (int ch = 0; ch < c; ch++) {
+                size_t idx = ((size_t)k * hw + i) * c + ch;
+                ds[ch] += pn_ld(l->out.grad, t, idx) * pn_ld(in->data, t, idx);
+            }
+    }
+    backward_dense(p, l, net, n);
+    if (!pn_net_needs_input_grad(net, l, 0))
+        return PN_OK;
+    void *dx = pn_grad_begin(net, in);
+    size_t count = (size_t)n * hw * c;
+    float inv_hw = 1.0f / (float)hw;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < count; i++) {
+        size_t k = i / ((size_t)hw * c), ch = i % c;
+        float g = pn_ld(l->out.grad, t, i) * p->scale[k * c + ch] + p->dscale[k * c + ch] * inv_hw;
+        pn_st(dx, t, i, g);
+    }
+    pn_grad_end(net, in, dx, n);
+    return PN_OK;
+}
+
+const pn_layer_ops pn_layer_se_ops = {"se", se_init, se_forward, se_backward, se_reset, se_destroy};

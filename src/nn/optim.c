@@ -1,0 +1,145 @@
+/* SGD (momentum, Nesterov), Adam and AdamW on the fp32 master weights. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/internal.h"
+
+struct pn_optim {
+    pn_optim_config cfg;
+    pn_net *net;
+    float **m, **v; /* per parameter; v unused by SGD */
+    int64_t step;
+};
+
+pn_optim_config pn_optim_defaults(pn_optim_kind kind)
+{
+    pn_optim_config c = {0};
+    c.kind = kind;
+    c.lr = kind == PN_SGD ? 0.01f : 1e-3f;
+    c.momentum = 0.9f;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    c.weight_decay = kind == PN_ADAMW ? 0.01f : 0;
+    return c;
+}
+
+pn_status pn_optim_create(const pn_optim_config *cfg, pn_net *net, pn_optim **out, pn_error *err)
+{
+    pn_optim *o = calloc(1, sizeof *o);
+    if (!o)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    o->cfg = *cfg;
+    o->net = net;
+    size_t n = pn_net_param_count(net);
+    o->m = calloc(n, sizeof *o->m);
+    o->v = calloc(n, sizeof *o->v);
+    if (!o->m || !o->v) {
+        pn_optim_destroy(o);
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const pn_param *p = pn_net_param(net, i);
+        if (p->is_buffer)
+            continue;
+        o->m[i] = calloc(p->numel, sizeof(float));
+        o->v[i] = calloc(p->numel, sizeof(float));
+        if (!o->m[i] || !o->v[i]) {
+            pn_optim_destroy(o);
+            return pn_fail(err, PN_ENOMEM, "out of memory");
+        }
+    }
+    *out = o;
+    return PN_OK;
+}
+
+void pn_optim_destroy(pn_optim *o)
+{
+    if (!o)
+        return;
+    size_t n = pn_net_param_count(o->net);
+    for (size_t i = 0; i < n; i++) {
+        if (o->m)
+            free(o->m[i]);
+        if (o->v)
+            free(o->v[i]);
+    }
+    free(o->m);
+    free(o->v);
+    free(o);
+}
+
+static int trains(const pn_param *p) { return !p->is_buffer && !p->frozen; }
+
+static float grad_norm(pn_net *net)
+{
+    double sum = 0;
+    for (size_t i = 0; i < pn_net_param_count(net); i++) {
+        const pn_param *p = pn_net_param(net, i);
+        if (!trains(p))
+            continue;
+        for (size_t k = 0; k < p->numel; k++)
+            sum += (double)p->grad[k] * p->grad[k];
+    }
+    return (float)sqrt(sum);
+}
+
+static void sgd_update(const pn_optim_config *c, pn_param *p, float *m, float lr, float gscale)
+{
+    float wd = p->no_decay ? 0 : c->weight_decay;
+    for (size_t k = 0; k < p->numel; k++) {
+        float g = p->grad[k] * gscale + wd * p->data[k];
+        m[k] = c->momentum * m[k] + g;
+        p->data[k] -= lr * (c->nesterov ? g + c->momentum * m[k] : m[k]);
+    }
+}
+
+static void adam_update(const pn_optim_config *c, pn_param *p, float *m, float *v, float lr,
+                        float gscale, int64_t step)
+{
+    float wd = p->no_decay ? 0 : c->weight_decay;
+    float bc1 = 1 - powf(c->beta1, (float)step), bc2 = 1 - powf(c->beta2, (float)step);
+    int decoupled = c->kind == PN_ADAMW;
+    for (size_t k = 0; k < p->numel; k++) {
+        float g = p->grad[k] * gscale;
+        if (decoupled)
+            p->data[k] -= lr * wd * p->data[k];
+        else
+            g += wd * p->data[k];
+        m[k] = c->beta1 * m[k] + (1 - c->beta1) * g;
+        v[k] = c->beta2 * v[k] + (1 - c->beta2) * g * g;
+        p->data[k] -= lr * (m[k] / bc1) / (sqrtf(v[k] / bc2) + c->eps);
+    }
+}
+
+float pn_optim_step(pn_optim *o, float lr)
+{
+    float norm = grad_norm(o->net);
+    float gscale = o->cfg.clip_norm > 0 && norm > o->cfg.clip_norm ? o->cfg.clip_norm / norm : 1.0f;
+    o->step++;
+    size_t n = pn_net_param_count(o->net);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < n; i++) {
+        pn_param *p = pn_net_param(o->net, i);
+        if (!trains(p))
+            continue;
+        if (o->cfg.kind == PN_SGD)
+            sgd_update(&o->cfg, p, o->m[i], lr, gscale);
+        else
+            adam_update(&o->cfg, p, o->m[i], o->v[i], lr, gscale, o->step);
+    }
+    pn_net_params_changed(o->net);
+    return norm;
+}
+
+size_t pn_optim_state_count(const pn_optim *o) { return pn_net_param_count(o->net); }
+
+float *pn_optim_state(pn_optim *o, size_t param_index, int which)
+{
+    if (param_index >= pn_net_param_count(o->net))
+        return NULL;
+    return which ? o->v[param_index] : o->m[param_index];
+}
+
+int64_t *pn_optim_step_counter(pn_optim *o) { return &o->step; }
