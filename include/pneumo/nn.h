@@ -121,6 +121,26 @@ pn_status pn_net_recalibrate_bn(pn_net *net, const float *input, int n, pn_error
 pn_status pn_net_load_weights(pn_net *net, const char *path, const char *map,
                               const char *skip_prefix, char **report, pn_error *err);
 
+/* ---- model files (safetensors) -------------------------------------------- */
+typedef struct pn_kv {
+    const char *key, *value;
+} pn_kv;
+
+#define PN_MODEL_FORMAT_VERSION "1"
+
+/* Writes every parameter and buffer (weights as bf16 when bf16_weights, else
+ * fp32; running statistics always fp32) and __metadata__: format, version,
+ * arch (the cfg text), input_size, channels, classes, mean, std, plus `meta`. */
+pn_status pn_net_save(const pn_net *net, const char *path, const pn_kv *meta, size_t n_meta,
+                      int bf16_weights, pn_error *err);
+/* Rebuilds the network from a model file's own metadata and loads every
+ * tensor, rejecting unknown, missing, mis-shaped or non-finite ones. *meta
+ * (optional) receives the opened file for reading the rest of __metadata__;
+ * close it with pn_st_close. */
+struct pn_st_file;
+pn_status pn_net_load(pn_ctx *ctx, const char *path, pn_dtype precision, pn_net **out,
+                      struct pn_st_file **meta, pn_error *err);
+
 /* ---- losses --------------------------------------------------------------- */
 /* Mean softmax cross-entropy with optional per-class weights (NULL = 1) and
  * label smoothing; writes dlogits (n x classes) when non-NULL. */

@@ -193,7 +193,9 @@ static pn_status build_section(pn_net *net, build_state *b, const pn_cfg_section
             return st;
         last = net->n_layers - 1;
     }
-    const char *act = strcmp(s->kind, "activation") ? pn_cfg_str(s, "activation", NULL) : NULL;
+    /* In [se], `activation` names the internal one, not a post-activation. */
+    int post_act = strcmp(s->kind, "activation") && strcmp(s->kind, "se");
+    const char *act = post_act ? pn_cfg_str(s, "activation", NULL) : NULL;
     if (act && strcmp(act, "linear")) {
         char act_name[112];
         snprintf(act_name, sizeof act_name, "%.100s.act", name);
