@@ -1,0 +1,64 @@
+/* Training a pneumo model from a folder dataset (Kaggle chest_xray layout):
+ * patient-wise validation split, cached decoding, augmentation, optional
+ * two-phase transfer learning, per-epoch validation, checkpoints, and at the
+ * end a decision threshold and temperature chosen on validation. */
+#ifndef PNEUMO_TRAIN_H
+#define PNEUMO_TRAIN_H
+
+#include <stdint.h>
+
+#include "pneumo/error.h"
+#include "pneumo/nn.h"
+
+typedef struct pn_train_config {
+    const char *data_dir;       /* <root>/train/{NORMAL,PNEUMONIA} or <root>/{NORMAL,PNEUMONIA} */
+    const char *arch;           /* name in models/arch or a cfg path */
+    const char *init;           /* pretrained safetensors (by name), or NULL */
+    const char *init_skip;      /* our parameters not to import (e.g. "classifier.") */
+    const char *out_dir;        /* model.safetensors, best/last checkpoints, history.csv */
+    const char *recipe_text;    /* the recipe (command line or file), stored in the model */
+    int input_size, channels;   /* 0 = from the cfg */
+    int epochs, batch, threads;
+    float lr, weight_decay, label_smoothing, val_fraction;
+    pn_optim_kind optimizer;
+    pn_schedule_kind schedule;
+    float warmup_epochs;
+    const char *freeze_prefix;  /* frozen for the first freeze_epochs (NULL = none) */
+    int freeze_epochs;
+    float phase2_lr_scale;      /* lr multiplier after unfreezing */
+    int class_weights_auto;     /* inverse-frequency class weights */
+    float class_weights[2];     /* used when not auto and [0] > 0 */
+    int augment;                /* default augmentation on/off */
+    int early_stop;             /* epochs without validation AUC improvement; 0 = off */
+    float target_sensitivity;   /* threshold rule; default 0.95 */
+    pn_dtype precision;
+    uint64_t seed;
+    int max_images;             /* use at most this many training images (tests); 0 = all */
+} pn_train_config;
+
+pn_train_config pn_train_defaults(void);
+
+typedef struct pn_train_progress {
+    int epoch, epochs, batch, batches, phase;
+    double loss, accuracy, images_per_s, eta_s, elapsed_s;
+    int epoch_done;             /* 1: the validation fields below are set */
+    double val_loss, val_accuracy, val_auc, val_sensitivity, val_specificity, lr;
+    int best;                   /* this epoch is the best so far */
+} pn_train_progress;
+
+typedef void (*pn_train_progress_fn)(void *user, const pn_train_progress *p);
+
+typedef struct pn_train_result {
+    double seconds;
+    int best_epoch;
+    float threshold, threshold_youden, temperature;
+    double val_auc, val_sensitivity, val_specificity, val_accuracy, val_balanced_accuracy;
+    char model_path[4096];
+} pn_train_result;
+
+/* *stop may be set (e.g. from a SIGINT handler) to finish after the current
+ * batch; a checkpoint is then written. */
+pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
+                       volatile int *stop, pn_train_result *result, pn_error *err);
+
+#endif

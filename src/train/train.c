@@ -1,0 +1,503 @@
+/* The training loop behind `pneumo train`. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "pneumo/data.h"
+#include "pneumo/eval.h"
+#include "pneumo/safetensors.h"
+#include "pneumo/train.h"
+
+pn_train_config pn_train_defaults(void)
+{
+    pn_train_config c = {0};
+    c.arch = "mobilenetv3-small";
+    c.out_dir = "runs/latest";
+    c.epochs = 10;
+    c.batch = 32;
+    c.lr = 1e-3f;
+    c.weight_decay = 1e-4f;
+    c.val_fraction = 0.2f;
+    c.optimizer = PN_ADAMW;
+    c.schedule = PN_SCHED_COSINE;
+    c.warmup_epochs = 0.5f;
+    c.phase2_lr_scale = 0.3f;
+    c.class_weights_auto = 1;
+    c.augment = 1;
+    c.target_sensitivity = 0.95f;
+    c.precision = PN_BF16;
+    c.seed = 42;
+    return c;
+}
+
+typedef struct trainer {
+    const pn_train_config *cfg;
+    pn_dataset ds;
+    pn_split split;
+    pn_cache *cache;
+    pn_loader *train, *val;
+    pn_ctx *ctx;
+    pn_net *net;
+    pn_optim *opt;
+    char *arch_text;
+    float *x, *dlogits, *logits_val, *best_params;
+    int *labels, *val_labels;
+    size_t n_val, n_train;
+    float class_weights[2];
+    pn_history hist;
+    float *h_train_loss, *h_val_loss, *h_train_acc, *h_val_acc, *h_val_auc;
+    double t_start;
+} trainer;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static pn_status make_dir(const char *path, pn_error *err)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) && errno != EEXIST)
+        return pn_fail(err, PN_EIO, "%s: %s", path, strerror(errno));
+    return PN_OK;
+}
+
+/* ---- data ---- */
+static pn_status setup_data(trainer *t, int size, int channels, const float *mean, const float *std,
+                            pn_error *err)
+{
+    const pn_train_config *c = t->cfg;
+    pn_status st = pn_dataset_scan(c->data_dir, &t->ds, err);
+    if (st)
+        return st;
+    int has_train = 0;
+    for (size_t i = 0; i < t->ds.n; i++)
+        has_train |= !strcmp(t->ds.samples[i].split, "train");
+    if ((st = pn_dataset_split(&t->ds, has_train ? "train" : "", c->val_fraction, c->seed, &t->split, err)))
+        return st;
+    if (t->split.n_val == 0 || t->split.n_train == 0)
+        return pn_fail(err, PN_EINVAL, "%s: too few images for a train/validation split", c->data_dir);
+    t->n_train = t->split.n_train;
+    if (c->max_images > 0 && (size_t)c->max_images < t->split.n_train) {
+        /* An evenly spaced subset keeps both classes (the list is sorted by class folder). */
+        t->n_train = (size_t)c->max_images;
+        for (size_t i = 0; i < t->n_train; i++)
+            t->split.train[i] = t->split.train[i * t->split.n_train / t->n_train];
+    }
+    char cache_path[4096];
+    snprintf(cache_path, sizeof cache_path, "%s/cache-%d.bin", c->out_dir, size);
+    if ((st = pn_cache_ensure(cache_path, &t->ds, size, PN_RESIZE_SQUASH, c->threads, NULL, &t->cache, err)))
+        return st;
+    pn_augment aug = pn_augment_default();
+    pn_loader_config lc = pn_loader_config_default();
+    lc.batch_size = c->batch;
+    lc.shuffle = 1;
+    lc.drop_last = 1;
+    lc.seed = c->seed;
+    lc.augment = c->augment ? &aug : NULL;
+    lc.norm.channels = channels;
+    memcpy(lc.norm.mean, mean, (size_t)channels * sizeof(float));
+    memcpy(lc.norm.std, std, (size_t)channels * sizeof(float));
+    lc.n_threads = 1; /* one worker overlaps the compute; more would steal its cores */
+    if ((st = pn_loader_create(t->cache, t->split.train, t->n_train, &lc, &t->train, err)))
+        return st;
+    lc.shuffle = 0;
+    lc.drop_last = 0;
+    lc.augment = NULL;
+    lc.n_threads = 1;
+    if ((st = pn_loader_create(t->cache, t->split.val, t->split.n_val, &lc, &t->val, err)))
+        return st;
+    /* class weights from the training labels */
+    int *labels = malloc(t->n_train * sizeof(int));
+    if (!labels)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->n_train; i++)
+        labels[i] = pn_cache_label(t->cache, t->split.train[i]);
+    t->class_weights[0] = t->class_weights[1] = 1;
+    if (c->class_weights_auto)
+        st = pn_class_weights(labels, t->n_train, 2, t->class_weights, err);
+    else if (c->class_weights[0] > 0)
+        memcpy(t->class_weights, c->class_weights, sizeof t->class_weights);
+    free(labels);
+    return st;
+}
+
+/* ---- network ---- */
+static pn_status setup_net(trainer *t, pn_error *err)
+{
+    const pn_train_config *c = t->cfg;
+    pn_status st;
+    if ((st = pn_arch_read(c->arch, &t->arch_text, err)) || (st = pn_ctx_create(&t->ctx, err)))
+        return st;
+    pn_net_options o = {.channels = c->channels, .input_size = c->input_size, .classes = 2,
+                        .precision = c->precision, .seed = c->seed};
+    if ((st = pn_net_create(t->ctx, t->arch_text, &o, &t->net, err)))
+        return st;
+    if (c->init) {
+        char *report = NULL;
+        if ((st = pn_net_load_weights(t->net, c->init, NULL, c->init_skip, &report, err)))
+            return st;
+        free(report);
+    }
+    pn_optim_config oc = pn_optim_defaults(c->optimizer);
+    oc.lr = c->lr;
+    oc.weight_decay = c->weight_decay;
+    oc.clip_norm = 5.0f;
+    return pn_optim_create(&oc, t->net, &t->opt, err);
+}
+
+static size_t total_param_values(pn_net *net)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pn_net_param_count(net); i++)
+        n += pn_net_param(net, i)->numel;
+    return n;
+}
+
+static void copy_params(pn_net *net, float *buf, int to_buf)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < pn_net_param_count(net); i++) {
+        pn_param *p = pn_net_param(net, i);
+        if (to_buf)
+            memcpy(buf + off, p->data, p->numel * sizeof(float));
+        else
+            memcpy(p->data, buf + off, p->numel * sizeof(float));
+        off += p->numel;
+    }
+    if (!to_buf)
+        pn_net_params_changed(net);
+}
+
+/* Pretrained batch norms start as identity + folded bias; before they train
+ * with batch statistics, match them to this data (see pn_net_recalibrate_bn). */
+static pn_status recalibrate(trainer *t, pn_error *err)
+{
+    int n;
+    pn_status st = pn_loader_start_epoch(t->val, 0, err);
+    if (!st)
+        st = pn_loader_next(t->val, t->x, t->labels, NULL, &n, err);
+    if (!st && n > 0)
+        st = pn_net_recalibrate_bn(t->net, t->x, n, err);
+    return st;
+}
+
+/* ---- one epoch ---- */
+static pn_status run_epoch(trainer *t, int epoch, int phase, int *global_step, const pn_schedule *sched,
+                           float lr_scale, pn_train_progress_fn progress, void *user,
+                           volatile int *stop, double *loss_out, double *acc_out, pn_error *err)
+{
+    pn_status st = pn_loader_start_epoch(t->train, epoch, err);
+    int batches = (int)pn_loader_batches(t->train), b = 0, n;
+    double loss_sum = 0, correct = 0, seen = 0, t0 = now_s();
+    while (!st && !(stop && *stop)) {
+        if ((st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err)) || n == 0)
+            break;
+        if ((st = pn_net_forward(t->net, t->x, n, PN_FWD_TRAIN, err)))
+            break;
+        const float *z = pn_net_logits(t->net);
+        float loss = pn_softmax_cross_entropy(z, t->labels, n, 2, t->class_weights,
+                                              t->cfg->label_smoothing, t->dlogits);
+        if ((st = pn_net_backward(t->net, t->dlogits, err)))
+            break;
+        float lr = pn_schedule_lr(sched, *global_step, epoch) * lr_scale;
+        pn_optim_step(t->opt, lr);
+        (*global_step)++;
+        for (int i = 0; i < n; i++)
+            correct += (z[2 * i + 1] > z[2 * i]) == t->labels[i];
+        loss_sum += loss * n;
+        seen += n;
+        b++;
+        if (progress) {
+            double el = now_s() - t0;
+            pn_train_progress p = {.epoch = epoch + 1, .epochs = t->cfg->epochs, .batch = b,
+                                   .batches = batches, .phase = phase, .loss = loss_sum / seen,
+                                   .accuracy = correct / seen, .images_per_s = seen / el,
+                                   .eta_s = el / b * (batches - b), .elapsed_s = now_s() - t->t_start,
+                                   .lr = lr};
+            progress(user, &p);
+        }
+    }
+    *loss_out = seen ? loss_sum / seen : NAN;
+    *acc_out = seen ? correct / seen : NAN;
+    return st;
+}
+
+/* Validation logits (2 per image, in split order) and labels. */
+static pn_status validate(trainer *t, double *loss_out, pn_error *err)
+{
+    pn_status st = pn_loader_start_epoch(t->val, 0, err);
+    size_t done = 0;
+    double loss = 0;
+    int n;
+    while (!st) {
+        if ((st = pn_loader_next(t->val, t->x, t->labels, NULL, &n, err)) || n == 0)
+            break;
+        if ((st = pn_net_forward(t->net, t->x, n, PN_FWD_INFER, err)))
+            break;
+        const float *z = pn_net_logits(t->net);
+        loss += pn_softmax_cross_entropy(z, t->labels, n, 2, NULL, 0, NULL) * n;
+        memcpy(t->logits_val + 2 * done, z, (size_t)n * 2 * sizeof(float));
+        memcpy(t->val_labels + done, t->labels, (size_t)n * sizeof(int));
+        done += (size_t)n;
+    }
+    t->n_val = done;
+    *loss_out = done ? loss / done : NAN;
+    return st;
+}
+
+static void val_probs(const trainer *t, double temperature, float *prob)
+{
+    for (size_t i = 0; i < t->n_val; i++) {
+        double d = (t->logits_val[2 * i + 1] - t->logits_val[2 * i]) / temperature;
+        prob[i] = (float)(1 / (1 + exp(-d)));
+    }
+}
+
+/* ---- outputs ---- */
+static void append_history(const trainer *t, int epoch, double lr, double tl, double ta,
+                           double vl, const pn_metrics *m)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/history.csv", t->cfg->out_dir);
+    FILE *f = fopen(path, epoch == 0 ? "w" : "a");
+    if (!f)
+        return;
+    if (epoch == 0)
+        fprintf(f, "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,val_auc,val_sensitivity,val_specificity,elapsed_s\n");
+    fprintf(f, "%d,%.6g,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.1f\n", epoch + 1, lr, tl, ta, vl,
+            m->accuracy, m->roc_auc, m->sensitivity, m->specificity, now_s() - t->t_start);
+    fclose(f);
+}
+
+static pn_status save_checkpoint(const trainer *t, const char *name, int epoch, pn_error *err)
+{
+    char path[4096], ep[16];
+    snprintf(path, sizeof path, "%s/%s", t->cfg->out_dir, name);
+    snprintf(ep, sizeof ep, "%d", epoch + 1);
+    pn_kv meta[] = {{"checkpoint_epoch", ep}, {"arch_name", t->cfg->arch}};
+    return pn_net_save(t->net, path, meta, 2, 0, err);
+}
+
+static char *recipe_json(const pn_train_config *c, const trainer *t)
+{
+    json_t *r = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:s, s:i, s:f, s:s, s:I, s:[f,f], s:b}",
+                          "data", c->data_dir, "arch", c->arch, "input_size", pn_net_input_size(t->net),
+                          "channels", pn_net_channels(t->net), "epochs", c->epochs, "batch", c->batch,
+                          "lr", c->lr, "weight_decay", c->weight_decay, "label_smoothing", c->label_smoothing,
+                          "val_fraction", c->val_fraction, "init", c->init ? c->init : "",
+                          "freeze_epochs", c->freeze_epochs, "phase2_lr_scale", c->phase2_lr_scale,
+                          "precision", pn_net_precision(t->net) == PN_BF16 ? "bf16" : "fp32",
+                          "seed", (json_int_t)c->seed, "class_weights", t->class_weights[0],
+                          t->class_weights[1], "augment", c->augment);
+    if (c->recipe_text)
+        json_object_set_new(r, "command", json_string(c->recipe_text));
+    char *s = json_dumps(r, JSON_COMPACT);
+    json_decref(r);
+    return s;
+}
+
+/* Temperature, thresholds and validation metrics of the best weights; writes model.safetensors. */
+static pn_status finalize(trainer *t, pn_train_result *res, pn_error *err)
+{
+    double vloss, temperature = 1;
+    pn_status st = validate(t, &vloss, err);
+    float *prob = malloc(t->n_val * sizeof(float)), *diff = malloc(t->n_val * sizeof(float));
+    if (!prob || !diff)
+        st = st ? st : pn_fail(err, PN_ENOMEM, "out of memory");
+    for (size_t i = 0; !st && i < t->n_val; i++)
+        diff[i] = t->logits_val[2 * i + 1] - t->logits_val[2 * i];
+    if (!st)
+        st = pn_temperature_fit(diff, t->val_labels, t->n_val, &temperature, err);
+    pn_operating_point sens_op, youden;
+    pn_metrics m;
+    pn_metrics_ci ci;
+    json_t *mj = NULL;
+    if (!st) {
+        val_probs(t, temperature, prob);
+        st = pn_threshold_for_sensitivity(prob, t->val_labels, t->n_val, t->cfg->target_sensitivity, &sens_op, err);
+    }
+    if (!st) st = pn_threshold_youden(prob, t->val_labels, t->n_val, &youden, err);
+    if (!st) st = pn_metrics_compute(prob, t->val_labels, t->n_val, sens_op.threshold, &m, err);
+    if (!st) st = pn_metrics_bootstrap(prob, t->val_labels, t->n_val, sens_op.threshold, 1000, t->cfg->seed, &ci, err);
+    if (!st) st = pn_metrics_to_json(&m, &ci, &mj, err);
+    if (!st) {
+        json_object_set_new(mj, "split", json_string("patient-wise validation split of the training folder"));
+        json_object_set_new(mj, "threshold_youden", json_real(youden.threshold));
+        char *metrics = json_dumps(mj, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        char *recipe = recipe_json(t->cfg, t);
+        char thr[32], thr_y[32], temp[32], secs[32], when[32], counts[96];
+        snprintf(thr, sizeof thr, "%.6g", sens_op.threshold);
+        snprintf(thr_y, sizeof thr_y, "%.6g", youden.threshold);
+        snprintf(temp, sizeof temp, "%.6g", temperature);
+        snprintf(secs, sizeof secs, "%.1f", now_s() - t->t_start);
+        time_t tt = time(NULL);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
+        snprintf(counts, sizeof counts, "{\"train\":%zu,\"val\":%zu}", t->n_train, t->n_val);
+        char rule[64];
+        snprintf(rule, sizeof rule, "highest threshold with validation sensitivity >= %.2f", t->cfg->target_sensitivity);
+        pn_kv meta[] = {{"arch_name", t->cfg->arch}, {"threshold", thr}, {"threshold_rule", rule},
+                        {"threshold_youden", thr_y}, {"temperature", temp}, {"metrics", metrics},
+                        {"recipe", recipe}, {"trained_at", when}, {"train_seconds", secs},
+                        {"classes", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", "squash"},
+                        {"images", counts},
+                        {"disclaimer", "Research and screening-assist tool; not a diagnostic device."}};
+        snprintf(res->model_path, sizeof res->model_path, "%s/model.safetensors", t->cfg->out_dir);
+        st = pn_net_save(t->net, res->model_path, meta, sizeof meta / sizeof *meta, 1, err);
+        free(metrics);
+        free(recipe);
+        res->threshold = sens_op.threshold;
+        res->threshold_youden = youden.threshold;
+        res->temperature = (float)temperature;
+        res->val_auc = m.roc_auc;
+        res->val_sensitivity = m.sensitivity;
+        res->val_specificity = m.specificity;
+        res->val_accuracy = m.accuracy;
+        res->val_balanced_accuracy = m.balanced_accuracy;
+    }
+    json_decref(mj);
+    free(prob);
+    free(diff);
+    return st;
+}
+
+static void trainer_free(trainer *t)
+{
+    pn_loader_free(t->train);
+    pn_loader_free(t->val);
+    pn_cache_close(t->cache);
+    pn_split_free(&t->split);
+    pn_dataset_free(&t->ds);
+    pn_optim_destroy(t->opt);
+    pn_net_destroy(t->net);
+    pn_ctx_destroy(t->ctx);
+    free(t->arch_text);
+    free(t->x), free(t->dlogits), free(t->logits_val), free(t->best_params);
+    free(t->labels), free(t->val_labels);
+    free(t->h_train_loss), free(t->h_val_loss), free(t->h_train_acc), free(t->h_val_acc), free(t->h_val_auc);
+}
+
+static pn_status alloc_buffers(trainer *t, pn_error *err)
+{
+    int size = pn_net_input_size(t->net), ch = pn_net_channels(t->net), e = t->cfg->epochs;
+    size_t nv = t->split.n_val;
+    t->x = malloc((size_t)t->cfg->batch * size * size * ch * sizeof(float));
+    t->dlogits = malloc((size_t)t->cfg->batch * 2 * sizeof(float));
+    t->labels = malloc((size_t)t->cfg->batch * sizeof(int));
+    t->logits_val = malloc(nv * 2 * sizeof(float));
+    t->val_labels = malloc(nv * sizeof(int));
+    t->best_params = malloc(total_param_values(t->net) * sizeof(float));
+    float **h[] = {&t->h_train_loss, &t->h_val_loss, &t->h_train_acc, &t->h_val_acc, &t->h_val_auc};
+    int ok = t->x && t->dlogits && t->labels && t->logits_val && t->val_labels && t->best_params;
+    for (int i = 0; i < 5; i++)
+        ok &= (*h[i] = calloc((size_t)e, sizeof(float))) != NULL;
+    return ok ? PN_OK : pn_fail(err, PN_ENOMEM, "out of memory for training buffers");
+}
+
+static pn_status epoch_end(trainer *t, int epoch, double lr, double tl, double ta, int *best_epoch,
+                           double *best_auc, double *best_loss, pn_train_progress_fn progress,
+                           void *user, pn_error *err)
+{
+    double vl;
+    pn_status st = validate(t, &vl, err);
+    float *prob = malloc(t->n_val * sizeof(float));
+    pn_metrics m;
+    if (!prob)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    val_probs(t, 1.0, prob);
+    if (!st)
+        st = pn_metrics_compute(prob, t->val_labels, t->n_val, 0.5f, &m, err);
+    free(prob);
+    if (st)
+        return st;
+    int best = m.roc_auc > *best_auc + 1e-6 || (fabs(m.roc_auc - *best_auc) <= 1e-6 && vl < *best_loss);
+    if (best) {
+        *best_auc = m.roc_auc;
+        *best_loss = vl;
+        *best_epoch = epoch;
+        copy_params(t->net, t->best_params, 1);
+    }
+    t->h_train_loss[epoch] = (float)tl, t->h_train_acc[epoch] = (float)ta;
+    t->h_val_loss[epoch] = (float)vl, t->h_val_acc[epoch] = (float)m.accuracy, t->h_val_auc[epoch] = (float)m.roc_auc;
+    append_history(t, epoch, lr, tl, ta, vl, &m);
+    if ((st = save_checkpoint(t, "last.safetensors", epoch, err)) ||
+        (best && (st = save_checkpoint(t, "best.safetensors", epoch, err))))
+        return st;
+    if (progress) {
+        pn_train_progress p = {.epoch = epoch + 1, .epochs = t->cfg->epochs, .epoch_done = 1,
+                               .loss = tl, .accuracy = ta, .val_loss = vl, .val_accuracy = m.accuracy,
+                               .val_auc = m.roc_auc, .val_sensitivity = m.sensitivity,
+                               .val_specificity = m.specificity, .lr = lr, .best = best,
+                               .elapsed_s = now_s() - t->t_start};
+        progress(user, &p);
+    }
+    return PN_OK;
+}
+
+pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
+                       volatile int *stop, pn_train_result *res, pn_error *err)
+{
+    trainer t = {.cfg = cfg, .t_start = now_s()};
+    memset(res, 0, sizeof *res);
+    if (cfg->threads > 0)
+        omp_set_num_threads(cfg->threads);
+    pn_status st = make_dir(cfg->out_dir, err);
+    if (!st) st = setup_net(&t, err);
+    if (!st) st = setup_data(&t, pn_net_input_size(t.net), pn_net_channels(t.net), pn_net_mean(t.net),
+                             pn_net_std(t.net), err);
+    if (!st) st = alloc_buffers(&t, err);
+    int batches = t.train ? (int)pn_loader_batches(t.train) : 0;
+    pn_schedule sched = {.kind = cfg->schedule, .base_lr = cfg->lr, .min_lr = cfg->lr * 0.01f,
+                         .warmup_steps = (int)(cfg->warmup_epochs * batches),
+                         .total_steps = cfg->epochs * batches, .step_size = 3, .gamma = 0.3f,
+                         .patience = 1, .best = INFINITY};
+    int frozen = cfg->freeze_prefix && cfg->freeze_epochs > 0;
+    if (!st && frozen)
+        pn_net_freeze(t.net, cfg->freeze_prefix, 1);
+    else if (!st && cfg->init)
+        st = recalibrate(&t, err);
+    int step = 0, best_epoch = -1, since_best = 0;
+    double best_auc = -1, best_loss = INFINITY;
+    for (int epoch = 0; !st && epoch < cfg->epochs && !(stop && *stop); epoch++) {
+        if (frozen && epoch == cfg->freeze_epochs) {
+            pn_net_freeze(t.net, cfg->freeze_prefix, 0);
+            frozen = 0;
+            if (cfg->init && (st = recalibrate(&t, err)))
+                break;
+        }
+        float scale = epoch >= cfg->freeze_epochs && cfg->freeze_epochs > 0 && cfg->freeze_prefix ? cfg->phase2_lr_scale : 1.0f;
+        double tl, ta, lr = pn_schedule_lr(&sched, step, epoch) * scale;
+        if ((st = run_epoch(&t, epoch, frozen ? 1 : 2, &step, &sched, scale, progress, user, stop, &tl, &ta, err)))
+            break;
+        int prev_best = best_epoch;
+        if ((st = epoch_end(&t, epoch, lr, tl, ta, &best_epoch, &best_auc, &best_loss, progress, user, err)))
+            break;
+        pn_schedule_observe(&sched, (float)t.h_val_loss[epoch]);
+        since_best = best_epoch != prev_best ? 0 : since_best + 1;
+        if (cfg->early_stop > 0 && since_best >= cfg->early_stop)
+            break;
+    }
+    if (!st && best_epoch >= 0) {
+        copy_params(t.net, t.best_params, 0);
+        res->best_epoch = best_epoch + 1;
+        st = finalize(&t, res, err);
+    }
+    res->seconds = now_s() - t.t_start;
+    trainer_free(&t);
+    return st;
+}
