@@ -1,0 +1,238 @@
+/* Data pipeline: image decoding, datasets, patient-wise splits, preprocessing,
+ * a memory-mapped decode cache, augmentation and a prefetching batch loader.
+ *
+ * Typical training flow:
+ *   pn_dataset_scan(dir)            -> every image with label, subtype, patient
+ *   pn_dataset_split(ds, "train")   -> patient-wise stratified train/val indices
+ *   pn_cache_ensure(path, ds, 224)  -> decoded once, uint8 size x size per image
+ *   pn_loader_create(cache, train idx, {augment, shuffle}) -> float NHWC batches
+ *   pn_loader_create(cache, val idx,   {no augment, no shuffle})
+ *
+ * Pixels are always one 8-bit grayscale plane, row-major, stride = width. */
+#ifndef PNEUMO_DATA_H
+#define PNEUMO_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pneumo/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- images */
+
+/* Decompression-bomb guard: headers announcing more pixels are refused before
+ * anything is allocated. */
+#define PN_IMAGE_MAX_PIXELS (100u * 1000u * 1000u)
+
+typedef struct pn_image {
+    int w, h;
+    uint8_t *pixels;  /* w * h bytes, malloc'ed; pn_image_free releases it */
+    /* 1 when the source had real colour: more than 0.5% of pixels have two
+     * channels differing by more than 12 levels (so a 3-component JPEG of a
+     * gray X-ray, whose chroma is only compression noise, stays 0). */
+    int is_color;
+    int orientation;  /* EXIF orientation that was applied (1 = none) */
+} pn_image;
+
+/* Decodes JPEG (libjpeg-turbo) or PNG (libpng); the format is sniffed from
+ * the magic bytes, never from the name. Colour becomes BT.601 luminance, EXIF
+ * orientation is applied, alpha is dropped. When min_w/min_h > 0 a JPEG is
+ * decoded with DCT scaling at the smallest scale whose (oriented) output is
+ * still >= min_w x min_h, which makes huge images cheap to shrink later.
+ * name is only used in error messages. Truncated or corrupt data, libjpeg
+ * warnings included, is an error (PN_EFORMAT); PN_ELIMIT above
+ * PN_IMAGE_MAX_PIXELS; PN_EUNSUPPORTED for other recognised formats. */
+pn_status pn_image_decode_memory(const void *data, size_t size, const char *name,
+                                 int min_w, int min_h, pn_image *out, pn_error *err);
+pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image *out,
+                               pn_error *err);
+void pn_image_free(pn_image *img);
+
+/* Writes an 8-bit grayscale PNG. */
+pn_status pn_image_write_png(const char *path, const pn_image *img, pn_error *err);
+
+/* ---------------------------------------------------------- preprocessing */
+
+typedef enum pn_resize_mode {
+    PN_RESIZE_SQUASH = 0,   /* stretch to w x h, aspect ratio not kept */
+    PN_RESIZE_LETTERBOX = 1 /* fit inside w x h keeping aspect, pad with black */
+} pn_resize_mode;
+
+/* Resizes to w x h: area averaging along an axis that shrinks, bilinear along
+ * one that grows (so there is no aliasing either way). dst gets new pixels. */
+pn_status pn_image_resize(const pn_image *src, int w, int h, pn_resize_mode mode,
+                          pn_image *dst, pn_error *err);
+
+/* Contrast-limited tiled histogram equalisation (CLAHE), in place: tiles x
+ * tiles histograms clipped at clip_limit times the mean bin height, pixels
+ * mapped by bilinear interpolation between the four nearest tile mappings.
+ * Typical: tiles 8, clip_limit 2.0. */
+pn_status pn_image_clahe(pn_image *img, int tiles, float clip_limit, pn_error *err);
+
+/* (x / 255 - mean[c]) / std[c] for channels 1 or 3 (gray replicated). */
+typedef struct pn_norm {
+    int channels;
+    float mean[3], std[3];
+} pn_norm;
+
+/* mean 0.5 / std 0.5 for the given channel count; ImageNet values for 3
+ * channels are {0.485,0.456,0.406} / {0.229,0.224,0.225} if a pretrained
+ * backbone wants them. */
+pn_norm pn_norm_default(int channels);
+
+/* Writes w*h*channels float32 values, NHWC order (one image). */
+pn_status pn_normalize(const uint8_t *plane, int w, int h, const pn_norm *norm, float *out,
+                       pn_error *err);
+
+/* --------------------------------------------------------------- datasets */
+
+enum { PN_CLASS_NORMAL = 0, PN_CLASS_PNEUMONIA = 1 };
+enum { PN_SUBTYPE_UNKNOWN = -1, PN_SUBTYPE_NORMAL = 0, PN_SUBTYPE_BACTERIA = 1, PN_SUBTYPE_VIRUS = 2 };
+
+typedef struct pn_sample {
+    char *path;      /* root-joined file path */
+    char *split;     /* "train", "val", ... ; "" for a single-split layout */
+    int label;       /* PN_CLASS_* from the class folder name */
+    int subtype;     /* PN_SUBTYPE_*; pneumonia without bacteria/virus in the name: UNKNOWN */
+    char *patient;   /* "person12", "IM-0115", "NORMAL2-IM-0568", else the file stem */
+    int64_t bytes;   /* file size and modification time (ns), for cache staleness */
+    int64_t mtime_ns;
+    uint64_t hash;   /* 64-bit FNV-1a-style hash of the file bytes (duplicate detection) */
+    int group;       /* patients joined with their byte-identical duplicates; splits never cut a group */
+} pn_sample;
+
+typedef struct pn_dataset {
+    pn_sample *samples;  /* sorted by split then path, so order never depends on readdir */
+    size_t n;
+    int n_groups;
+} pn_dataset;
+
+/* Scans <root>/<split>/<CLASS>/<file> or <root>/<CLASS>/<file> (CLASS = NORMAL or
+ * PNEUMONIA, case-insensitive; other folders and hidden files are ignored)
+ * and reads every file once to hash it. Fails if no image file is found. */
+pn_status pn_dataset_scan(const char *root, pn_dataset *ds, pn_error *err);
+void pn_dataset_free(pn_dataset *ds);
+
+/* Patient id and subtype parsed from a file name (exposed for tests/tools). */
+void pn_patient_id(const char *filename, char *out, size_t out_size);
+int pn_subtype_from_name(const char *filename, int label);
+
+/* Indices into ds->samples. */
+typedef struct pn_split {
+    size_t *train, *val;
+    size_t n_train, n_val;
+} pn_split;
+
+/* Patient-wise split of the samples of one split folder (NULL = all): whole
+ * groups (see pn_sample.group) go to validation, chosen per class in a
+ * seeded order, until about val_fraction of each class's images are there.
+ * Deterministic for a given dataset and seed. */
+pn_status pn_dataset_split(const pn_dataset *ds, const char *split, double val_fraction,
+                           uint64_t seed, pn_split *out, pn_error *err);
+void pn_split_free(pn_split *s);
+
+/* Indices of samples of one split folder ("" for a single-split layout). */
+pn_status pn_dataset_select(const pn_dataset *ds, const char *split, size_t **idx, size_t *n,
+                            pn_error *err);
+
+/* Inverse class frequency, scaled so the mean weight over the n samples is 1.
+ * Classes without samples get weight 0. labels in [0, n_classes). */
+pn_status pn_class_weights(const int *labels, size_t n, int n_classes, float *weights,
+                           pn_error *err);
+
+/* ------------------------------------------------------------------ cache */
+
+/* A file of every dataset image decoded and resized to size x size uint8,
+ * memory-mapped read-only. Its header records a format version, size, mode
+ * and every source path with byte size and mtime, so it is only reused for
+ * exactly the same files. Images that failed to decode are kept as black and
+ * flagged (pn_cache_ok = 0); the loader skips them. */
+typedef struct pn_cache pn_cache;
+
+/* Decodes ds with n_threads OpenMP threads and writes path atomically.
+ * n_failed (may be NULL) receives the number of undecodable files. */
+pn_status pn_cache_build(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
+                         int n_threads, size_t *n_failed, pn_error *err);
+/* Opens a cache; when ds is non-NULL it must match ds, size and mode exactly,
+ * otherwise PN_EFORMAT with a message starting "stale cache". */
+pn_status pn_cache_open(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
+                        pn_cache **out, pn_error *err);
+/* Opens the cache at path, rebuilding it first when missing, stale or
+ * unreadable; *rebuilt (may be NULL) tells which happened. */
+pn_status pn_cache_ensure(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
+                          int n_threads, int *rebuilt, pn_cache **out, pn_error *err);
+void pn_cache_close(pn_cache *c);
+
+size_t pn_cache_count(const pn_cache *c);
+int pn_cache_size(const pn_cache *c);
+const uint8_t *pn_cache_pixels(const pn_cache *c, size_t i); /* size*size bytes */
+int pn_cache_label(const pn_cache *c, size_t i);
+int pn_cache_ok(const pn_cache *c, size_t i);
+
+/* ----------------------------------------------------------- augmentation */
+
+typedef struct pn_augment {
+    float rotate_deg;       /* uniform in +-rotate_deg */
+    float translate;        /* shift up to +-translate * size, each axis */
+    float scale_min, scale_max;
+    int hflip;              /* 1: flip horizontally with probability 0.5 */
+    float brightness;       /* add uniform +-brightness * 255 */
+    float contrast;         /* scale around the mean by 1 +- contrast */
+    float gamma;            /* gamma = exp(uniform +-gamma) */
+    float crop_min_area;    /* random resized crop: area fraction in [crop_min_area, 1]; 1 = off */
+    float erase_prob;       /* random erasing: probability of one 2-20% noise rectangle */
+} pn_augment;
+
+/* Off: identity. Default: rotation 10, translate 0.1, scale 0.9-1.1, no flip,
+ * brightness/contrast/gamma 0.1, no crop, no erasing. */
+pn_augment pn_augment_none(void);
+pn_augment pn_augment_default(void);
+
+/* Augments one w x h plane into dst (same size, not aliasing src). The random
+ * draws depend only on (seed, epoch, index), so results do not depend on
+ * which thread runs them. */
+pn_status pn_augment_apply(const pn_augment *aug, uint64_t seed, uint64_t epoch, uint64_t index,
+                           const uint8_t *src, int w, int h, uint8_t *dst, pn_error *err);
+
+/* ----------------------------------------------------------------- loader */
+
+typedef struct pn_loader_config {
+    int batch_size;
+    int shuffle;          /* seeded permutation per epoch */
+    int drop_last;        /* drop the final short batch */
+    int balanced;         /* draw n samples with replacement, classes equally often */
+    uint64_t seed;
+    const pn_augment *augment;  /* NULL = no augmentation */
+    pn_norm norm;
+    int n_threads;        /* worker threads (>= 1) */
+    int prefetch;         /* batches prepared ahead (>= 1) */
+} pn_loader_config;
+
+/* batch 32, no shuffle, no augmentation, 1 channel mean/std 0.5, 1 thread, prefetch 2 */
+pn_loader_config pn_loader_config_default(void);
+
+typedef struct pn_loader pn_loader;
+
+/* Batches over the given cache indices (copied; entries with pn_cache_ok = 0
+ * are dropped). The cache must outlive the loader. */
+pn_status pn_loader_create(const pn_cache *cache, const size_t *indices, size_t n,
+                           const pn_loader_config *cfg, pn_loader **out, pn_error *err);
+/* Starts (or restarts) an epoch; workers begin filling batches at once. The
+ * order is a function of (seed, epoch) only. Augmentation draws use
+ * (seed, epoch, position in the epoch). */
+pn_status pn_loader_start_epoch(pn_loader *l, int epoch, pn_error *err);
+/* Fills x (batch_size * size * size * channels floats, NHWC), labels and, if
+ * non-NULL, the cache indices of the batch; *n = 0 at the end of the epoch. */
+pn_status pn_loader_next(pn_loader *l, float *x, int *labels, size_t *indices, int *n,
+                         pn_error *err);
+size_t pn_loader_count(const pn_loader *l);         /* usable samples */
+size_t pn_loader_batches(const pn_loader *l);       /* batches per epoch */
+void pn_loader_free(pn_loader *l);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

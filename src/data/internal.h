@@ -1,0 +1,41 @@
+/* Helpers shared by the data module's source files (not public API). */
+#ifndef PNEUMO_DATA_INTERNAL_H
+#define PNEUMO_DATA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pneumo/data.h"
+
+/* Decoders for one format; data is complete file content, name for messages. */
+pn_status pn_decode_jpeg(const uint8_t *data, size_t size, const char *name, int min_w,
+                         int min_h, pn_image *out, pn_error *err);
+pn_status pn_decode_png(const uint8_t *data, size_t size, const char *name, pn_image *out,
+                        pn_error *err);
+
+/* Interleaved RGB (stride 3 bytes per pixel) to BT.601 luminance; returns the
+ * is_color verdict documented on pn_image. */
+int pn_rgb_to_gray(const uint8_t *rgb, size_t n_pixels, uint8_t *gray);
+
+/* EXIF orientation (1..8) found in an APP1 "Exif" payload, 1 if absent. */
+int pn_exif_orientation(const uint8_t *app1, size_t size);
+
+/* Applies EXIF orientation o to img (may swap w and h). */
+pn_status pn_image_orient(pn_image *img, int o, pn_error *err);
+
+/* Reads a whole file (refuses files over 1 GiB). */
+pn_status pn_read_file(const char *path, uint8_t **data, size_t *size, pn_error *err);
+
+/* Separable resampling of a plane into dst (dw x dh): area average along a
+ * shrinking axis, bilinear along a growing one. */
+pn_status pn_resample(const uint8_t *src, int sw, int sh, int sstride, uint8_t *dst, int dw,
+                      int dh, int dstride, pn_error *err);
+
+/* 64-bit hash of a byte string (FNV-1a over 8-byte words, then mixed). */
+uint64_t pn_hash_bytes(const void *data, size_t n);
+/* splitmix64 step: deterministic stream from one 64-bit state. */
+uint64_t pn_splitmix64(uint64_t *state);
+/* Uniform double in [0, 1). */
+double pn_rand_unit(uint64_t *state);
+
+#endif

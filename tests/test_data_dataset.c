@@ -1,0 +1,249 @@
+/* Dataset scanning, patient ids, duplicate grouping, patient-wise split and
+ * class weights, on a generated tree and on the real kermany/train. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "pneumo/data.h"
+#include "testutil.h"
+
+static void test_patient_ids(void **state)
+{
+    static const char *cases[][2] = {
+        {"person1003_virus_1685.jpeg", "person1003"},
+        {"person1471_bacteria_3831.jpeg", "person1471"},
+        {"train/PNEUMONIA/person7_bacteria_29.jpeg", "person7"},
+        {"IM-0117-0001.jpeg", "IM-0117"},
+        {"NORMAL2-IM-0117-0001.jpeg", "NORMAL2-IM-0117"},
+        {"NORMAL2-IM-0587-0001-0002.jpeg", "NORMAL2-IM-0587"},
+        {"scan_42.png", "scan_42"},
+        {"personX_virus.jpeg", "personX_virus"},
+        {"IM-abc.jpeg", "IM-abc"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char id[64];
+        pn_patient_id(cases[i][0], id, sizeof id);
+        assert_string_equal(id, cases[i][1]);
+    }
+    assert_int_equal(pn_subtype_from_name("person1_virus_2.jpeg", 1), PN_SUBTYPE_VIRUS);
+    assert_int_equal(pn_subtype_from_name("person1_bacteria_2.jpeg", 1), PN_SUBTYPE_BACTERIA);
+    assert_int_equal(pn_subtype_from_name("IM-0001-0001.jpeg", 0), PN_SUBTYPE_NORMAL);
+    assert_int_equal(pn_subtype_from_name("xray.png", 1), PN_SUBTYPE_UNKNOWN);
+}
+
+static void write_png(const char *dir, const char *name, uint8_t seed)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    uint8_t px[16 * 12];
+    for (int i = 0; i < 16 * 12; i++)
+        px[i] = (uint8_t)(i * seed);
+    pn_image img = {.w = 16, .h = 12, .pixels = px};
+    assert_int_equal(pn_image_write_png(path, &img, NULL), PN_OK);
+}
+
+/* <root>/train/{NORMAL,PNEUMONIA} with multi-image patients, a duplicate
+ * pair across two patients, a val split and a stray non-class folder.
+ * reverse: create files in the opposite order (readdir order differs). */
+static void make_tree(const char *root, int reverse)
+{
+    char d[1024];
+    mkdir(root, 0755);
+    const char *dirs[] = {"train", "train/NORMAL", "train/PNEUMONIA", "val", "val/NORMAL",
+                          "val/PNEUMONIA", "train/OTHER"};
+    for (int i = 0; i < 7; i++) {
+        snprintf(d, sizeof d, "%s/%s", root, dirs[i]);
+        mkdir(d, 0755);
+    }
+    for (int k = 0; k < 60; k++) {
+        int i = reverse ? 59 - k : k;
+        char name[128];
+        snprintf(d, sizeof d, "%s/train/NORMAL", root);
+        snprintf(name, sizeof name, "%sIM-%04d-%04d.png", i % 2 ? "NORMAL2-" : "", i / 3, i % 3 + 1);
+        write_png(d, name, (uint8_t)(2 * i + 1));
+        snprintf(d, sizeof d, "%s/train/PNEUMONIA", root);
+        for (int r = 0; r < 2; r++) {
+            snprintf(name, sizeof name, "person%d_%s_%d.png", i, i % 3 ? "bacteria" : "virus",
+                     2 * i + r);
+            write_png(d, name, (uint8_t)(3 + 4 * i + 2 * r));
+        }
+    }
+    snprintf(d, sizeof d, "%s/train/PNEUMONIA", root);
+    write_png(d, "person900_bacteria_1.png", 77);  /* same bytes as ... */
+    write_png(d, "person901_virus_1.png", 77);     /* ... a different patient */
+    snprintf(d, sizeof d, "%s/val/NORMAL", root);
+    write_png(d, "IM-9999-0001.png", 5);
+    snprintf(d, sizeof d, "%s/train/OTHER", root);
+    write_png(d, "ignored.png", 9);
+}
+
+static int find(const pn_dataset *ds, const char *name)
+{
+    for (size_t i = 0; i < ds->n; i++)
+        if (strstr(ds->samples[i].path, name))
+            return (int)i;
+    return -1;
+}
+
+/* No group (patient or duplicate content) on both sides. */
+static void assert_disjoint(const pn_dataset *ds, const pn_split *sp)
+{
+    int *side = calloc(ds->n_groups, sizeof *side);
+    for (size_t k = 0; k < sp->n_train; k++)
+        side[ds->samples[sp->train[k]].group] |= 1;
+    for (size_t k = 0; k < sp->n_val; k++)
+        side[ds->samples[sp->val[k]].group] |= 2;
+    for (int g = 0; g < ds->n_groups; g++)
+        assert_int_not_equal(side[g], 3);
+    /* and, independently of groups, no patient id and no file hash on both sides */
+    for (size_t a = 0; a < sp->n_train; a++)
+        for (size_t b = 0; b < sp->n_val; b++) {
+            const pn_sample *x = &ds->samples[sp->train[a]], *y = &ds->samples[sp->val[b]];
+            assert_string_not_equal(x->patient, y->patient);
+            assert_true(x->hash != y->hash);
+        }
+    free(side);
+}
+
+static void test_scan_and_split_generated(void **state)
+{
+    char root[1024];
+    snprintf(root, sizeof root, "%s/tree", pn_test_tmpdir());
+    make_tree(root, 0);
+    pn_dataset ds;
+    pn_error e;
+    assert_int_equal(pn_dataset_scan(root, &ds, &e), PN_OK);
+    assert_int_equal(ds.n, 60 + 120 + 2 + 1);
+    int a = find(&ds, "person900_"), b = find(&ds, "person901_");
+    assert_true(a >= 0 && b >= 0);
+    assert_true(ds.samples[a].hash == ds.samples[b].hash);
+    assert_int_equal(ds.samples[a].group, ds.samples[b].group);
+    assert_string_not_equal(ds.samples[a].patient, ds.samples[b].patient);
+    int v = find(&ds, "IM-9999");
+    assert_string_equal(ds.samples[v].split, "val");
+    assert_int_equal(ds.samples[v].label, PN_CLASS_NORMAL);
+    int p = find(&ds, "person3_virus_6");
+    assert_int_equal(ds.samples[p].label, PN_CLASS_PNEUMONIA);
+    assert_int_equal(ds.samples[p].subtype, PN_SUBTYPE_VIRUS);
+    assert_string_equal(ds.samples[p].patient, "person3");
+    assert_true(ds.samples[p].bytes > 0);
+
+    pn_split s1, s2, s3;
+    assert_int_equal(pn_dataset_split(&ds, "train", 0.25, 7, &s1, &e), PN_OK);
+    assert_int_equal(s1.n_train + s1.n_val, 182);
+    assert_true(s1.n_val > 30 && s1.n_val < 60);
+    assert_disjoint(&ds, &s1);
+    for (size_t k = 0; k < s1.n_val; k++)
+        assert_string_equal(ds.samples[s1.val[k]].split, "train");
+    assert_int_equal(pn_dataset_split(&ds, "train", 0.25, 7, &s2, NULL), PN_OK);
+    assert_int_equal(s1.n_val, s2.n_val);
+    assert_memory_equal(s1.val, s2.val, s1.n_val * sizeof *s1.val);
+    assert_int_equal(pn_dataset_split(&ds, "train", 0.25, 8, &s3, NULL), PN_OK);
+    assert_true(s3.n_val != s1.n_val || memcmp(s1.val, s3.val, s1.n_val * sizeof *s1.val));
+    pn_split_free(&s3);
+
+    /* Same files created in reverse order: identical split by name. */
+    char root2[1024];
+    snprintf(root2, sizeof root2, "%s/tree-reversed", pn_test_tmpdir());
+    make_tree(root2, 1);
+    pn_dataset ds2;
+    pn_split r;
+    assert_int_equal(pn_dataset_scan(root2, &ds2, NULL), PN_OK);
+    assert_int_equal(pn_dataset_split(&ds2, "train", 0.25, 7, &r, NULL), PN_OK);
+    assert_int_equal(r.n_val, s1.n_val);
+    for (size_t k = 0; k < r.n_val; k++)
+        assert_string_equal(strrchr(ds2.samples[r.val[k]].path, '/'),
+                            strrchr(ds.samples[s1.val[k]].path, '/'));
+
+    assert_int_equal(pn_dataset_split(&ds, "train", 1.5, 7, &s3, &e), PN_EINVAL);
+    assert_int_equal(pn_dataset_split(&ds, "nosuch", 0.2, 7, &s3, &e), PN_EINVAL);
+    pn_split_free(&s1);
+    pn_split_free(&s2);
+    pn_split_free(&r);
+    pn_dataset_free(&ds);
+    pn_dataset_free(&ds2);
+}
+
+static void test_scan_errors_and_single_split(void **state)
+{
+    pn_dataset ds;
+    pn_error e;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/empty-root", pn_test_tmpdir());
+    mkdir(dir, 0755);
+    assert_int_equal(pn_dataset_scan(dir, &ds, &e), PN_EINVAL);
+    assert_non_null(strstr(e.msg, "empty-root"));
+    assert_int_equal(pn_dataset_scan("/nonexistent/pneumo", &ds, &e), PN_EIO);
+    /* Single split layout: <root>/<CLASS>/<files>. */
+    snprintf(dir, sizeof dir, "%s/single", pn_test_tmpdir());
+    mkdir(dir, 0755);
+    char sub[1100];
+    snprintf(sub, sizeof sub, "%s/pneumonia", dir);  /* class folder name is case-insensitive */
+    mkdir(sub, 0755);
+    write_png(sub, "person1_virus_1.png", 3);
+    write_png(sub, ".hidden.png", 3);
+    assert_int_equal(pn_dataset_scan(dir, &ds, &e), PN_OK);
+    assert_int_equal(ds.n, 1);
+    assert_string_equal(ds.samples[0].split, "");
+    assert_int_equal(ds.samples[0].label, PN_CLASS_PNEUMONIA);
+    pn_dataset_free(&ds);
+}
+
+static void test_class_weights(void **state)
+{
+    int labels[] = {0, 1, 1, 1, 1, 1, 1, 0, 1, 1};
+    float w[3];
+    assert_int_equal(pn_class_weights(labels, 10, 2, w, NULL), PN_OK);
+    double mean = 0;
+    for (int i = 0; i < 10; i++)
+        mean += w[labels[i]];
+    assert_float_equal(mean / 10, 1.0, 1e-6);
+    assert_float_equal(w[0] / w[1], 4.0, 1e-5);  /* 8 pneumonia vs 2 normal */
+    assert_int_equal(pn_class_weights(labels, 10, 3, w, NULL), PN_OK);
+    assert_float_equal(w[2], 0.0, 0);
+    int bad[] = {0, 5};
+    assert_int_equal(pn_class_weights(bad, 2, 2, w, NULL), PN_EINVAL);
+}
+
+static void test_real_train_split(void **state)
+{
+    const char *shared = pn_test_require_shared("the patient-wise split of kermany/train");
+    char root[1024];
+    snprintf(root, sizeof root, "%s/data/kermany", shared);
+    pn_dataset ds;
+    pn_error e;
+    if (pn_dataset_scan(root, &ds, &e))
+        fail_msg("%s", e.msg);
+    pn_split sp;
+    assert_int_equal(pn_dataset_split(&ds, "train", 0.2, 42, &sp, &e), PN_OK);
+    assert_int_equal(sp.n_train + sp.n_val, 5216);
+    assert_disjoint(&ds, &sp);
+    size_t pn_all = 0, pn_val = 0;
+    for (size_t k = 0; k < sp.n_train; k++)
+        pn_all += ds.samples[sp.train[k]].label;
+    for (size_t k = 0; k < sp.n_val; k++)
+        pn_val += ds.samples[sp.val[k]].label;
+    pn_all += pn_val;
+    double frac_all = (double)pn_all / 5216, frac_val = (double)pn_val / sp.n_val;
+    double val_share = (double)sp.n_val / 5216;
+    printf("val %zu images (%.1f%%), pneumonia %.1f%% in val vs %.1f%% overall\n", sp.n_val,
+           100 * val_share, 100 * frac_val, 100 * frac_all);
+    assert_true(fabs(frac_val - frac_all) < 0.02);
+    assert_true(fabs(val_share - 0.2) < 0.02);
+    pn_split_free(&sp);
+    pn_dataset_free(&ds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_patient_ids),
+        cmocka_unit_test(test_scan_and_split_generated),
+        cmocka_unit_test(test_scan_errors_and_single_split),
+        cmocka_unit_test(test_class_weights),
+        cmocka_unit_test(test_real_train_split),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
