@@ -1,0 +1,67 @@
+/* HTTP prediction server (libmicrohttpd): REST API, embedded web page,
+ * Prometheus metrics and a SQLite audit log. See docs/api.md.
+ *
+ * The server does not load models itself: it calls a pn_predictor, so the
+ * HTTP layer is tested with a fake one and `pneumo serve` plugs in pn_model. */
+#ifndef PNEUMO_SERVE_H
+#define PNEUMO_SERVE_H
+
+#include <stddef.h>
+
+#include "pneumo/error.h"
+#include "pneumo/model.h"
+
+/* One prediction as the server needs it. */
+typedef struct pn_predict_result {
+    /* probability, width, height, is_color, warnings. The server never reads
+     * or frees pred.cam: the predictor releases it before returning. */
+    pn_prediction pred;
+    /* Grad-CAM overlay PNG (malloc'ed, freed by the server), when asked for
+     * and available; NULL otherwise. */
+    unsigned char *overlay_png;
+    size_t overlay_png_size;
+} pn_predict_result;
+
+typedef struct pn_predictor {
+    void *user;
+    /* Number of prediction slots (worker threads). Slot s is always called
+     * from the same dedicated thread, one call at a time, so a predictor may
+     * keep one unsynchronised model instance (and thread-local state such as
+     * OpenMP settings) per slot. */
+    int n_slots;
+    /* bytes is an image that sniffed as JPEG or PNG. Errors: PN_EFORMAT /
+     * PN_EUNSUPPORTED / PN_ELIMIT / PN_EINVAL become HTTP 400, others 500. */
+    pn_status (*predict)(void *user, int slot, const void *bytes, size_t size, int want_cam,
+                         pn_predict_result *out, pn_error *err);
+    const char *model_json;    /* body of GET /api/v1/model (a JSON object) */
+    const char *model_id, *model_version;
+    float default_threshold;
+} pn_predictor;
+
+typedef struct pn_serve_options {
+    const char *host;          /* numeric IPv4 or IPv6 address to listen on */
+    int port;                  /* 0 = any free port (see pn_server_port) */
+    const char *audit_db;      /* SQLite file, created if missing */
+    size_t max_body;           /* bytes; larger uploads get 413 */
+    int max_connections;       /* concurrent connections (one thread each) */
+    int connection_timeout_s;  /* idle connections are closed after this */
+    int max_queue;             /* predictions waiting for a slot; beyond: 503 */
+    int shutdown_grace_s;      /* pn_server_stop waits this long for in-flight requests */
+} pn_serve_options;
+
+/* 127.0.0.1:8080, pneumo-audit.db, 20 MB, 64 connections, 30 s, queue 32, 30 s grace. */
+void pn_serve_options_default(pn_serve_options *o);
+
+typedef struct pn_server pn_server;
+
+/* Opens the audit log, starts the prediction workers and listens. The
+ * predictor (and the strings it points to) must outlive the server. */
+pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_server **out, pn_error *err);
+/* The port actually bound (useful with port 0). */
+int pn_server_port(const pn_server *s);
+/* Graceful stop: closes the listening socket, lets requests already received
+ * finish (up to shutdown_grace_s), then stops the threads and closes the
+ * audit log. NULL is ignored. */
+void pn_server_stop(pn_server *s);
+
+#endif

@@ -1,0 +1,54 @@
+/* Shared between the HTTP plumbing (server.c) and the prediction endpoint (predict.c). */
+#ifndef PNEUMO_SERVE_INTERNAL_H
+#define PNEUMO_SERVE_INTERNAL_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+
+#include "pneumo/audit.h"
+#include "pneumo/serve.h"
+#include "serve/metrics.h"
+#include "serve/workers.h"
+
+struct pn_server {
+    pn_serve_options opt;
+    const pn_predictor *predictor;
+    struct MHD_Daemon *daemon;
+    pn_audit *audit;
+    workers workers;
+    metrics metrics;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;   /* signalled when in_flight drops to 0 */
+    int in_flight;         /* requests between headers and completion */
+    int stopping;
+    int port;
+};
+
+/* Per-request state, from the first access-handler call to completion. */
+typedef struct request {
+    route route;
+    double start;          /* monotonic seconds */
+    unsigned status;       /* of the queued response; 0 = none yet */
+    int admitted;          /* arrived before shutdown began */
+    int too_large;         /* body passed max_body while streaming */
+    unsigned char *body;
+    size_t len, cap;
+} request;
+
+double monotonic_seconds(void);
+/* Queues a response with the standard headers and records its status.
+ * mode as in MHD_create_response_from_buffer. */
+enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
+                          void *body, size_t len, enum MHD_ResponseMemoryMode mode);
+/* {"error": {"code": status, "message": message}} */
+enum MHD_Result send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
+                           const char *message);
+/* Takes ownership of text (a json_dumps result). */
+enum MHD_Result send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text);
+
+/* Content-Type accepted by POST /api/v1/predict (NULL = absent, accepted). */
+int predict_content_type_ok(const char *content_type);
+/* Handles a complete POST /api/v1/predict whose body is in r. */
+enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r);
+
+#endif

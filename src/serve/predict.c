@@ -1,0 +1,268 @@
+/* POST /api/v1/predict: options, upload formats, sniffing, the prediction
+ * itself, the audit row and the JSON answer. */
+#include <jansson.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "pneumo/sha256.h"
+#include "serve/base64.h"
+#include "serve/internal.h"
+#include "serve/multipart.h"
+
+#define DISCLAIMER "Research and screening-assist tool, not a diagnostic device: every result must be " \
+                   "reviewed by a qualified clinician."
+
+/* What the client asked for, from the query string or the form. */
+typedef struct predict_input {
+    const unsigned char *bytes;
+    size_t size;
+    const char *file_name;   /* sanitised copy in name_buf; NULL for raw uploads */
+    char name_buf[MULTIPART_MAX_NAME];
+    double threshold;
+    int want_cam;
+} predict_input;
+
+static int type_is(const char *content_type, const char *mime)
+{
+    size_t n = strlen(mime);
+    if (strncasecmp(content_type, mime, n))
+        return 0;
+    char next = content_type[n];
+    return next == '\0' || next == ';' || next == ' ' || next == '\t';
+}
+
+int predict_content_type_ok(const char *content_type)
+{
+    static const char *const accepted[] = {"image/jpeg", "image/jpg", "image/png", "application/octet-stream",
+                                           "multipart/form-data"};
+    if (!content_type || !*content_type)
+        return 1;
+    for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++)
+        if (type_is(content_type, accepted[i]))
+            return 1;
+    return 0;
+}
+
+/* The format comes from the bytes, never from a name or a header. */
+static int sniff_image(const unsigned char *b, size_t n)
+{
+    static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+        return 1;
+    return n >= 8 && !memcmp(b, png, 8);
+}
+
+static int parse_threshold(const char *text, double *out)
+{
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v >= 0.0 && v <= 1.0))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_flag(const char *text, int *out)
+{
+    if (!strcmp(text, "1") || !strcasecmp(text, "true") || !strcasecmp(text, "on") || !strcasecmp(text, "yes"))
+        *out = 1;
+    else if (!*text || !strcmp(text, "0") || !strcasecmp(text, "false") || !strcasecmp(text, "off") ||
+             !strcasecmp(text, "no"))
+        *out = 0;
+    else
+        return 0;
+    return 1;
+}
+
+/* Applies threshold/gradcam values; returns an error message or NULL. */
+static const char *apply_options(const char *threshold, const char *gradcam, predict_input *in)
+{
+    if (threshold && !parse_threshold(threshold, &in->threshold))
+        return "threshold must be a number between 0 and 1";
+    if (gradcam && !parse_flag(gradcam, &in->want_cam))
+        return "gradcam must be 1 or 0";
+    return NULL;
+}
+
+/* Keeps the base name only, with control characters replaced: the name is
+ * recorded, never used to open anything. */
+static void sanitize_file_name(char *name)
+{
+    char *base = name;
+    for (char *p = name; *p; p++)
+        if (*p == '/' || *p == '\\')
+            base = p + 1;
+    memmove(name, base, strlen(base) + 1);
+    for (unsigned char *p = (unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '_';
+}
+
+/* A form field's value as a short NUL-terminated string. */
+static const char *form_value(const multipart_form *form, const char *name, char *buf, size_t size)
+{
+    const multipart_part *p = multipart_find(form, name);
+    if (!p)
+        return NULL;
+    size_t n = p->size < size - 1 ? p->size : size - 1;
+    memcpy(buf, p->data, n);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Fills in from a multipart body; query options already applied stay unless
+ * the form sets them too. Returns an error message or NULL. */
+static const char *read_form(const request *r, const char *content_type, multipart_form *form, predict_input *in,
+                             pn_error *err)
+{
+    char boundary[80];
+    if (multipart_boundary(content_type, boundary, sizeof boundary, err) ||
+        multipart_parse(r->body, r->len, boundary, form, err))
+        return err->msg;
+    const multipart_part *file = multipart_find(form, "file");
+    if (!file)
+        file = multipart_find(form, "image");
+    if (!file)
+        return "multipart upload without a 'file' (or 'image') field";
+    in->bytes = file->data;
+    in->size = file->size;
+    if (file->has_filename) {
+        snprintf(in->name_buf, sizeof in->name_buf, "%s", file->filename);
+        sanitize_file_name(in->name_buf);
+        in->file_name = in->name_buf;
+    }
+    char threshold[64], gradcam[16];
+    return apply_options(form_value(form, "threshold", threshold, sizeof threshold),
+                         form_value(form, "gradcam", gradcam, sizeof gradcam), in);
+}
+
+static void client_address(struct MHD_Connection *c, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, size, "unknown");
+    if (!info || !info->client_addr)
+        return;
+    socklen_t len = info->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                             : sizeof(struct sockaddr_in);
+    getnameinfo(info->client_addr, len, out, (socklen_t)size, NULL, 0, NI_NUMERICHOST);
+}
+
+static json_t *audit_json(pn_server *s, struct MHD_Connection *c, const predict_input *in, const pn_prediction *p,
+                          const char *label, double latency_ms)
+{
+    uint8_t digest[PN_SHA256_DIGEST_SIZE];
+    char hex[PN_SHA256_HEX_SIZE], client[64];
+    pn_sha256(in->bytes, in->size, digest);
+    pn_sha256_hex(digest, hex);
+    client_address(c, client, sizeof client);
+    const pn_predictor *pr = s->predictor;
+    pn_audit_record rec = {.image_sha256 = hex, .file_name = in->file_name, .image_bytes = (int64_t)in->size,
+                           .width = p->width, .height = p->height, .model_id = pr->model_id,
+                           .model_version = pr->model_version, .probability = p->probability,
+                           .threshold = in->threshold, .label = label, .latency_ms = latency_ms,
+                           .client_addr = client};
+    int64_t id;
+    pn_error err = {0};
+    if (pn_audit_log(s->audit, &rec, &id, &err)) {
+        metrics_audit_failure(&s->metrics);
+        return json_pack("{s:b,s:s}", "logged", 0, "error", err.msg);
+    }
+    return json_pack("{s:b,s:I}", "logged", 1, "id", (json_int_t)id);
+}
+
+static json_t *warnings_json(const pn_predict_result *res, int want_cam)
+{
+    json_t *w = json_array();
+    for (int i = 0; i < res->pred.n_warnings && i < PN_MAX_WARNINGS; i++)
+        json_array_append_new(w, json_string(res->pred.warnings[i]));
+    if (want_cam && !res->overlay_png)
+        json_array_append_new(w, json_string("Grad-CAM is not available for this model"));
+    return w;
+}
+
+static char *result_text(pn_server *s, struct MHD_Connection *c, const predict_input *in,
+                         const pn_predict_result *res, double latency_ms)
+{
+    const pn_prediction *p = &res->pred;
+    int pneumonia = p->probability >= in->threshold;
+    const char *label = pneumonia ? "PNEUMONIA" : "NORMAL";
+    /* Logged before anything is sent: a response implies a row (or a reported failure). */
+    json_t *audit = audit_json(s, c, in, p, label, latency_ms);
+    metrics_prediction(&s->metrics, pneumonia);
+    json_t *root = json_pack("{s:f,s:s,s:f,s:{s:s,s:s},s:f,s:o,s:{s:i,s:i},s:o,s:s}", "probability",
+                             (double)p->probability, "label", label, "threshold", in->threshold, "model",
+                             "id", s->predictor->model_id, "version", s->predictor->model_version, "latency_ms",
+                             latency_ms, "warnings", warnings_json(res, in->want_cam), "image", "width", p->width,
+                             "height", p->height, "audit", audit, "disclaimer", DISCLAIMER);
+    if (root && res->overlay_png) {
+        char *b64 = base64_encode(res->overlay_png, res->overlay_png_size);
+        json_object_set_new(root, "gradcam_png", b64 ? json_string(b64) : json_null());
+        free(b64);
+    }
+    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(root);
+    return text;
+}
+
+static unsigned status_for(pn_status st)
+{
+    switch (st) {
+    case PN_EFORMAT:
+    case PN_EUNSUPPORTED:
+    case PN_ELIMIT:
+    case PN_EINVAL:
+        return MHD_HTTP_BAD_REQUEST;
+    default:
+        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+static enum MHD_Result run_prediction(pn_server *s, struct MHD_Connection *c, request *r, const predict_input *in)
+{
+    job j = {.bytes = in->bytes, .size = in->size, .want_cam = in->want_cam};
+    pn_error err = {0};
+    double t0 = monotonic_seconds();
+    if (workers_run(&s->workers, &j, &err))
+        return send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, err.msg);
+    double latency_ms = (monotonic_seconds() - t0) * 1e3;
+    enum MHD_Result ok;
+    if (j.status)
+        ok = send_error(s, c, r, status_for(j.status), j.err.msg[0] ? j.err.msg : pn_status_name(j.status));
+    else
+        ok = send_json_text(s, c, r, MHD_HTTP_OK, result_text(s, c, in, &j.result, latency_ms));
+    free(j.result.overlay_png);
+    return ok;
+}
+
+enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r)
+{
+    if (!r->admitted)
+        return send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "server is shutting down");
+    predict_input in = {.bytes = r->body, .size = r->len, .threshold = s->predictor->default_threshold};
+    const char *bad = apply_options(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold"),
+                                    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "gradcam"), &in);
+    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    /* Large: holds one part table; lives only for this request. */
+    multipart_form *form = NULL;
+    pn_error err = {0};
+    if (!bad && type && type_is(type, "multipart/form-data")) {
+        if (!(form = malloc(sizeof *form)))
+            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        bad = read_form(r, type, form, &in, &err);
+    }
+    enum MHD_Result ok;
+    if (bad)
+        ok = send_error(s, c, r, MHD_HTTP_BAD_REQUEST, bad);
+    else if (in.size == 0)
+        ok = send_error(s, c, r, MHD_HTTP_BAD_REQUEST,
+                        "empty upload: send the image as the body or as multipart field 'file'");
+    else if (!sniff_image(in.bytes, in.size))
+        ok = send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the upload is neither a JPEG nor a PNG image");
+    else
+        ok = run_prediction(s, c, r, &in);
+    free(form);
+    return ok;
+}

@@ -1,0 +1,411 @@
+/* libmicrohttpd plumbing: listening, routing, limits, static files, metrics
+ * and graceful shutdown. One thread per connection; predictions themselves
+ * run on the worker slots (workers.c). */
+#include "serve/internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "serve/web_assets.h"
+
+#define CSP "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; " \
+            "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+
+void pn_serve_options_default(pn_serve_options *o)
+{
+    *o = (pn_serve_options){.host = "127.0.0.1",
+                            .port = 8080,
+                            .audit_db = "pneumo-audit.db",
+                            .max_body = 20u * 1000u * 1000u,
+                            .max_connections = 64,
+                            .connection_timeout_s = 30,
+                            .max_queue = 32,
+                            .shutdown_grace_s = 30};
+}
+
+double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ----------------------------------------------------------------- replies */
+
+static int is_stopping(pn_server *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int stopping = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return stopping;
+}
+
+enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
+                          void *body, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
+    if (!resp) {
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, r->route == ROUTE_STATIC ? "no-cache" : "no-store");
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, "Content-Security-Policy", CSP);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == ROUTE_PREDICT ? "POST" : "GET, HEAD");
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    /* Keep-alive clients must let go during shutdown, or it waits for them. */
+    if (is_stopping(s))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    if (ok == MHD_YES)
+        r->status = status;
+    return ok;
+}
+
+enum MHD_Result send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text)
+{
+    if (!text)
+        return MHD_NO;
+    return send_body(s, c, r, status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE);
+}
+
+enum MHD_Result send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *message)
+{
+    json_t *root = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", message);
+    char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return send_json_text(s, c, r, status, text);
+}
+
+/* ------------------------------------------------------------------ routes */
+
+static const pn_web_asset *find_asset(const char *url)
+{
+    if (!strcmp(url, "/"))
+        url = "/index.html";
+    for (const pn_web_asset *a = pn_web_assets; a->path; a++)
+        if (!strcmp(a->path, url))
+            return a;
+    return NULL;
+}
+
+static route classify(const char *url)
+{
+    if (!strcmp(url, "/api/v1/predict"))
+        return ROUTE_PREDICT;
+    if (!strcmp(url, "/api/v1/model"))
+        return ROUTE_MODEL;
+    if (!strcmp(url, "/healthz"))
+        return ROUTE_HEALTH;
+    if (!strcmp(url, "/metrics"))
+        return ROUTE_METRICS;
+    return find_asset(url) ? ROUTE_STATIC : ROUTE_OTHER;
+}
+
+static enum MHD_Result handle_get(pn_server *s, struct MHD_Connection *c, request *r, const char *url)
+{
+    switch (r->route) {
+    case ROUTE_MODEL: {
+        const char *json = s->predictor->model_json;
+        return send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)json, strlen(json),
+                         MHD_RESPMEM_PERSISTENT);
+    }
+    case ROUTE_HEALTH: {
+        static const char ok[] = "{\"status\":\"ok\"}";
+        return send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)ok, sizeof ok - 1,
+                         MHD_RESPMEM_PERSISTENT);
+    }
+    case ROUTE_METRICS: {
+        pthread_mutex_lock(&s->lock);
+        int in_flight = s->in_flight;
+        pthread_mutex_unlock(&s->lock);
+        char *text = metrics_render(&s->metrics, in_flight, workers_queued(&s->workers));
+        if (!text)
+            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering metrics");
+        return send_body(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
+                         MHD_RESPMEM_MUST_FREE);
+    }
+    default: {
+        const pn_web_asset *a = find_asset(url);
+        return send_body(s, c, r, MHD_HTTP_OK, a->mime, (void *)a->data, a->size, MHD_RESPMEM_PERSISTENT);
+    }
+    }
+}
+
+static size_t content_length(struct MHD_Connection *c, int *known)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    *known = v != NULL;
+    return v ? (size_t)strtoull(v, NULL, 10) : 0;
+}
+
+/* Everything that can be decided from the request line and headers alone.
+ * Returns MHD_YES with r->status still 0 when the body should be read. */
+static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, request *r, const char *url,
+                                  const char *method)
+{
+    int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    if (r->route == ROUTE_OTHER)
+        return send_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such resource");
+    if (r->route != ROUTE_PREDICT)
+        return is_get ? handle_get(s, c, r, url)
+                      : send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET");
+    if (strcmp(method, MHD_HTTP_METHOD_POST))
+        return send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
+    int known;
+    size_t announced = content_length(c, &known);
+    if (known && announced > s->opt.max_body) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body of %zu bytes exceeds the limit of %zu", announced, s->opt.max_body);
+        return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+    }
+    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!predict_content_type_ok(type))
+        return send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                          "unsupported Content-Type: send image/jpeg, image/png, application/octet-stream "
+                          "or multipart/form-data");
+    if (known && announced > 0) {
+        r->body = malloc(announced);
+        if (!r->body)
+            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        r->cap = announced;
+    }
+    return MHD_YES;
+}
+
+/* Appends upload data, stopping (but still draining) past max_body. */
+static void on_upload(pn_server *s, request *r, const char *data, size_t size)
+{
+    if (r->too_large || r->status)
+        return;
+    if (size > s->opt.max_body - r->len) {
+        r->too_large = 1;
+        free(r->body);
+        r->body = NULL;
+        r->len = r->cap = 0;
+        return;
+    }
+    if (r->len + size > r->cap) {
+        size_t cap = r->cap ? r->cap : 64 * 1024;
+        while (cap < r->len + size)
+            cap *= 2;
+        if (cap > s->opt.max_body)
+            cap = s->opt.max_body;
+        unsigned char *body = realloc(r->body, cap);
+        if (!body) {
+            r->too_large = 1; /* answered as 413: we cannot hold it */
+            return;
+        }
+        r->body = body;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, size);
+    r->len += size;
+}
+
+static request *begin_request(pn_server *s, const char *url)
+{
+    request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->start = monotonic_seconds();
+    r->route = classify(url);
+    pthread_mutex_lock(&s->lock);
+    s->in_flight++;
+    r->admitted = !s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    pn_server *s = cls;
+    request *r = *con_cls;
+    if (!r) {
+        if (!(r = begin_request(s, url)))
+            return MHD_NO;
+        *con_cls = r;
+        return on_headers(s, c, r, url, method);
+    }
+    if (*upload_data_size) {
+        on_upload(s, r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->status)
+        return MHD_YES;
+    if (r->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->opt.max_body);
+        return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+    }
+    return handle_predict(s, c, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+    pn_server *s = cls;
+    request *r = *con_cls;
+    if (!r)
+        return;
+    *con_cls = NULL;
+    /* Requests dropped before a response (client gone, timeout) are not counted. */
+    if (r->status)
+        metrics_request(&s->metrics, r->route, r->status, monotonic_seconds() - r->start);
+    free(r->body);
+    free(r);
+    pthread_mutex_lock(&s->lock);
+    if (--s->in_flight == 0)
+        pthread_cond_broadcast(&s->idle);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+typedef union listen_addr {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} listen_addr;
+
+static pn_status parse_listen_addr(const char *host, int port, listen_addr *a, int *is_v6, pn_error *err)
+{
+    memset(a, 0, sizeof *a);
+    if (port < 0 || port > 65535)
+        return pn_fail(err, PN_EINVAL, "port %d outside 0..65535", port);
+    if (inet_pton(AF_INET, host, &a->v4.sin_addr) == 1) {
+        a->v4.sin_family = AF_INET;
+        a->v4.sin_port = htons((uint16_t)port);
+        *is_v6 = 0;
+        return PN_OK;
+    }
+    if (inet_pton(AF_INET6, host, &a->v6.sin6_addr) == 1) {
+        a->v6.sin6_family = AF_INET6;
+        a->v6.sin6_port = htons((uint16_t)port);
+        *is_v6 = 1;
+        return PN_OK;
+    }
+    return pn_fail(err, PN_EINVAL, "--host '%s': expected a numeric IPv4 or IPv6 address", host);
+}
+
+static pn_status check_options(const pn_serve_options *o, const pn_predictor *p, pn_error *err)
+{
+    if (o->max_body < 1 || o->max_connections < 1 || o->connection_timeout_s < 1 || o->max_queue < 1 ||
+        o->shutdown_grace_s < 0)
+        return pn_fail(err, PN_EINVAL, "server limits must be positive");
+    if (!p->predict || !p->model_json || !p->model_id || !p->model_version)
+        return pn_fail(err, PN_EINVAL, "incomplete predictor");
+    if (!(p->default_threshold >= 0.f && p->default_threshold <= 1.f))
+        return pn_fail(err, PN_EINVAL, "default threshold %g outside 0..1", (double)p->default_threshold);
+    if (!o->audit_db || !*o->audit_db)
+        return pn_fail(err, PN_EINVAL, "an audit database path is required");
+    return PN_OK;
+}
+
+static pn_status start_daemon(pn_server *s, pn_error *err)
+{
+    listen_addr addr;
+    int is_v6 = 0;
+    pn_status st = parse_listen_addr(s->opt.host, s->opt.port, &addr, &is_v6, err);
+    if (st)
+        return st;
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+                     (is_v6 ? MHD_USE_IPv6 : 0);
+    s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
+                                 MHD_OPTION_SOCK_ADDR, &addr.sa,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opt.max_connections,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opt.connection_timeout_s,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                                 MHD_OPTION_END);
+    if (!s->daemon)
+        return pn_fail(err, PN_EIO, "cannot listen on %s port %d: %s", s->opt.host, s->opt.port,
+                       errno ? strerror(errno) : "libmicrohttpd refused the options");
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : s->opt.port;
+    return PN_OK;
+}
+
+pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_server **out, pn_error *err)
+{
+    *out = NULL;
+    pn_status st = check_options(o, p, err);
+    if (st)
+        return st;
+    pn_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return pn_fail(err, PN_ENOMEM, "out of memory starting the server");
+    s->opt = *o;
+    s->predictor = p;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->idle, NULL);
+    metrics_init(&s->metrics);
+    st = pn_audit_open(o->audit_db, &s->audit, err);
+    if (!st && (st = workers_start(&s->workers, p, o->max_queue, err)))
+        pn_audit_close(s->audit);
+    if (!st && (st = start_daemon(s, err))) {
+        workers_stop(&s->workers);
+        pn_audit_close(s->audit);
+    }
+    if (st) {
+        metrics_destroy(&s->metrics);
+        pthread_cond_destroy(&s->idle);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return st;
+    }
+    *out = s;
+    return PN_OK;
+}
+
+int pn_server_port(const pn_server *s)
+{
+    return s->port;
+}
+
+static void wait_idle(pn_server *s)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += s->opt.shutdown_grace_s;
+    pthread_mutex_lock(&s->lock);
+    while (s->in_flight > 0 && pthread_cond_timedwait(&s->idle, &s->lock, &deadline) != ETIMEDOUT)
+        ;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void pn_server_stop(pn_server *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->lock);
+    /* No new connections from here on; requests already received finish. */
+    MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
+    wait_idle(s);
+    MHD_stop_daemon(s->daemon);
+    if (listen_fd != MHD_INVALID_SOCKET)
+        close(listen_fd);
+    workers_stop(&s->workers);
+    pn_audit_close(s->audit);
+    metrics_destroy(&s->metrics);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

@@ -1,0 +1,167 @@
+/* Audit log: schema, rows, reopening, and the CSV export (RFC 4180 quoting, --since). */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pneumo/audit.h"
+#include "testutil.h"
+
+static char *db_path(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", pn_test_tmpdir(), name);
+    unlink(path);
+    return path;
+}
+
+static pn_audit_record record(const char *file_name, double p)
+{
+    return (pn_audit_record){.image_sha256 = "ab12", .file_name = file_name, .image_bytes = 1234,
+                             .width = 224, .height = 200, .model_id = "m1", .model_version = "v1",
+                             .probability = p, .threshold = 0.5, .label = p >= 0.5 ? "PNEUMONIA" : "NORMAL",
+                             .latency_ms = 12.5, .client_addr = "127.0.0.1"};
+}
+
+static char *export_csv(const char *path, const char *since, pn_status *st, pn_error *err)
+{
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    *st = pn_audit_export_csv(path, since, f, err);
+    fclose(f);
+    return text;
+}
+
+static void test_rows_and_schema(void **state)
+{
+    const char *path = db_path("rows.db");
+    pn_audit *a;
+    pn_error err = {0};
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    int64_t id1 = 0, id2 = 0;
+    pn_audit_record r = record("x.jpeg", 0.9);
+    assert_int_equal(pn_audit_log(a, &r, &id1, &err), PN_OK);
+    r = record(NULL, 0.1);
+    assert_int_equal(pn_audit_log(a, &r, &id2, &err), PN_OK);
+    assert_true(id2 > id1 && id1 > 0);
+    pn_audit_close(a);
+    /* Reopening keeps the rows and the single schema_version row. */
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    int64_t id3 = 0;
+    assert_int_equal(pn_audit_log(a, &r, &id3, &err), PN_OK);
+    assert_true(id3 > id2);
+    pn_audit_close(a);
+
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM predictions), (SELECT group_concat(version)"
+                                            " FROM schema_version), (SELECT file_name IS NULL FROM predictions"
+                                            " WHERE id = ?), (SELECT journal_mode FROM pragma_journal_mode)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int64(st, 1, id2);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 3);
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "1");
+    assert_int_equal(sqlite3_column_int(st, 2), 1);
+    assert_string_equal((const char *)sqlite3_column_text(st, 3), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static void test_csv_quoting(void **state)
+{
+    const char *path = db_path("csv.db");
+    pn_audit *a;
+    pn_error err = {0};
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    pn_audit_record r = record("scan, \"left\"\nview.png", 0.75);
+    assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    r = record(NULL, 0.25);
+    assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    pn_audit_close(a);
+
+    pn_status st;
+    char *csv = export_csv(path, NULL, &st, &err);
+    assert_int_equal(st, PN_OK);
+    const char *header = "id,time_utc,image_sha256,file_name,image_bytes,width,height,model_id,model_version,"
+                         "probability,threshold,label,latency_ms,client_addr\r\n";
+    assert_memory_equal(csv, header, strlen(header));
+    const char *row1 = csv + strlen(header);
+    assert_memory_equal(row1, "1,", 2);
+    /* Quoted field, doubled quotes, embedded newline kept. */
+    assert_non_null(strstr(row1, ",ab12,\"scan, \"\"left\"\"\nview.png\",1234,224,200,m1,v1,0.75,0.5,PNEUMONIA,"
+                                 "12.5,127.0.0.1\r\n2,"));
+    /* NULL file name is an empty field. */
+    assert_non_null(strstr(row1, ",ab12,,1234,224,200,m1,v1,0.25,0.5,NORMAL,12.5,127.0.0.1\r\n"));
+    free(csv);
+}
+
+static void test_since_filter(void **state)
+{
+    const char *path = db_path("since.db");
+    pn_audit *a;
+    pn_error err = {0};
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    pn_audit_record r = record("old.jpeg", 0.6);
+    assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    pn_audit_close(a);
+    /* Back-date the first row: exports compare stored times as text. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE predictions SET time_utc = '2020-01-02T03:04:05.678Z'", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    r = record("new.jpeg", 0.6);
+    assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    pn_audit_close(a);
+
+    static const struct {
+        const char *since;
+        int has_old, has_new;
+    } cases[] = {{"2020-01-02", 1, 1},          {"2020-01-02T03:04", 1, 1}, {"2020-01-02T03:04:05.678Z", 1, 1},
+                 {"2020-01-02T03:04:05.679", 0, 1}, {"2020-01-03", 0, 1},     {"2999-01-01T00:00:00Z", 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        pn_status st;
+        char *csv = export_csv(path, cases[i].since, &st, &err);
+        assert_int_equal(st, PN_OK);
+        assert_int_equal(strstr(csv, "old.jpeg") != NULL, cases[i].has_old);
+        assert_int_equal(strstr(csv, "new.jpeg") != NULL, cases[i].has_new);
+        free(csv);
+    }
+    static const char *const bad[] = {"yesterday", "2020-1-2", "2020-01-02T3", "2020-01-02T03:04:05.6789", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        pn_status st;
+        free(export_csv(path, bad[i], &st, &err));
+        assert_int_equal(st, PN_EINVAL);
+        assert_non_null(strstr(err.msg, "--since"));
+    }
+}
+
+static void test_missing_database(void **state)
+{
+    pn_status st;
+    pn_error err = {0};
+    free(export_csv(db_path("absent.db"), NULL, &st, &err));
+    assert_int_equal(st, PN_EIO);
+    assert_non_null(strstr(err.msg, "absent.db"));
+    pn_audit *a = NULL;
+    assert_int_not_equal(pn_audit_open("/nonexistent-dir/x.db", &a, &err), PN_OK);
+    assert_null(a);
+    assert_non_null(strstr(err.msg, "/nonexistent-dir/x.db"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rows_and_schema),
+        cmocka_unit_test(test_csv_quoting),
+        cmocka_unit_test(test_since_filter),
+        cmocka_unit_test(test_missing_database),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
