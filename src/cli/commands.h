@@ -10,6 +10,13 @@ typedef struct pn_command {
 } pn_command;
 
 /* Subcommands (keep in the order `pneumo help` lists them). */
-
+int pn_cmd_arch(int argc, char **argv);
+int pn_cmd_audit(int argc, char **argv);
+int pn_cmd_bench(int argc, char **argv);
+int pn_cmd_train(int argc, char **argv);
+int pn_cmd_evaluate(int argc, char **argv);
+int pn_cmd_predict(int argc, char **argv);
+int pn_cmd_data(int argc, char **argv);
+int pn_cmd_serve(int argc, char **argv);
 
 #endif

@@ -6,6 +6,14 @@
 
 static const pn_command commands[] = {
     /* {name, summary, function}: each defined in src/cli/cmd_NAME.c */
+    {"train", "train a model on a folder dataset (patient-wise validation)", pn_cmd_train},
+    {"evaluate", "metrics with CIs, plots and an HTML report on a labelled folder", pn_cmd_evaluate},
+    {"predict", "probability, label and optional Grad-CAM for image files or folders", pn_cmd_predict},
+    {"serve", "HTTP prediction server: REST API, web page, metrics, audit log", pn_cmd_serve},
+    {"audit", "export the prediction audit log of `pneumo serve` as CSV", pn_cmd_audit},
+    {"data", "dataset statistics, augmentation grid, loader benchmark", pn_cmd_data},
+    {"arch", "show an architecture's layers, shapes, parameters and FLOPs", pn_cmd_arch},
+    {"bench", "measure training and inference speed on random data", pn_cmd_bench},
     {NULL, NULL, NULL}
 };
 

@@ -354,7 +354,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, pn_error *err)
         pn_kv meta[] = {{"arch_name", t->cfg->arch}, {"threshold", thr}, {"threshold_rule", rule},
                         {"threshold_youden", thr_y}, {"temperature", temp}, {"metrics", metrics},
                         {"recipe", recipe}, {"trained_at", when}, {"train_seconds", secs},
-                        {"classes", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", "squash"},
+                        {"class_names", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", "squash"},
                         {"images", counts},
                         {"disclaimer", "Research and screening-assist tool; not a diagnostic device."}};
         snprintf(res->model_path, sizeof res->model_path, "%s/model.safetensors", t->cfg->out_dir);

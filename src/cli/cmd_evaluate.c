@@ -1,0 +1,181 @@
+/* pneumo evaluate: metrics with confidence intervals, plots and an HTML
+ * report for a model on a labelled folder (NORMAL/ and PNEUMONIA/). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "pneumo/data.h"
+#include "pneumo/eval.h"
+#include "pneumo/model.h"
+
+#define GRID_TILES 16
+
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: pneumo evaluate --data DIR [--model FILE] [--threshold T] [--json OUT] [--report DIR]\n"
+                 "       [--threads N]\n"
+                 "DIR holds NORMAL/ and PNEUMONIA/ (a split folder). Without --model the bundled model is used;\n"
+                 "without --threshold the threshold stored in the model.\n");
+    return out == stdout ? 0 : 2;
+}
+
+typedef struct eval_run {
+    pn_dataset ds;
+    float *prob;
+    int *label;
+    const char **names;
+    size_t n, failed;
+    pn_image tiles[GRID_TILES];
+    pn_sample_tile tile_info[GRID_TILES];
+    size_t n_tiles;
+} eval_run;
+
+/* Keeps a few images (spread over the set) for the report's sample grid. */
+static void keep_tile(eval_run *r, size_t i, size_t total, const char *path, int size)
+{
+    if (r->n_tiles >= GRID_TILES || i != r->n_tiles * total / GRID_TILES)
+        return;
+    pn_image img = {0}, small = {0};
+    if (pn_image_decode_file(path, size, size, &img, NULL) == PN_OK &&
+        pn_image_resize(&img, size, size, PN_RESIZE_SQUASH, &small, NULL) == PN_OK) {
+        r->tiles[r->n_tiles] = small;
+        r->tile_info[r->n_tiles] = (pn_sample_tile){small.pixels, size, size, r->label[r->n],
+                                                    r->prob[r->n], strrchr(path, '/') + 1};
+        r->n_tiles++;
+    }
+    pn_image_free(&img);
+}
+
+static int predict_all(pn_model *m, const char *dir, eval_run *r, pn_error *err)
+{
+    if (pn_dataset_scan(dir, &r->ds, err))
+        return 1;
+    r->prob = malloc(r->ds.n * sizeof(float));
+    r->label = malloc(r->ds.n * sizeof(int));
+    r->names = malloc(r->ds.n * sizeof(char *));
+    if (!r->prob || !r->label || !r->names)
+        return fprintf(stderr, "out of memory\n"), 1;
+    for (size_t i = 0; i < r->ds.n; i++) {
+        const pn_sample *s = &r->ds.samples[i];
+        pn_prediction p;
+        pn_error e = {0};
+        if (pn_model_predict_file(m, s->path, 0, &p, &e)) {
+            fprintf(stderr, "skipped: %s\n", e.msg);
+            r->failed++;
+            continue;
+        }
+        r->prob[r->n] = p.probability;
+        r->label[r->n] = s->label;
+        r->names[r->n] = s->path;
+        keep_tile(r, i, r->ds.n, s->path, 160);
+        r->n++;
+        if (i % 100 == 99)
+            fprintf(stderr, "\r%zu/%zu images", i + 1, r->ds.n);
+    }
+    fprintf(stderr, "\r%zu images evaluated, %zu unreadable\n", r->n, r->failed);
+    return r->n ? 0 : (fprintf(stderr, "no readable image in %s\n", dir), 1);
+}
+
+static void print_summary(const pn_metrics *m, const pn_metrics_ci *ci, const char *report)
+{
+    printf("%s\n", report);
+    printf("n=%zu (PNEUMONIA %zu, NORMAL %zu), threshold %.4f\n", m->n, m->n_pos, m->n_neg, m->threshold);
+    printf("confusion: TP %zu  FN %zu  TN %zu  FP %zu\n", (size_t)m->confusion.tp,
+           (size_t)m->confusion.fn, (size_t)m->confusion.tn, (size_t)m->confusion.fp);
+    for (int k = 0; k < PN_CI_COUNT; k++)
+        printf("%-18s %.4f  (95%% CI %.4f-%.4f)\n", pn_ci_metric_name((pn_ci_metric)k),
+               pn_metrics_get(m, (pn_ci_metric)k), ci->lo[k], ci->hi[k]);
+    printf("%-18s %.4f\n%-18s %.4f\n%-18s %.4f\n", "npv", m->npv, "brier", m->brier, "ece", m->ece);
+}
+
+static int write_outputs(const pn_model_info *info, const char *dir, const eval_run *r, float thr,
+                         const pn_metrics *m, const pn_metrics_ci *ci, const char *json_path,
+                         const char *report_dir, pn_error *err)
+{
+    if (json_path) {
+        json_t *j;
+        if (pn_metrics_to_json(m, ci, &j, err))
+            return 1;
+        json_object_set_new(j, "model_id", json_string(info->id));
+        json_object_set_new(j, "data", json_string(dir));
+        int rc = json_dump_file(j, json_path, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        json_decref(j);
+        if (rc)
+            return fprintf(stderr, "cannot write %s\n", json_path), 1;
+    }
+    if (report_dir) {
+        char model_name[128];
+        snprintf(model_name, sizeof model_name, "%s (%s)", info->arch_name, info->id);
+        pn_report_input in = {.model_name = model_name, .model_info = info->version,
+                              .dataset_path = dir, .prob = r->prob, .label = r->label, .n = r->n,
+                              .file_names = r->names, .threshold = thr,
+                              .threshold_note = "stored in the model (chosen on patient-wise validation) unless --threshold",
+                              .samples = r->tile_info, .n_samples = r->n_tiles, .seed = 1};
+        if (pn_report_write(report_dir, &in, err))
+            return 1;
+        printf("report: %s/report.html\n", report_dir);
+    }
+    return 0;
+}
+
+int pn_cmd_evaluate(int argc, char **argv)
+{
+    const char *model_path = NULL, *dir = NULL, *json_path = NULL, *report_dir = NULL;
+    float thr = -1;
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        if (!v) return usage(stderr);
+        if (!strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--data")) dir = v;
+        else if (!strcmp(a, "--json")) json_path = v;
+        else if (!strcmp(a, "--report")) report_dir = v;
+        else if (!strcmp(a, "--threshold")) thr = strtof(v, NULL);
+        else if (!strcmp(a, "--threads")) threads = atoi(v);
+        else return usage(stderr);
+        i++;
+    }
+    if (!dir) return usage(stderr);
+    pn_error err = {0};
+    pn_model *m = NULL;
+    eval_run r = {0};
+    pn_metrics met;
+    pn_metrics_ci ci;
+    char *report = NULL;
+    int rc = 1;
+    if (pn_model_load(model_path, threads, &m, &err))
+        goto fail;
+    if (thr < 0)
+        thr = pn_model_get_info(m)->threshold;
+    if (!(thr >= 0 && thr <= 1)) {
+        fprintf(stderr, "pneumo evaluate: --threshold must be in [0, 1]\n");
+        goto done;
+    }
+    if (predict_all(m, dir, &r, &err))
+        goto done;
+    if (pn_metrics_compute(r.prob, r.label, r.n, thr, &met, &err) ||
+        pn_metrics_bootstrap(r.prob, r.label, r.n, thr, 1000, 1, &ci, &err) ||
+        pn_classification_report(&met, &report, &err))
+        goto fail;
+    print_summary(&met, &ci, report);
+    rc = write_outputs(pn_model_get_info(m), dir, &r, thr, &met, &ci, json_path, report_dir, &err);
+    if (rc && err.msg[0])
+        goto fail;
+    goto done;
+fail:
+    fprintf(stderr, "pneumo evaluate: %s\n", err.msg);
+    rc = 1;
+done:
+    free(report);
+    for (size_t i = 0; i < r.n_tiles; i++)
+        pn_image_free(&r.tiles[i]);
+    free(r.prob);
+    free(r.label);
+    free(r.names);
+    pn_dataset_free(&r.ds);
+    pn_model_free(m);
+    return rc;
+}

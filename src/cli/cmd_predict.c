@@ -1,0 +1,194 @@
+/* pneumo predict: probability and label per image file (files or folders,
+ * recursively), optional Grad-CAM overlays. Bad files get an error row and
+ * the run goes on; the exit status is 1 if any file failed. */
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "pneumo/data.h"
+#include "pneumo/model.h"
+#include "pneumo/overlay.h"
+
+typedef enum { FMT_TABLE, FMT_CSV, FMT_JSON } out_format;
+
+typedef struct predict_opts {
+    const char *model, *gradcam_dir;
+    float threshold;
+    out_format format;
+    int threads;
+} predict_opts;
+
+typedef struct file_list {
+    char **paths;
+    size_t n, cap;
+} file_list;
+
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: pneumo predict [--model FILE] [--threshold T] [--format table|csv|json]\n"
+                 "                      [--gradcam DIR] [--threads N] PATH...\n"
+                 "PATH: image files (JPEG, PNG) or folders (searched recursively).\n"
+                 "Research and screening-assist tool, not a diagnostic device.\n");
+    return out == stdout ? 0 : 2;
+}
+
+static int has_image_ext(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+}
+
+static void add_file(file_list *l, const char *path)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->paths = realloc(l->paths, l->cap * sizeof *l->paths);
+    }
+    l->paths[l->n++] = strdup(path);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Folders contribute their image files (by extension); named files are always tried. */
+static void collect(file_list *l, const char *path, int named)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (named || has_image_ext(path))
+            add_file(l, path);
+        return;
+    }
+    DIR *d = opendir(path);
+    if (!d)
+        return add_file(l, path); /* reported as unreadable */
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char child[4096];
+        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
+        collect(l, child, 0);
+    }
+    closedir(d);
+}
+
+static void write_overlay(const predict_opts *o, const char *path, const pn_prediction *p)
+{
+    pn_image img = {0};
+    unsigned char *png = NULL;
+    size_t size;
+    char out[4096];
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    snprintf(out, sizeof out, "%s/%s.gradcam.png", o->gradcam_dir, base);
+    if (pn_image_decode_file(path, 512, 512, &img, NULL) == PN_OK &&
+        pn_overlay_png(img.pixels, img.w, img.h, p->cam, p->cam_size, 0.45f, &png, &size, NULL) == PN_OK) {
+        FILE *f = fopen(out, "wb");
+        if (f) {
+            fwrite(png, 1, size, f);
+            fclose(f);
+        }
+    }
+    free(png);
+    pn_image_free(&img);
+}
+
+static void print_row(const predict_opts *o, json_t *arr, const char *path, const pn_prediction *p,
+                      const char *error)
+{
+    const char *label = error ? "" : p->probability >= o->threshold ? "PNEUMONIA" : "NORMAL";
+    char warn[700] = "";
+    for (int i = 0; !error && i < p->n_warnings; i++)
+        snprintf(warn + strlen(warn), sizeof warn - strlen(warn), "%s%s", i ? "; " : "", p->warnings[i]);
+    if (o->format == FMT_JSON) {
+        json_t *row = error ? json_pack("{s:s, s:s}", "file", path, "error", error)
+                            : json_pack("{s:s, s:f, s:s, s:f, s:s}", "file", path, "probability",
+                                        p->probability, "label", label, "threshold", o->threshold, "warnings", warn);
+        json_array_append_new(arr, row);
+    } else if (o->format == FMT_CSV) {
+        printf("\"%s\",%s%.6f,%s,%.4f,\"%s\"\n", path, "", error ? 0.0 : p->probability, label,
+               o->threshold, error ? error : warn);
+    } else if (error) {
+        printf("%-50s %-11s %-9s %s\n", path, "ERROR", "", error);
+    } else {
+        printf("%-50s %-11.4f %-9s %s\n", path, p->probability, label, warn);
+    }
+}
+
+static int parse(int argc, char **argv, predict_opts *o, file_list *files)
+{
+    *o = (predict_opts){.threshold = -1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 1;
+        if (a[0] != '-') { collect(files, a, 1); continue; }
+        if (!v) return usage(stderr);
+        if (!strcmp(a, "--model")) o->model = v;
+        else if (!strcmp(a, "--gradcam")) o->gradcam_dir = v;
+        else if (!strcmp(a, "--threshold")) o->threshold = strtof(v, NULL);
+        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
+        else if (!strcmp(a, "--format"))
+            o->format = !strcmp(v, "csv") ? FMT_CSV : !strcmp(v, "json") ? FMT_JSON : FMT_TABLE;
+        else return usage(stderr);
+        i++;
+    }
+    if (files->n == 0) return usage(stderr);
+    qsort(files->paths, files->n, sizeof *files->paths, cmp_str);
+    return 0;
+}
+
+int pn_cmd_predict(int argc, char **argv)
+{
+    predict_opts o;
+    file_list files = {0};
+    int rc = parse(argc, argv, &o, &files);
+    if (rc)
+        return rc;
+    pn_error err = {0};
+    pn_model *m = NULL;
+    if (pn_model_load(o.model, o.threads, &m, &err)) {
+        fprintf(stderr, "pneumo predict: %s\n", err.msg);
+        return 1;
+    }
+    if (o.threshold < 0)
+        o.threshold = pn_model_get_info(m)->threshold;
+    if (o.gradcam_dir)
+        mkdir(o.gradcam_dir, 0755);
+    json_t *arr = o.format == FMT_JSON ? json_array() : NULL;
+    if (o.format == FMT_CSV)
+        printf("file,probability,label,threshold,warnings\n");
+    else if (o.format == FMT_TABLE)
+        printf("%-50s %-11s %-9s %s\n", "file", "P(pneum.)", "label", "warnings");
+    int failed = 0, tty = isatty(2) && files.n > 20;
+    for (size_t i = 0; i < files.n; i++) {
+        pn_prediction p;
+        pn_error e = {0};
+        if (pn_model_predict_file(m, files.paths[i], o.gradcam_dir != NULL, &p, &e)) {
+            failed = 1;
+            print_row(&o, arr, files.paths[i], NULL, e.msg);
+        } else {
+            print_row(&o, arr, files.paths[i], &p, NULL);
+            if (o.gradcam_dir && p.cam)
+                write_overlay(&o, files.paths[i], &p);
+            pn_prediction_clear(&p);
+        }
+        if (tty)
+            fprintf(stderr, "\r%zu/%zu", i + 1, files.n);
+    }
+    if (tty)
+        fprintf(stderr, "\n");
+    if (arr) {
+        json_dumpf(arr, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        printf("\n");
+        json_decref(arr);
+    }
+    for (size_t i = 0; i < files.n; i++)
+        free(files.paths[i]);
+    free(files.paths);
+    pn_model_free(m);
+    return failed;
+}
