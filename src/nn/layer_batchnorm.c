@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nn/internal.h"
+#include "nn/bn_nhwc.h"
 #include "nn/layer_batchnorm.h"
 
 enum { P_GAMMA, P_BETA, P_MEAN, P_VAR };
@@ -17,7 +18,8 @@ typedef struct bn_priv {
     dnnl_primitive_desc_t fwd_pd;
     dnnl_primitive_t fwd, bwd;
     dnnl_memory_t src, dst, dsrc, ddst, scale, shift, mean, var, dscale, dshift, ws;
-    float *batch_mean, *batch_var;
+    float *batch_mean, *batch_var, *scale_buf, *shift_buf;
+    int manual; /* no JIT kernel in oneDNN for this shape and type: bn_nhwc.c */
 } bn_priv;
 
 float pn_batchnorm_eps(const pn_layer *l) { return ((const bn_priv *)l->priv)->eps; }
@@ -47,7 +49,9 @@ static pn_status bn_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_e
     }
     p->batch_mean = calloc((size_t)c, sizeof(float));
     p->batch_var = calloc((size_t)c, sizeof(float));
-    if (!p->batch_mean || !p->batch_var)
+    p->scale_buf = calloc((size_t)c, sizeof(float));
+    p->shift_buf = calloc((size_t)c, sizeof(float));
+    if (!p->batch_mean || !p->batch_var || !p->scale_buf || !p->shift_buf)
         return pn_fail(err, PN_ENOMEM, "out of memory");
     l->macs = 0;
     return PN_OK;
@@ -75,6 +79,8 @@ static void bn_destroy(pn_layer *l)
     if (p) {
         free(p->batch_mean);
         free(p->batch_var);
+        free(p->scale_buf);
+        free(p->shift_buf);
     }
     free(p);
     l->priv = NULL;
@@ -103,8 +109,16 @@ static pn_status bn_build(pn_layer *l, pn_net *net, int n, int mode, pn_error *e
     dnnl_batch_normalization_desc_t fd;
     PN_DNNL(dnnl_batch_normalization_forward_desc_init(&fd, mode ? dnnl_forward_training : dnnl_forward_inference,
             &data, p->eps, flags), err, l->name);
-    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)) ||
-        (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)))
+        return st;
+    const char *impl = "";
+    dnnl_primitive_desc_query(p->fwd_pd, dnnl_query_impl_info_str, 0, &impl);
+    p->manual = strstr(impl, "jit") == NULL;
+    p->built_n = n;
+    p->built_mode = mode;
+    if (p->manual)
+        return PN_OK;
+    if ((st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
         return st;
     dnnl_engine_t eng = net->ctx->engine;
     float *mean = mode == 1 ? p->batch_mean : pn_layer_param(net, l, P_MEAN)->data;
@@ -131,14 +145,36 @@ static pn_status bn_build(pn_layer *l, pn_net *net, int n, int mode, pn_error *e
         PN_DNNL(dnnl_memory_create(&p->dscale, &cmd, eng, pn_layer_param(net, l, P_GAMMA)->grad), err, l->name);
         PN_DNNL(dnnl_memory_create(&p->dshift, &cmd, eng, pn_layer_param(net, l, P_BETA)->grad), err, l->name);
     }
-    p->built_n = n;
-    p->built_mode = mode;
     return PN_OK;
+}
+
+/* y = scale * x + shift with the statistics of `mode` (batch or running). */
+static void manual_forward(pn_layer *l, pn_net *net, int mode)
+{
+    bn_priv *p = l->priv;
+    const float *gamma = pn_layer_param(net, l, P_GAMMA)->data, *beta = pn_layer_param(net, l, P_BETA)->data;
+    const float *mean = mode == 1 ? p->batch_mean : pn_layer_param(net, l, P_MEAN)->data;
+    const float *var = mode == 1 ? p->batch_var : pn_layer_param(net, l, P_VAR)->data;
+    for (int c = 0; c < l->out.c; c++) {
+        p->scale_buf[c] = gamma[c] / sqrtf(var[c] + p->eps);
+        p->shift_buf[c] = beta[c] - mean[c] * p->scale_buf[c];
+    }
+    size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
+    pn_bn_nhwc_apply(pn_layer_in(net, l, 0)->data, l->out.data, net->dt, rows, l->out.c,
+                     p->scale_buf, p->shift_buf);
 }
 
 static pn_status run_forward(pn_layer *l, pn_net *net, pn_error *err)
 {
     bn_priv *p = l->priv;
+    if (p->manual) {
+        size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
+        if (p->built_mode == 1 && pn_bn_nhwc_stats(pn_layer_in(net, l, 0)->data, net->dt, rows,
+                                                   l->out.c, p->batch_mean, p->batch_var))
+            return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+        manual_forward(l, net, p->built_mode);
+        return PN_OK;
+    }
     dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
     dnnl_memory_set_data_handle(p->dst, l->out.data);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DST, p->dst},
@@ -192,6 +228,10 @@ static pn_status bn_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
         return PN_OK;
     if (net->calibrating_bn) {
         recalibrate(l, net);
+        if (p->manual) {
+            manual_forward(l, net, mode);
+            return PN_OK;
+        }
         return run_forward(l, net, err);
     }
     update_running(l, net);
@@ -207,6 +247,22 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
     pn_buf *in = pn_layer_in(net, l, 0);
     int want = pn_net_needs_input_grad(net, l, 0);
     void *dsrc = want ? pn_grad_begin(net, in) : net->scratch;
+    if (p->manual) {
+        int global = p->built_mode != 1;
+        const float *mean = global ? pn_layer_param(net, l, P_MEAN)->data : p->batch_mean;
+        const float *var = global ? pn_layer_param(net, l, P_VAR)->data : p->batch_var;
+        for (int c = 0; c < l->out.c; c++)
+            p->scale_buf[c] = 1.0f / sqrtf(var[c] + p->eps); /* invstd */
+        size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
+        if (pn_bn_nhwc_backward(in->data, l->out.grad, dsrc, net->dt, rows, l->out.c, mean,
+                                p->scale_buf, pn_layer_param(net, l, P_GAMMA)->data, global,
+                                pn_layer_param(net, l, P_GAMMA)->grad,
+                                pn_layer_param(net, l, P_BETA)->grad))
+            return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+        if (want)
+            pn_grad_end(net, in, dsrc, net->cur_n);
+        return PN_OK;
+    }
     dnnl_memory_set_data_handle(p->src, in->data);
     dnnl_memory_set_data_handle(p->ddst, l->out.grad);
     dnnl_memory_set_data_handle(p->dsrc, dsrc);

@@ -101,7 +101,8 @@ static pn_status setup_data(trainer *t, int size, int channels, const float *mea
     }
     char cache_path[4096];
     snprintf(cache_path, sizeof cache_path, "%s/cache-%d.bin", c->out_dir, size);
-    if ((st = pn_cache_ensure(cache_path, &t->ds, size, PN_RESIZE_SQUASH, c->threads, NULL, &t->cache, err)))
+    int threads = c->threads > 0 ? c->threads : omp_get_num_procs();
+    if ((st = pn_cache_ensure(cache_path, &t->ds, size, PN_RESIZE_SQUASH, threads, NULL, &t->cache, err)))
         return st;
     pn_augment aug = pn_augment_default();
     pn_loader_config lc = pn_loader_config_default();

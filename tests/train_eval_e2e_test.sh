@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Tiny end-to-end run: train a small model on a 120-image subset for 2 epochs,
+# evaluate it on the 16-image val split with a report, and check that the
+# report files exist and the metrics JSON agrees with its confusion matrix.
+set -euo pipefail
+bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
+src=${PNEUMO_SOURCE_DIR:?}
+data="$src/../shared/data/kermany"
+if [ ! -d "$data/train/NORMAL" ]; then
+  echo "SKIP: $data is absent, so the end-to-end train/evaluate run cannot be tested here"
+  exit 77
+fi
+tmp=$(mktemp -d /tmp/pneumo-e2e-XXXXXX)
+trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
+mkdir -p "$tmp/data/train/NORMAL" "$tmp/data/train/PNEUMONIA"
+for cls in NORMAL PNEUMONIA; do
+  # every 20th file: several patients, both classes
+  ls "$data/train/$cls" | sort | awk 'NR % 20 == 1' | head -60 | while read -r f; do
+    ln -s "$data/train/$cls/$f" "$tmp/data/train/$cls/$f"
+  done
+done
+
+"$bin" train --data "$tmp/data" --arch simple-cnn --input-size 64 --epochs 2 --batch 16 \
+  --lr 0.001 --precision fp32 --seed 7 --out "$tmp/run" > "$tmp/train.txt" 2> "$tmp/train.err"
+test -s "$tmp/run/model.safetensors"
+test -s "$tmp/run/history.csv"
+[ "$(wc -l < "$tmp/run/history.csv")" -eq 3 ]   # header + 2 epochs
+
+"$bin" evaluate --model "$tmp/run/model.safetensors" --data "$data/val" \
+  --json "$tmp/metrics.json" --report "$tmp/report" > "$tmp/eval.txt" 2> "$tmp/eval.err"
+for f in report.html metrics.json confusion_matrix.png roc_curve.png pr_curve.png calibration.png; do
+  test -s "$tmp/report/$f" || { echo "missing report file $f"; exit 1; }
+done
+grep -q "not a diagnostic device" "$tmp/report/report.html"
+
+python3 - "$tmp/metrics.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+c = m["confusion"]
+n = c["tp"] + c["fp"] + c["tn"] + c["fn"]
+assert n == m["n"] == 16, (n, m["n"])
+def close(a, b): return abs(a - b) < 1e-6
+assert close(m["accuracy"], (c["tp"] + c["tn"]) / n), m
+if c["tp"] + c["fn"]: assert close(m["sensitivity"], c["tp"] / (c["tp"] + c["fn"]))
+if c["tn"] + c["fp"]: assert close(m["specificity"], c["tn"] / (c["tn"] + c["fp"]))
+for k in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+    assert k in m["ci95"], k
+assert 0 < m["threshold"] < 1
+print("metrics.json consistent with its confusion matrix:", c)
+PY
+echo "end-to-end train/evaluate: ok"
