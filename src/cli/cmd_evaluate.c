@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "pneumo/data.h"
 #include "pneumo/eval.h"
+#include "pneumo/gradcam.h"
 #include "pneumo/model.h"
 
 #define GRID_TILES 16
@@ -15,10 +16,37 @@
 static int usage(FILE *out)
 {
     fprintf(out, "usage: pneumo evaluate --data DIR [--model FILE] [--threshold T] [--json OUT] [--report DIR]\n"
-                 "       [--threads N]\n"
+                 "       [--holdout] [--gradcam-stats] [--threads N]\n"
                  "DIR holds NORMAL/ and PNEUMONIA/ (a split folder). Without --model the bundled model is used;\n"
-                 "without --threshold the threshold stored in the model.\n");
+                 "without --threshold the threshold stored in the model.\n"
+                 "--holdout: DIR is a dataset root with train/; evaluate on the patient-wise validation\n"
+                 "           split that `pneumo train` held out (fraction and seed from the model's recipe).\n"
+                 "--gradcam-stats: for PNEUMONIA images, the share of Grad-CAM heat outside a central lung\n"
+                 "           box (x and y in 10%%-90%% of the image).\n");
     return out == stdout ? 0 : 2;
+}
+
+/* The validation indices `pneumo train` used: same fraction and seed. */
+static int holdout_indices(const pn_model_info *info, const pn_dataset *ds, size_t **idx, size_t *n,
+                           pn_error *err)
+{
+    json_t *card = json_loads(info->card_json, 0, NULL);
+    json_t *recipe = card ? json_object_get(card, "recipe") : NULL;
+    double fraction = recipe ? json_number_value(json_object_get(recipe, "val_fraction")) : 0;
+    json_int_t seed = recipe ? json_integer_value(json_object_get(recipe, "seed")) : 0;
+    json_decref(card);
+    if (!(fraction > 0 && fraction < 1)) {
+        fprintf(stderr, "pneumo evaluate: the model records no validation split (recipe.val_fraction)\n");
+        return 1;
+    }
+    pn_split split;
+    if (pn_dataset_split(ds, "train", fraction, (uint64_t)seed, &split, err))
+        return 1;
+    *idx = split.val;
+    *n = split.n_val;
+    split.val = NULL;
+    pn_split_free(&split);
+    return 0;
 }
 
 typedef struct eval_run {
@@ -27,6 +55,8 @@ typedef struct eval_run {
     int *label;
     const char **names;
     size_t n, failed;
+    double *cam_outside;
+    size_t n_cam;
     pn_image tiles[GRID_TILES];
     pn_sample_tile tile_info[GRID_TILES];
     size_t n_tiles;
@@ -48,32 +78,51 @@ static void keep_tile(eval_run *r, size_t i, size_t total, const char *path, int
     pn_image_free(&img);
 }
 
-static int predict_all(pn_model *m, const char *dir, eval_run *r, pn_error *err)
+static int predict_all(pn_model *m, const char *dir, int holdout, int cam_stats, eval_run *r,
+                       pn_error *err)
 {
+    size_t *idx = NULL, count;
     if (pn_dataset_scan(dir, &r->ds, err))
         return 1;
-    r->prob = malloc(r->ds.n * sizeof(float));
-    r->label = malloc(r->ds.n * sizeof(int));
-    r->names = malloc(r->ds.n * sizeof(char *));
-    if (!r->prob || !r->label || !r->names)
+    if (holdout) {
+        if (holdout_indices(pn_model_get_info(m), &r->ds, &idx, &count, err))
+            return 1;
+    } else {
+        count = r->ds.n;
+        idx = malloc(count * sizeof *idx);
+        for (size_t i = 0; idx && i < count; i++)
+            idx[i] = i;
+    }
+    if (!idx)
         return fprintf(stderr, "out of memory\n"), 1;
-    for (size_t i = 0; i < r->ds.n; i++) {
-        const pn_sample *s = &r->ds.samples[i];
+    r->prob = malloc(count * sizeof(float));
+    r->label = malloc(count * sizeof(int));
+    r->names = malloc(count * sizeof(char *));
+    r->cam_outside = malloc(count * sizeof(double));
+    if (!r->prob || !r->label || !r->names || !r->cam_outside)
+        return free(idx), fprintf(stderr, "out of memory\n"), 1;
+    for (size_t i = 0; i < count; i++) {
+        const pn_sample *s = &r->ds.samples[idx[i]];
         pn_prediction p;
         pn_error e = {0};
-        if (pn_model_predict_file(m, s->path, 0, &p, &e)) {
+        int want_cam = cam_stats && s->label == PN_CLASS_PNEUMONIA;
+        if (pn_model_predict_file(m, s->path, want_cam, &p, &e)) {
             fprintf(stderr, "skipped: %s\n", e.msg);
             r->failed++;
             continue;
         }
+        if (p.cam)
+            r->cam_outside[r->n_cam++] = pn_cam_fraction_outside(p.cam, p.cam_size, 0.1f, 0.1f, 0.9f, 0.9f);
+        pn_prediction_clear(&p);
         r->prob[r->n] = p.probability;
         r->label[r->n] = s->label;
         r->names[r->n] = s->path;
-        keep_tile(r, i, r->ds.n, s->path, 160);
+        keep_tile(r, i, count, s->path, 160);
         r->n++;
         if (i % 100 == 99)
-            fprintf(stderr, "\r%zu/%zu images", i + 1, r->ds.n);
+            fprintf(stderr, "\r%zu/%zu images", i + 1, count);
     }
+    free(idx);
     fprintf(stderr, "\r%zu images evaluated, %zu unreadable\n", r->n, r->failed);
     return r->n ? 0 : (fprintf(stderr, "no readable image in %s\n", dir), 1);
 }
@@ -88,6 +137,26 @@ static void print_summary(const pn_metrics *m, const pn_metrics_ci *ci, const ch
         printf("%-18s %.4f  (95%% CI %.4f-%.4f)\n", pn_ci_metric_name((pn_ci_metric)k),
                pn_metrics_get(m, (pn_ci_metric)k), ci->lo[k], ci->hi[k]);
     printf("%-18s %.4f\n%-18s %.4f\n%-18s %.4f\n", "npv", m->npv, "brier", m->brier, "ece", m->ece);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void print_cam_stats(double *outside, size_t n)
+{
+    double sum = 0;
+    size_t over_half = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum += outside[i];
+        over_half += outside[i] > 0.5;
+    }
+    qsort(outside, n, sizeof *outside, cmp_double);
+    printf("Grad-CAM on %zu PNEUMONIA images: heat outside the central box (10%%-90%%): mean %.3f, "
+           "median %.3f, 90th percentile %.3f; %zu images with more than half outside\n",
+           n, sum / n, outside[n / 2], outside[(size_t)(0.9 * (n - 1))], over_half);
 }
 
 static int write_outputs(const pn_model_info *info, const char *dir, const eval_run *r, float thr,
@@ -124,10 +193,12 @@ int pn_cmd_evaluate(int argc, char **argv)
 {
     const char *model_path = NULL, *dir = NULL, *json_path = NULL, *report_dir = NULL;
     float thr = -1;
-    int threads = 0;
+    int threads = 0, holdout = 0, cam_stats = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        if (!strcmp(a, "--holdout")) { holdout = 1; continue; }
+        if (!strcmp(a, "--gradcam-stats")) { cam_stats = 1; continue; }
         if (!v) return usage(stderr);
         if (!strcmp(a, "--model")) model_path = v;
         else if (!strcmp(a, "--data")) dir = v;
@@ -154,13 +225,15 @@ int pn_cmd_evaluate(int argc, char **argv)
         fprintf(stderr, "pneumo evaluate: --threshold must be in [0, 1]\n");
         goto done;
     }
-    if (predict_all(m, dir, &r, &err))
-        goto done;
+    if (predict_all(m, dir, holdout, cam_stats, &r, &err))
+        goto fail;
     if (pn_metrics_compute(r.prob, r.label, r.n, thr, &met, &err) ||
         pn_metrics_bootstrap(r.prob, r.label, r.n, thr, 1000, 1, &ci, &err) ||
         pn_classification_report(&met, &report, &err))
         goto fail;
     print_summary(&met, &ci, report);
+    if (r.n_cam)
+        print_cam_stats(r.cam_outside, r.n_cam);
     rc = write_outputs(pn_model_get_info(m), dir, &r, thr, &met, &ci, json_path, report_dir, &err);
     if (rc && err.msg[0])
         goto fail;
@@ -175,6 +248,7 @@ done:
     free(r.prob);
     free(r.label);
     free(r.names);
+    free(r.cam_outside);
     pn_dataset_free(&r.ds);
     pn_model_free(m);
     return rc;

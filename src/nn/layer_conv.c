@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nn/internal.h"
+#include "nn/dw_nhwc.h"
 #include "nn/layer_conv.h"
 
 typedef struct conv_priv {
@@ -16,6 +17,7 @@ typedef struct conv_priv {
     dnnl_memory_t src, dst, bias, dsrc, ddst, dbias;
     pn_wmem w_fwd, w_bwd, dw;
     uint64_t synced_wver;
+    int manual_dw_grad; /* depthwise weight gradient by dw_nhwc.c (oneDNN has no JIT kernel) */
 } conv_priv;
 
 const pn_conv_geom *pn_conv_geometry(const pn_layer *l) { return &((conv_priv *)l->priv)->g; }
@@ -226,6 +228,14 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, p
             d->pad_r), err, l->name);
     if ((st = pn_make_pd(net, &wd, NULL, p->fwd_pd, &pd, l->name, err)))
         return st;
+    const char *impl = "";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    int depthwise = g->groups == g->in_c && g->groups == g->filters;
+    p->manual_dw_grad = depthwise && !strstr(impl, "dw");
+    if (p->manual_dw_grad) {
+        pn_destroy_pd(&pd);
+        return PN_OK;
+    }
     st = pn_make_prim(pd, &p->bwd_weights, l->name, err);
     const dnnl_memory_desc_t *dwmd = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
     dnnl_memory_desc_t dw_user = d->w_user; /* fp32 plain, same dims */
@@ -281,7 +291,16 @@ static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
     conv_priv *p = l->priv;
     pn_status st;
     dnnl_memory_set_data_handle(p->ddst, l->out.grad);
-    if (pn_layer_trains(net, l)) {
+    if (pn_layer_trains(net, l) && p->manual_dw_grad) {
+        const pn_conv_geom *g = &p->g;
+        const pn_buf *in = pn_layer_in(net, l, 0);
+        pn_dw_shape sh = {net->cur_n, g->filters, in->h, in->w, l->out.h, l->out.w, g->kh, g->kw,
+                          g->sh, g->sw, g->dh, g->dw, g->pt, g->pl};
+        if (pn_dw_nhwc_backward_weights(in->data, l->out.grad, net->dt, &sh,
+                                        pn_layer_param(net, l, 0)->grad,
+                                        g->has_bias ? pn_layer_param(net, l, 1)->grad : NULL))
+            return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+    } else if (pn_layer_trains(net, l)) {
         dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->ddst},
                                    {DNNL_ARG_DIFF_WEIGHTS, pn_wmem_get(&p->dw)},
