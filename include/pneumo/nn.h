@@ -47,8 +47,9 @@ typedef struct pn_param {
     int no_decay;       /* biases and norm parameters: no weight decay */
 } pn_param;
 
-/* Builds a network from cfg text. Parameters are initialised (Kaiming for
- * conv/fc followed by ReLU-like activations, Xavier otherwise; BN gamma 1). */
+/* Builds a network from cfg text. Parameters are initialised seeded: He
+ * (Kaiming) normal for convolutions, Xavier uniform for fully connected and
+ * SE output layers, zero biases, batch norm gamma 1. */
 pn_status pn_net_create(pn_ctx *ctx, const char *cfg_text, const pn_net_options *opt,
                         pn_net **out, pn_error *err);
 void pn_net_destroy(pn_net *net);
@@ -189,7 +190,7 @@ typedef struct pn_schedule {
     int step_size;          /* step: epochs between decays */
     float gamma;            /* step and plateau factor */
     int patience;           /* plateau: epochs without improvement */
-    /* plateau state */
+    /* plateau state: zero it before the first observation (current_lr 0 = none yet) */
     float best, current_lr;
     int bad_epochs;
 } pn_schedule;

@@ -41,7 +41,6 @@ static pn_status fc_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_e
     if ((st = pn_net_add_param(net, l, "weight", 2, wshape, 0, 0, &wi, err)))
         return st;
     pn_rng r = pn_rng_seed(net->seed, (uint64_t)l->index, 1);
-    /* ReLU-family hidden layers get He init; output layers Xavier (set by net). */
     pn_init_xavier(net->params[wi].data, net->params[wi].numel, p->in_features, p->out_features, &r);
     if (p->has_bias && (st = pn_net_add_param(net, l, "bias", 1, &p->out_features, 0, 1, &bi, err)))
         return st;

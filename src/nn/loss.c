@@ -18,18 +18,22 @@ void pn_softmax(const float *logits, int n, int classes, float *probs)
     }
 }
 
-/* PyTorch semantics: with class weights the mean is weighted,
- * loss = sum_i w[y_i] * ce_i / sum_i w[y_i]; label smoothing mixes the
- * one-hot target with the uniform distribution. */
+/* PyTorch semantics (F.cross_entropy with weight and label_smoothing): the
+ * target mixes the one-hot label with the uniform distribution; the one-hot
+ * part is weighted by w[y_i], the uniform part by each class's own w[k], and
+ * the sum is divided by sum_i w[y_i]:
+ * loss = sum_i [(1-ls) w[y_i] (-log p_iy) + ls/C sum_k w[k] (-log p_ik)] / sum_i w[y_i]. */
 float pn_softmax_cross_entropy(const float *logits, const int *labels, int n, int classes,
                                const float *class_weights, float label_smoothing,
                                float *dlogits)
 {
-    double total = 0, weight_sum = 0;
+    double total = 0, weight_sum = 0, class_weight_sum = 0;
     for (int i = 0; i < n; i++)
         weight_sum += class_weights ? class_weights[labels[i]] : 1.0;
     if (weight_sum <= 0)
         return 0;
+    for (int k = 0; k < classes; k++)
+        class_weight_sum += class_weights ? class_weights[k] : 1.0;
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * classes;
         float max = z[0];
@@ -38,16 +42,17 @@ float pn_softmax_cross_entropy(const float *logits, const int *labels, int n, in
         double sum = 0;
         for (int k = 0; k < classes; k++)
             sum += exp((double)z[k] - max);
-        double log_sum = log(sum) + max, w = class_weights ? class_weights[labels[i]] : 1.0;
-        double loss_i = 0;
+        double log_sum = log(sum) + max, wy = class_weights ? class_weights[labels[i]] : 1.0;
+        /* coefficients c_k of -log p_k; d/dz_j sum_k c_k (-log p_k) = p_j sum_k c_k - c_j */
+        double coef_sum = (1 - label_smoothing) * wy + label_smoothing / classes * class_weight_sum;
         for (int k = 0; k < classes; k++) {
-            double target = (1 - label_smoothing) * (k == labels[i]) + label_smoothing / classes;
+            double wk = class_weights ? class_weights[k] : 1.0;
+            double coef = (1 - label_smoothing) * wy * (k == labels[i]) + label_smoothing / classes * wk;
             double log_p = z[k] - log_sum;
-            loss_i -= target * log_p;
+            total -= coef * log_p;
             if (dlogits)
-                dlogits[(size_t)i * classes + k] = (float)(w * (exp(log_p) - target) / weight_sum);
+                dlogits[(size_t)i * classes + k] = (float)((exp(log_p) * coef_sum - coef) / weight_sum);
         }
-        total += w * loss_i;
     }
     return (float)(total / weight_sum);
 }

@@ -140,7 +140,8 @@ static pn_status add_layer(pn_net *net, const pn_layer_ops *ops, const char *nam
     l->ops = ops;
     l->index = net->n_layers++;
     snprintf(l->name, sizeof l->name, "%s", name);
-    memcpy(l->inputs, inputs, (size_t)n_inputs * sizeof *inputs);
+    if (n_inputs) /* the input layer has none (and inputs is NULL) */
+        memcpy(l->inputs, inputs, (size_t)n_inputs * sizeof *inputs);
     l->n_inputs = n_inputs;
     pn_status st = ops->init(l, net, s, err);
     return st;

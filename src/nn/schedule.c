@@ -30,10 +30,10 @@ void pn_schedule_observe(pn_schedule *s, float val_metric)
 {
     if (s->kind != PN_SCHED_PLATEAU)
         return;
-    if (s->current_lr <= 0)
+    if (s->current_lr <= 0) { /* first observation: the state is still zeroed */
         s->current_lr = s->base_lr;
-    if (s->bad_epochs == 0 && s->best == 0 && val_metric != 0) {
-        s->best = val_metric; /* first observation */
+        s->best = val_metric;
+        s->bad_epochs = 0;
         return;
     }
     if (val_metric < s->best) {
