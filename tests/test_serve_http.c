@@ -382,7 +382,7 @@ static void test_static_assets(void **state)
         char *csp = header(&r, "Content-Security-Policy");
         assert_non_null(csp);
         assert_non_null(strstr(csp, "default-src 'self'"));
-        assert_non_null(strstr(csp, "img-src 'self' data:"));
+        assert_non_null(strstr(csp, "img-src 'self' data: blob:"));
         assert_null(strstr(csp, "unsafe-inline"));
         free(csp);
         assert_int_equal(r.body_len, a->size);

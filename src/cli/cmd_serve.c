@@ -99,11 +99,12 @@ static json_t *json_or_empty(const char *text)
 
 static char *model_json(const pn_model_info *info, int n_slots)
 {
-    json_t *root = json_pack("{s:s,s:s,s:s,s:i,s:i,s:f,s:o,s:o,s:i,s:s}", "id", info->id, "version", info->version,
-                             "architecture", info->arch_name, "input_size", info->input_size, "channels",
-                             info->channels, "threshold", (double)info->threshold, "validation_metrics",
-                             json_or_empty(info->metrics_json), "card", json_or_empty(info->card_json), "workers",
-                             n_slots, "disclaimer",
+    json_t *root = json_pack("{s:s,s:s,s:s,s:i,s:i,s:f,s:[s,s],s:o,s:o,s:i,s:s}", "id", info->id,
+                             "version", info->version, "arch", info->arch_name, "input_size",
+                             info->input_size, "channels", info->channels, "threshold",
+                             (double)info->threshold, "classes", "NORMAL", "PNEUMONIA", "metrics",
+                             json_or_empty(info->metrics_json), "card", json_or_empty(info->card_json),
+                             "workers", n_slots, "disclaimer",
                              "Research and screening-assist tool, not a diagnostic device.");
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(root);

@@ -25,6 +25,16 @@ pn_status pn_act_parse(const char *name, pn_act_kind *out, pn_error *err)
 
 const char *pn_act_name(pn_act_kind k) { return act_names[k]; }
 
+int pn_act_dnnl_use_dst(pn_act_kind k, dnnl_alg_kind_t *alg)
+{
+    switch (k) {
+    case PN_ACT_RELU: *alg = dnnl_eltwise_relu_use_dst_for_bwd; return 1;
+    case PN_ACT_RELU6: *alg = dnnl_eltwise_clip_v2_use_dst_for_bwd; return 1;
+    case PN_ACT_SIGMOID: *alg = dnnl_eltwise_logistic_use_dst_for_bwd; return 1;
+    default: return 0;
+    }
+}
+
 float pn_act_apply(pn_act_kind k, float x)
 {
     switch (k) {
@@ -65,7 +75,8 @@ int pn_act_dnnl(pn_act_kind k, dnnl_alg_kind_t *alg, float *alpha, float *beta)
     *beta = 0;
     switch (k) {
     case PN_ACT_RELU: *alg = dnnl_eltwise_relu; return 1;
-    case PN_ACT_RELU6: *alg = dnnl_eltwise_clip; *alpha = 0; *beta = 6; return 1;
+    /* clip_v2: zero gradient at both ends, as PyTorch's hardtanh/relu6 */
+    case PN_ACT_RELU6: *alg = dnnl_eltwise_clip_v2; *alpha = 0; *beta = 6; return 1;
     case PN_ACT_HARDSWISH: *alg = dnnl_eltwise_hardswish; return 1;
     case PN_ACT_SIGMOID: *alg = dnnl_eltwise_logistic; return 1;
     case PN_ACT_SILU: *alg = dnnl_eltwise_swish; *alpha = 1; return 1;

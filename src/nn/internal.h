@@ -47,6 +47,7 @@ struct pn_layer {
     uint64_t macs;
     size_t first_param, n_params; /* range in net->params */
     int fused_away;   /* inference fusion: output aliases the input, forward is a no-op */
+    int in_place;     /* output overwrites the input buffer (activations whose backward uses the output) */
     void *priv;
 };
 
@@ -73,6 +74,8 @@ struct pn_net {
     uint64_t wver;        /* bumped whenever parameters change: layers re-sync weights */
     float *logits;        /* cur_n x classes */
     void *scratch;        /* gradient accumulation scratch, largest activation */
+    void **grad_pool;     /* gradient buffers shared by layers (see alloc_grads) */
+    int n_grad_pool;
     size_t scratch_bytes;
     int watch;            /* layer index watched for Grad-CAM, or -1 */
     float *watch_act, *watch_grad;
@@ -173,6 +176,8 @@ float pn_act_apply(pn_act_kind k, float x);
 float pn_act_grad(pn_act_kind k, float x); /* derivative at pre-activation x */
 /* oneDNN eltwise algorithm for k (0 when none, e.g. hardsigmoid). */
 int pn_act_dnnl(pn_act_kind k, dnnl_alg_kind_t *alg, float *alpha, float *beta);
+/* The variant whose backward needs only the output (so it can run in place); 0 if none. */
+int pn_act_dnnl_use_dst(pn_act_kind k, dnnl_alg_kind_t *alg);
 
 /* Layer kinds. */
 extern const pn_layer_ops pn_layer_input_ops, pn_layer_conv_ops, pn_layer_batchnorm_ops,

@@ -57,6 +57,8 @@ static pn_status act_build(pn_layer *l, pn_net *net, int n, int train, pn_error 
     dnnl_alg_kind_t alg;
     float alpha, beta;
     pn_act_dnnl(p->kind, &alg, &alpha, &beta);
+    if (l->in_place)
+        pn_act_dnnl_use_dst(p->kind, &alg);
     dnnl_memory_desc_t md;
     pn_status st = pn_md_nhwc(&md, n, l->out.c, l->out.h, l->out.w, net->dt, err);
     if (st)
@@ -132,11 +134,12 @@ static pn_status act_backward(pn_layer *l, pn_net *net, pn_error *err)
         for (size_t i = 0; i < count; i++)
             pn_st(dsrc, t, i, pn_ld(l->out.grad, t, i) * pn_act_grad(p->kind, pn_ld(in->data, t, i)));
     } else {
-        dnnl_memory_set_data_handle(p->src, in->data);
+        /* in place, the input was overwritten: the use_dst variant reads the output */
+        dnnl_memory_set_data_handle(p->src, l->in_place ? l->out.data : in->data);
         dnnl_memory_set_data_handle(p->ddst, l->out.grad);
         dnnl_memory_set_data_handle(p->dsrc, dsrc);
-        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->ddst},
-                                  {DNNL_ARG_DIFF_SRC, p->dsrc}};
+        dnnl_exec_arg_t args[] = {{l->in_place ? DNNL_ARG_DST : DNNL_ARG_SRC, p->src},
+                                  {DNNL_ARG_DIFF_DST, p->ddst}, {DNNL_ARG_DIFF_SRC, p->dsrc}};
         pn_status st = pn_exec(net, p->bwd, 3, args, l->name, err);
         if (st)
             return st;

@@ -207,6 +207,27 @@ static pn_status build_section(pn_net *net, build_state *b, const pn_cfg_section
     return pn_cfg_check_unused(s, err);
 }
 
+pn_act_kind pn_activation_kind(const pn_layer *l);
+
+/* An activation whose backward can use its output, reading a tensor nobody
+ * else reads, may overwrite that tensor: the producer's backward needs its
+ * own input and output gradient, never its output. Saves a buffer per block. */
+static void mark_in_place(pn_net *net)
+{
+    for (int i = 1; i < net->n_layers; i++) {
+        pn_layer *l = &net->layers[i];
+        dnnl_alg_kind_t alg;
+        int src = l->inputs[0], readers = 0;
+        if (l->ops != &pn_layer_activation_ops || src == 0 ||
+            !pn_act_dnnl_use_dst(pn_activation_kind(l), &alg))
+            continue;
+        for (int j = 1; j < net->n_layers; j++)
+            for (int k = 0; k < net->layers[j].n_inputs; k++)
+                readers += net->layers[j].inputs[k] == src;
+        l->in_place = readers == 1 && net->watch != src;
+    }
+}
+
 static pn_status parse_floats(const char *text, float *out, int n, pn_error *err)
 {
     char *end;
@@ -279,6 +300,8 @@ pn_status pn_net_create(pn_ctx *ctx, const char *cfg_text, const pn_net_options 
         st = add_layer(net, &pn_layer_input_ops, "input", NULL, 0, &b.cfg.sections[0], err);
     for (int i = 1; !st && i < b.cfg.n_sections; i++)
         st = build_section(net, &b, &b.cfg.sections[i], err);
+    if (!st)
+        mark_in_place(net);
     pn_layer *last = net->n_layers ? &net->layers[net->n_layers - 1] : NULL;
     if (!st && (last->out.c != net->classes || last->out.h != 1 || last->out.w != 1))
         st = pn_fail(err, PN_EFORMAT, "cfg: the last block outputs %dx%dx%d, not the %d class logits",
@@ -297,12 +320,15 @@ void pn_net_free_buffers(pn_net *net)
 {
     for (int i = 0; i < net->n_layers; i++) {
         pn_layer *l = &net->layers[i];
-        if (!l->fused_away) {
+        if (!l->fused_away && !l->in_place)
             free(l->out.data);
-            free(l->out.grad);
-        }
         l->out.data = l->out.grad = NULL;
     }
+    for (int i = 0; i < net->n_grad_pool; i++)
+        free(net->grad_pool[i]);
+    free(net->grad_pool);
+    net->grad_pool = NULL;
+    net->n_grad_pool = 0;
     free(net->scratch);
     net->scratch = NULL;
     free(net->logits);
@@ -331,9 +357,66 @@ void pn_net_destroy(pn_net *net)
 }
 
 /* ---- buffers ---- */
+
+/* Gradient buffers are shared by layers whose gradients are never live at the
+ * same time. Backward runs from the last layer down; layer i's gradient is
+ * written from the backward of its last consumer (index last_use[i]) until
+ * its own backward reads it. Greedy interval colouring in that time order
+ * roughly halves training memory, as a framework freeing gradients would. */
+static pn_status alloc_grads(pn_net *net, int batch, pn_error *err)
+{
+    int n = net->n_layers, *last_use = malloc((size_t)n * sizeof(int));
+    int *order = malloc((size_t)n * sizeof(int)), *buf_of = malloc((size_t)n * sizeof(int));
+    int *busy_until = malloc((size_t)n * sizeof(int));
+    size_t *size = calloc((size_t)n, sizeof(size_t));
+    pn_status st = PN_OK;
+    if (!last_use || !order || !buf_of || !busy_until || !size)
+        st = pn_fail(err, PN_ENOMEM, "out of memory");
+    for (int i = 0; !st && i < n; i++)
+        last_use[i] = order[i] = i;
+    for (int j = 1; !st && j < n; j++)
+        for (int k = 0; k < net->layers[j].n_inputs; k++)
+            if (last_use[net->layers[j].inputs[k]] < j)
+                last_use[net->layers[j].inputs[k]] = j;
+    /* layers by descending start time (last_use); insertion sort, n is small */
+    for (int a = 1; !st && a < n; a++)
+        for (int b = a; b > 0 && last_use[order[b]] > last_use[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    int pool = 0;
+    size_t es = pn_dtype_size(net->dt);
+    for (int a = 0; !st && a < n; a++) {
+        int i = order[a], chosen = -1;
+        if (i == 0 || net->layers[i].fused_away)
+            continue;
+        /* a buffer is free once its last owner's backward (at index busy_until) ran */
+        for (int b = 0; b < pool && chosen < 0; b++)
+            if (busy_until[b] > last_use[i])
+                chosen = b;
+        if (chosen < 0)
+            chosen = pool++;
+        busy_until[chosen] = i;
+        buf_of[i] = chosen;
+        size_t bytes = pn_buf_numel(&net->layers[i].out, batch) * es;
+        size[chosen] = bytes > size[chosen] ? bytes : size[chosen];
+    }
+    if (!st && !(net->grad_pool = calloc((size_t)(pool ? pool : 1), sizeof(void *))))
+        st = pn_fail(err, PN_ENOMEM, "out of memory");
+    for (int b = 0; !st && b < pool; b++, net->n_grad_pool++)
+        if (!(net->grad_pool[b] = malloc(size[b])))
+            st = pn_fail(err, PN_ENOMEM, "out of memory for gradients (batch %d)", batch);
+    for (int i = 1; !st && i < n; i++)
+        if (!net->layers[i].fused_away)
+            net->layers[i].out.grad = net->grad_pool[buf_of[i]];
+    free(last_use), free(order), free(buf_of), free(busy_until), free(size);
+    return st;
+}
+
 static pn_status ensure_buffers(pn_net *net, int n, int with_grad, pn_error *err)
 {
-    int have_grad = net->n_layers > 1 && net->layers[1].out.grad != NULL;
+    int have_grad = net->grad_pool != NULL;
     if (n <= net->batch && (!with_grad || have_grad))
         return PN_OK;
     int batch = n > net->batch ? n : net->batch;
@@ -343,15 +426,16 @@ static pn_status ensure_buffers(pn_net *net, int n, int with_grad, pn_error *err
         pn_layer *l = &net->layers[i];
         size_t bytes = pn_buf_numel(&l->out, batch) * es;
         largest = bytes > largest ? bytes : largest;
-        if (l->fused_away)
+        if (l->fused_away || l->in_place)
             continue;
-        l->out.data = malloc(bytes);
-        l->out.grad = with_grad ? malloc(bytes) : NULL;
-        if (!l->out.data || (with_grad && !l->out.grad))
+        if (!(l->out.data = malloc(bytes)))
             return pn_fail(err, PN_ENOMEM, "out of memory for activations (batch %d)", batch);
     }
+    pn_status st = with_grad ? alloc_grads(net, batch, err) : PN_OK;
+    if (st)
+        return st;
     for (int i = 0; i < net->n_layers; i++)
-        if (net->layers[i].fused_away)
+        if (net->layers[i].fused_away || net->layers[i].in_place)
             net->layers[i].out.data = net->layers[net->layers[i].inputs[0]].out.data;
     net->scratch = with_grad ? malloc(largest) : NULL;
     net->logits = malloc((size_t)batch * net->classes * sizeof(float));
@@ -407,6 +491,21 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
 
 const float *pn_net_logits(pn_net *net) { return net->logits; }
 
+/* The watched gradient is complete (all consumers ran) just before the
+ * watched layer's own backward; after it, its buffer may be reused. */
+static pn_status capture_watch_grad(pn_net *net, pn_error *err)
+{
+    const pn_buf *w = &net->layers[net->watch].out;
+    size_t wc = pn_buf_numel(w, net->cur_n);
+    float *grown = realloc(net->watch_grad, wc * sizeof(float));
+    if (!grown)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    net->watch_grad = grown;
+    for (size_t i = 0; i < wc; i++)
+        grown[i] = w->grad_written ? pn_ld(w->grad, net->dt, i) : 0.0f;
+    return PN_OK;
+}
+
 pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
 {
     if (net->trained_forward == PN_FWD_INFER)
@@ -421,20 +520,12 @@ pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
     pn_status st;
     for (int i = net->n_layers - 1; i >= 1; i--) {
         pn_layer *l = &net->layers[i];
+        if (i == net->watch && (st = capture_watch_grad(net, err)))
+            return st;
         if (!l->out.grad_written)
             continue; /* no gradient reaches this layer (frozen prefix) */
         if ((st = l->ops->backward(l, net, err)))
             return pn_error_prefix(err, "layer %s (backward): ", l->name);
-    }
-    if (net->watch >= 0) {
-        const pn_buf *w = &net->layers[net->watch].out;
-        size_t wc = pn_buf_numel(w, n);
-        float *grown = realloc(net->watch_grad, wc * sizeof(float));
-        if (!grown)
-            return pn_fail(err, PN_ENOMEM, "out of memory");
-        net->watch_grad = grown;
-        for (size_t i = 0; i < wc; i++)
-            grown[i] = w->grad_written ? pn_ld(w->grad, net->dt, i) : 0.0f;
     }
     return PN_OK;
 }
@@ -503,6 +594,13 @@ pn_status pn_net_watch(pn_net *net, const char *layer_name, pn_error *err)
         return pn_fail(err, PN_EINVAL, "no layer named '%s'", layer_name);
     if (net->layers[i].fused_away)
         return pn_fail(err, PN_EINVAL, "layer '%s' was fused away", layer_name);
+    /* A watched output must survive the forward pass: no activation may overwrite it. */
+    for (int j = i + 1; j < net->n_layers; j++)
+        if (net->layers[j].in_place && net->layers[j].inputs[0] == i) {
+            net->layers[j].in_place = 0;
+            net->layers[j].ops->reset(&net->layers[j]);
+            pn_net_free_buffers(net);
+        }
     net->watch = i;
     return PN_OK;
 }

@@ -15,7 +15,8 @@
 
 #include "serve/web_assets.h"
 
-#define CSP "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; " \
+/* blob: lets the page preview the chosen file locally before upload. */
+#define CSP "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; object-src 'none'; " \
             "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 
 void pn_serve_options_default(pn_serve_options *o)
