@@ -35,6 +35,7 @@ typedef struct pn_image {
      * gray X-ray, whose chroma is only compression noise, stays 0). */
     int is_color;
     int orientation;  /* EXIF orientation that was applied (1 = none) */
+    int src_w, src_h; /* the stored image's size (oriented), before any DCT down-scaling */
 } pn_image;
 
 /* Decodes JPEG (libjpeg-turbo) or PNG (libpng); the format is sniffed from

@@ -126,6 +126,8 @@ static pn_status decode(j_decompress_ptr cinfo, jpeg_ctx *ctx, const char *name,
     }
     out->w = (int)w;
     out->h = (int)h;
+    out->src_w = (int)cinfo->image_width;
+    out->src_h = (int)cinfo->image_height;
     out->pixels = ctx->gray;
     out->is_color = is_color;
     ctx->gray = NULL;

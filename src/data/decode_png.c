@@ -76,8 +76,8 @@ static pn_status decode(png_structp png, png_infop info, png_ctx *ctx, const cha
     png_read_image(png, ctx->rows);
     png_read_end(png, NULL);
 
-    out->w = (int)w;
-    out->h = (int)h;
+    out->w = out->src_w = (int)w;
+    out->h = out->src_h = (int)h;
     out->orientation = 1;
     if (comps == 1) {
         out->pixels = ctx->raw;

@@ -194,6 +194,11 @@ pn_status pn_image_orient(pn_image *img, int o, pn_error *err)
     }
     free(img->pixels);
     img->pixels = dst;
+    if (ow != W) { /* orientations 5-8 swap the axes */
+        int t = img->src_w;
+        img->src_w = img->src_h;
+        img->src_h = t;
+    }
     img->w = ow;
     img->h = oh;
     return PN_OK;

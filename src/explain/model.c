@@ -158,9 +158,9 @@ static void image_warnings(const pn_image *img, pn_prediction *p)
 {
     if (img->is_color)
         add_warning(p, "colour image: chest X-rays are grayscale, this may not be an X-ray");
-    if (img->w < 128 || img->h < 128)
+    if (img->src_w < 128 || img->src_h < 128)
         add_warning(p, "very small image: the prediction may be unreliable");
-    double aspect = (double)img->w / img->h;
+    double aspect = (double)img->src_w / img->src_h;
     if (aspect > 2.0 || aspect < 0.5)
         add_warning(p, "unusual aspect ratio for a chest X-ray");
 }
@@ -207,8 +207,8 @@ static pn_status predict_image(pn_model *m, const pn_image *img, int want_cam, p
                                pn_error *err)
 {
     omp_set_num_threads(m->threads);
-    out->width = img->w;
-    out->height = img->h;
+    out->width = img->src_w;
+    out->height = img->src_h;
     out->is_color = img->is_color;
     image_warnings(img, out);
     pn_status st = preprocess(m, img, err);
