@@ -8,14 +8,14 @@
 
 #include "nn/dw_nhwc.h"
 
-static void load(const void *p, pn_dtype t, size_t off, int c, float *out)
+static void load(const void *p, pn_dtype t, size_t off, size_t c, float *out)
 {
     if (t == PN_F32) {
         memcpy(out, (const float *)p + off, (size_t)c * sizeof(float));
         return;
     }
     const uint16_t *s = (const uint16_t *)p + off;
-    for (int k = 0; k < c; k++)
+    for (size_t k = 0; k < c; k++)
         out[k] = pn_bf16_to_f32(s[k]);
 }
 
@@ -23,7 +23,8 @@ int pn_dw_nhwc_backward_weights(const void *x, const void *dy, pn_dtype t, const
                                 float *dweights, float *dbias)
 {
     int c = s->c, taps = s->kh * s->kw, threads = omp_get_max_threads();
-    size_t per_thread = (size_t)(taps + 1) * c + 2 * (size_t)c; /* acc[taps][c], bias, 2 rows */
+    /* per thread: acc[taps][c], bias[c], one dy row (ow*c), one input row (iw*c) */
+    size_t per_thread = (size_t)(taps + 1) * c + (size_t)s->ow * c + (size_t)s->iw * c;
     float *work = calloc((size_t)threads * per_thread, sizeof(float));
     if (!work)
         return -1;
@@ -31,26 +32,29 @@ int pn_dw_nhwc_backward_weights(const void *x, const void *dy, pn_dtype t, const
 #pragma omp parallel num_threads(threads)
     {
         float *acc = work + (size_t)omp_get_thread_num() * per_thread;
-        float *bacc = acc + (size_t)taps * c, *g = bacc + c, *xr = g + c;
+        float *bacc = acc + (size_t)taps * c, *g = bacc + c, *xr = g + (size_t)s->ow * c;
 #pragma omp for schedule(static)
         for (int r = 0; r < rows; r++) {
             int n = r / s->oh, oy = r % s->oh;
-            for (int ox = 0; ox < s->ow; ox++) {
-                load(dy, t, (((size_t)n * s->oh + oy) * s->ow + ox) * c, c, g);
+            /* Each dy row and input row is converted once, not once per tap. */
+            load(dy, t, ((size_t)n * s->oh + oy) * s->ow * c, s->ow * c, g);
+            for (int ox = 0; ox < s->ow; ox++)
                 for (int k = 0; k < c; k++)
-                    bacc[k] += g[k];
-                for (int i = 0; i < s->kh; i++) {
-                    int iy = oy * s->sh - s->pt + i * s->dh;
-                    if (iy < 0 || iy >= s->ih)
-                        continue;
-                    for (int j = 0; j < s->kw; j++) {
+                    bacc[k] += g[(size_t)ox * c + k];
+            for (int i = 0; i < s->kh; i++) {
+                int iy = oy * s->sh - s->pt + i * s->dh;
+                if (iy < 0 || iy >= s->ih)
+                    continue;
+                load(x, t, ((size_t)n * s->ih + iy) * s->iw * c, s->iw * c, xr);
+                for (int j = 0; j < s->kw; j++) {
+                    float *a = acc + (size_t)(i * s->kw + j) * c;
+                    for (int ox = 0; ox < s->ow; ox++) {
                         int ix = ox * s->sw - s->pl + j * s->dw;
                         if (ix < 0 || ix >= s->iw)
                             continue;
-                        load(x, t, (((size_t)n * s->ih + iy) * s->iw + ix) * c, c, xr);
-                        float *a = acc + (size_t)(i * s->kw + j) * c;
+                        const float *gr = g + (size_t)ox * c, *xv = xr + (size_t)ix * c;
                         for (int k = 0; k < c; k++)
-                            a[k] += g[k] * xr[k];
+                            a[k] += gr[k] * xv[k];
                     }
                 }
             }

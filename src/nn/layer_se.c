@@ -109,9 +109,15 @@ static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     for (int k = 0; k < n; k++) {
         float *pool = p->pooled + (size_t)k * c;
         memset(pool, 0, (size_t)c * sizeof(float));
-        for (int i = 0; i < hw; i++)
-            for (int ch = 0; ch < c; ch++)
-                pool[ch] += pn_ld(x, t, ((size_t)k * hw + i) * c + ch);
+        for (int i = 0; i < hw; i++) {
+            size_t row = ((size_t)k * hw + i) * c;
+            if (t == PN_F32)
+                for (int ch = 0; ch < c; ch++)
+                    pool[ch] += ((const float *)x)[row + ch];
+            else
+                for (int ch = 0; ch < c; ch++)
+                    pool[ch] += pn_bf16_to_f32(((const uint16_t *)x)[row + ch]);
+        }
         for (int ch = 0; ch < c; ch++)
             pool[ch] /= (float)hw;
     }
@@ -121,11 +127,21 @@ static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     dense(p->a1, pn_layer_param(net, l, P_W2)->data, pn_layer_param(net, l, P_B2)->data, p->z2, n, p->s, c);
     for (size_t i = 0; i < (size_t)n * c; i++)
         p->scale[i] = pn_act_apply(p->gate, p->z2[i]);
-    size_t count = (size_t)n * hw * c;
+    size_t rows = (size_t)n * hw;
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < count; i++) {
-        size_t k = i / ((size_t)hw * c), ch = i % c;
-        pn_st(l->out.data, t, i, pn_ld(x, t, i) * p->scale[k * c + ch]);
+    for (size_t r = 0; r < rows; r++) {
+        const float *s = p->scale + (r / (size_t)hw) * c;
+        if (t == PN_F32) {
+            const float *xr = (const float *)x + r * c;
+            float *yr = (float *)l->out.data + r * c;
+            for (int ch = 0; ch < c; ch++)
+                yr[ch] = xr[ch] * s[ch];
+        } else {
+            const uint16_t *xr = (const uint16_t *)x + r * c;
+            uint16_t *yr = (uint16_t *)l->out.data + r * c;
+            for (int ch = 0; ch < c; ch++)
+                yr[ch] = pn_f32_to_bf16(pn_bf16_to_f32(xr[ch]) * s[ch]);
+        }
     }
     return PN_OK;
 }
@@ -178,23 +194,24 @@ static pn_status se_backward(pn_layer *l, pn_net *net, pn_error *err)
     for (int k = 0; k < n; k++) {
         float *ds = p->dscale + (size_t)k * c;
         memset(ds, 0, (size_t)c * sizeof(float));
-        for (int i = 0; i < hw; i++)
-            for (int ch = 0; ch < c; ch++) {
-                size_t idx = ((size_t)k * hw + i) * c + ch;
-                ds[ch] += pn_ld(l->out.grad, t, idx) * pn_ld(in->data, t, idx);
-            }
+        for (int i = 0; i < hw; i++) {
+            size_t row = ((size_t)k * hw + i) * c;
+            for (int ch = 0; ch < c; ch++)
+                ds[ch] += pn_ld(l->out.grad, t, row + ch) * pn_ld(in->data, t, row + ch);
+        }
     }
     backward_dense(p, l, net, n);
     if (!pn_net_needs_input_grad(net, l, 0))
         return PN_OK;
     void *dx = pn_grad_begin(net, in);
-    size_t count = (size_t)n * hw * c;
+    size_t rows = (size_t)n * hw;
     float inv_hw = 1.0f / (float)hw;
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < count; i++) {
-        size_t k = i / ((size_t)hw * c), ch = i % c;
-        float g = pn_ld(l->out.grad, t, i) * p->scale[k * c + ch] + p->dscale[k * c + ch] * inv_hw;
-        pn_st(dx, t, i, g);
+    for (size_t r = 0; r < rows; r++) {
+        size_t k = r / (size_t)hw;
+        const float *s = p->scale + k * c, *dpool = p->dscale + k * c;
+        for (int ch = 0; ch < c; ch++)
+            pn_st(dx, t, r * c + ch, pn_ld(l->out.grad, t, r * c + ch) * s[ch] + dpool[ch] * inv_hw);
     }
     pn_grad_end(net, in, dx, n);
     return PN_OK;
