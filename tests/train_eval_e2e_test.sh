@@ -24,11 +24,12 @@ done
   --lr 0.001 --precision fp32 --seed 7 --out "$tmp/run" > "$tmp/train.txt" 2> "$tmp/train.err"
 test -s "$tmp/run/model.safetensors"
 test -s "$tmp/run/history.csv"
+test -s "$tmp/run/history.png"
 [ "$(wc -l < "$tmp/run/history.csv")" -eq 3 ]   # header + 2 epochs
 
 "$bin" evaluate --model "$tmp/run/model.safetensors" --data "$data/val" \
   --json "$tmp/metrics.json" --report "$tmp/report" > "$tmp/eval.txt" 2> "$tmp/eval.err"
-for f in report.html metrics.json confusion_matrix.png roc_curve.png pr_curve.png calibration.png; do
+for f in report.html metrics.json confusion_matrix.png roc_curve.png pr_curve.png calibration.png history.png samples.png; do
   test -s "$tmp/report/$f" || { echo "missing report file $f"; exit 1; }
 done
 grep -q "not a diagnostic device" "$tmp/report/report.html"

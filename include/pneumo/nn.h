@@ -72,6 +72,8 @@ pn_param *pn_net_find_param(pn_net *net, const char *name);
 /* Freezes (1) or unfreezes (0) every parameter whose name starts with prefix
  * ("" = all); returns how many matched. */
 size_t pn_net_freeze(pn_net *net, const char *prefix, int frozen);
+/* Training forward passes so far (dropout masks depend on it; checkpoints save it). */
+uint64_t *pn_net_step_counter(pn_net *net);
 /* Call after writing parameter data directly, so cached weight layouts refresh. */
 void pn_net_params_changed(pn_net *net);
 /* Total trainable values. */

@@ -34,6 +34,8 @@ typedef struct pn_train_config {
     pn_dtype precision;
     uint64_t seed;
     int max_images;             /* use at most this many training images (tests); 0 = all */
+    int resume;                 /* continue from out_dir/checkpoint.safetensors */
+    int stop_after;             /* stop (as *stop would) after this many optimiser steps; 0 = never */
 } pn_train_config;
 
 pn_train_config pn_train_defaults(void);
@@ -49,6 +51,7 @@ typedef struct pn_train_progress {
 typedef void (*pn_train_progress_fn)(void *user, const pn_train_progress *p);
 
 typedef struct pn_train_result {
+    int stopped;                /* *stop was set: a checkpoint was written, no model */
     double seconds;
     int best_epoch;
     float threshold, threshold_youden, temperature;
@@ -57,7 +60,8 @@ typedef struct pn_train_result {
 } pn_train_result;
 
 /* *stop may be set (e.g. from a SIGINT handler) to finish after the current
- * batch; a checkpoint is then written. */
+ * batch; out_dir/checkpoint.safetensors is then written, and a later run with
+ * resume = 1 continues bit for bit (same recipe, same thread count). */
 pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
                        volatile int *stop, pn_train_result *result, pn_error *err);
 

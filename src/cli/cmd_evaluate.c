@@ -159,6 +159,30 @@ static void print_cam_stats(double *outside, size_t n)
            n, sum / n, outside[n / 2], outside[(size_t)(0.9 * (n - 1))], over_half);
 }
 
+/* The training curves stored in the model (pneumo train), for the report. */
+typedef struct stored_history {
+    pn_history h;
+    float *cols[5];
+} stored_history;
+
+static int load_history(const pn_model_info *info, stored_history *sh)
+{
+    memset(sh, 0, sizeof *sh);
+    json_t *card = json_loads(info->card_json, 0, NULL);
+    json_t *h = card ? json_object_get(card, "history") : NULL;
+    const char *names[] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
+    size_t epochs = h ? json_array_size(json_object_get(h, "train_loss")) : 0;
+    for (int k = 0; epochs && k < 5; k++) {
+        json_t *a = json_object_get(h, names[k]);
+        sh->cols[k] = calloc(epochs, sizeof(float));
+        for (size_t e = 0; sh->cols[k] && e < epochs && e < json_array_size(a); e++)
+            sh->cols[k][e] = (float)json_number_value(json_array_get(a, e));
+    }
+    json_decref(card);
+    sh->h = (pn_history){epochs, sh->cols[0], sh->cols[1], sh->cols[2], sh->cols[3], sh->cols[4]};
+    return epochs > 0 && sh->cols[4] != NULL;
+}
+
 static int write_outputs(const pn_model_info *info, const char *dir, const eval_run *r, float thr,
                          const pn_metrics *m, const pn_metrics_ci *ci, const char *json_path,
                          const char *report_dir, pn_error *err)
@@ -177,12 +201,18 @@ static int write_outputs(const pn_model_info *info, const char *dir, const eval_
     if (report_dir) {
         char model_name[128];
         snprintf(model_name, sizeof model_name, "%s (%s)", info->arch_name, info->id);
+        stored_history sh;
+        int has_history = load_history(info, &sh);
         pn_report_input in = {.model_name = model_name, .model_info = info->version,
+                              .history = has_history ? &sh.h : NULL,
                               .dataset_path = dir, .prob = r->prob, .label = r->label, .n = r->n,
                               .file_names = r->names, .threshold = thr,
                               .threshold_note = "stored in the model (chosen on patient-wise validation) unless --threshold",
                               .samples = r->tile_info, .n_samples = r->n_tiles, .seed = 1};
-        if (pn_report_write(report_dir, &in, err))
+        int failed = pn_report_write(report_dir, &in, err) != PN_OK;
+        for (int k = 0; k < 5; k++)
+            free(sh.cols[k]);
+        if (failed)
             return 1;
         printf("report: %s/report.html\n", report_dir);
     }

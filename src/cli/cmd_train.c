@@ -25,7 +25,9 @@ static int usage(FILE *out)
         "  --class-weights auto|none|W0,W1  --no-augment  --early-stop N\n"
         "  --val-fraction X      patient-wise validation split from train (default 0.2)\n"
         "  --target-sensitivity X  threshold rule on validation (default 0.95)\n"
-        "  --precision fp32|bf16 --seed N --threads N --max-images N --out DIR\n");
+        "  --precision fp32|bf16 --seed N --threads N --max-images N --out DIR\n"
+        "  --resume              continue from DIR/checkpoint.safetensors (Ctrl-C leaves one)\n"
+        "  --stop-after N        stop like Ctrl-C after N optimiser steps (a time budget in steps)\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -53,6 +55,7 @@ static int set_option(pn_train_config *c, const char *key, const char *v)
     else if (!strcmp(key, "target-sensitivity")) c->target_sensitivity = strtof(v, NULL);
     else if (!strcmp(key, "seed")) c->seed = strtoull(v, NULL, 10);
     else if (!strcmp(key, "max-images")) c->max_images = atoi(v);
+    else if (!strcmp(key, "stop-after")) c->stop_after = atoi(v);
     else if (!strcmp(key, "augment")) c->augment = atoi(v);
     else if (!strcmp(key, "precision")) {
         if (strcmp(v, "fp32") && strcmp(v, "bf16")) return -1;
@@ -141,6 +144,7 @@ int pn_cmd_train(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (!strcmp(argv[i], "--no-augment")) { c.augment = 0; continue; }
+        if (!strcmp(argv[i], "--resume")) { c.resume = 1; continue; }
         if (strncmp(argv[i], "--", 2) || i + 1 >= argc) return usage(stderr);
         int rc = !strcmp(argv[i], "--recipe") ? read_recipe(&c, argv[i + 1]) : set_option(&c, argv[i] + 2, argv[i + 1]);
         if (rc) {
@@ -159,8 +163,10 @@ int pn_cmd_train(int argc, char **argv)
         fprintf(stderr, "\npneumo train: %s\n", err.msg);
         return 1;
     }
-    if (stop_requested)
-        fprintf(stderr, "\nstopped by request; checkpoints are in %s\n", c.out_dir);
+    if (r.stopped) {
+        fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c.out_dir);
+        return 130;
+    }
     printf("model: %s\nbest epoch %d, %.1f s\nvalidation (patient-wise split of train, %s): ROC AUC %.4f, "
            "sensitivity %.4f, specificity %.4f, accuracy %.4f, balanced accuracy %.4f\n"
            "threshold %.4f (sensitivity >= %.2f rule; Youden %.4f), temperature %.3f\n",

@@ -550,6 +550,7 @@ const float *pn_net_std(const pn_net *net) { return net->std; }
 size_t pn_net_param_count(const pn_net *net) { return net->n_params; }
 pn_param *pn_net_param(pn_net *net, size_t i) { return i < net->n_params ? &net->params[i] : NULL; }
 void pn_net_params_changed(pn_net *net) { net->wver++; }
+uint64_t *pn_net_step_counter(pn_net *net) { return &net->step; }
 
 pn_param *pn_net_find_param(pn_net *net, const char *name)
 {

@@ -13,6 +13,7 @@
 #include "pneumo/eval.h"
 #include "pneumo/safetensors.h"
 #include "pneumo/train.h"
+#include "train/internal.h"
 
 pn_train_config pn_train_defaults(void)
 {
@@ -36,24 +37,6 @@ pn_train_config pn_train_defaults(void)
     return c;
 }
 
-typedef struct trainer {
-    const pn_train_config *cfg;
-    pn_dataset ds;
-    pn_split split;
-    pn_cache *cache;
-    pn_loader *train, *val;
-    pn_ctx *ctx;
-    pn_net *net;
-    pn_optim *opt;
-    char *arch_text;
-    float *x, *dlogits, *logits_val, *best_params;
-    int *labels, *val_labels;
-    size_t n_val, n_train;
-    float class_weights[2];
-    pn_history hist;
-    float *h_train_loss, *h_val_loss, *h_train_acc, *h_val_acc, *h_val_auc;
-    double t_start;
-} trainer;
 
 static double now_s(void)
 {
@@ -199,14 +182,25 @@ static pn_status recalibrate(trainer *t, pn_error *err)
 }
 
 /* ---- one epoch ---- */
-static pn_status run_epoch(trainer *t, int epoch, int phase, int *global_step, const pn_schedule *sched,
-                           float lr_scale, pn_train_progress_fn progress, void *user,
-                           volatile int *stop, double *loss_out, double *acc_out, pn_error *err)
+
+static int budget_spent(const pn_train_config *c, const train_state *s)
 {
-    pn_status st = pn_loader_start_epoch(t->train, epoch, err);
-    int batches = (int)pn_loader_batches(t->train), b = 0, n;
-    double loss_sum = 0, correct = 0, seen = 0, t0 = now_s();
-    while (!st && !(stop && *stop)) {
+    return c->stop_after > 0 && s->step >= c->stop_after;
+}
+
+/* Trains from s->batch to the end of epoch s->epoch, or until *stop. The
+ * loader's order and augmentation depend only on (seed, epoch, position), so
+ * skipping the batches already done resumes exactly where a stop left off. */
+static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale,
+                           pn_train_progress_fn progress, void *user, volatile int *stop,
+                           pn_error *err)
+{
+    pn_status st = pn_loader_start_epoch(t->train, s->epoch, err);
+    int batches = (int)pn_loader_batches(t->train), n;
+    for (int skip = 0; !st && skip < s->batch; skip++)
+        st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err);
+    double t0 = now_s(), seen0 = s->seen;
+    while (!st && !(stop && *stop) && !budget_spent(t->cfg, s)) {
         if ((st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err)) || n == 0)
             break;
         if ((st = pn_net_forward(t->net, t->x, n, PN_FWD_TRAIN, err)))
@@ -214,28 +208,26 @@ static pn_status run_epoch(trainer *t, int epoch, int phase, int *global_step, c
         const float *z = pn_net_logits(t->net);
         float loss = pn_softmax_cross_entropy(z, t->labels, n, 2, t->class_weights,
                                               t->cfg->label_smoothing, t->dlogits);
+        for (int i = 0; i < n; i++)
+            s->correct += (z[2 * i + 1] > z[2 * i]) == t->labels[i];
         if ((st = pn_net_backward(t->net, t->dlogits, err)))
             break;
-        float lr = pn_schedule_lr(sched, *global_step, epoch) * lr_scale;
+        float lr = pn_schedule_lr(&s->sched, s->step, s->epoch) * lr_scale;
         pn_optim_step(t->opt, lr);
-        (*global_step)++;
-        for (int i = 0; i < n; i++)
-            correct += (z[2 * i + 1] > z[2 * i]) == t->labels[i];
-        loss_sum += loss * n;
-        seen += n;
-        b++;
+        s->step++;
+        s->loss_sum += (double)loss * n;
+        s->seen += n;
+        s->batch++;
         if (progress) {
-            double el = now_s() - t0;
-            pn_train_progress p = {.epoch = epoch + 1, .epochs = t->cfg->epochs, .batch = b,
-                                   .batches = batches, .phase = phase, .loss = loss_sum / seen,
-                                   .accuracy = correct / seen, .images_per_s = seen / el,
-                                   .eta_s = el / b * (batches - b), .elapsed_s = now_s() - t->t_start,
-                                   .lr = lr};
+            double el = now_s() - t0, done = s->seen - seen0;
+            pn_train_progress p = {.epoch = s->epoch + 1, .epochs = t->cfg->epochs, .batch = s->batch,
+                                   .batches = batches, .phase = phase, .loss = s->loss_sum / s->seen,
+                                   .accuracy = s->correct / s->seen, .images_per_s = done / el,
+                                   .eta_s = el / done * t->cfg->batch * (batches - s->batch),
+                                   .elapsed_s = now_s() - t->t_start, .lr = lr};
             progress(user, &p);
         }
     }
-    *loss_out = seen ? loss_sum / seen : NAN;
-    *acc_out = seen ? correct / seen : NAN;
     return st;
 }
 
@@ -295,7 +287,7 @@ static pn_status save_checkpoint(const trainer *t, const char *name, int epoch, 
     return pn_net_save(t->net, path, meta, 2, 0, err);
 }
 
-static char *recipe_json(const pn_train_config *c, const trainer *t)
+char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_command)
 {
     json_t *r = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:s, s:i, s:f, s:s, s:I, s:[f,f], s:b}",
                           "data", c->data_dir, "arch", c->arch, "input_size", pn_net_input_size(t->net),
@@ -306,7 +298,7 @@ static char *recipe_json(const pn_train_config *c, const trainer *t)
                           "precision", pn_net_precision(t->net) == PN_BF16 ? "bf16" : "fp32",
                           "seed", (json_int_t)c->seed, "class_weights", t->class_weights[0],
                           t->class_weights[1], "augment", c->augment);
-    if (c->recipe_text)
+    if (c->recipe_text && with_command)
         json_object_set_new(r, "command", json_string(c->recipe_text));
     char *s = json_dumps(r, JSON_COMPACT);
     json_decref(r);
@@ -314,7 +306,29 @@ static char *recipe_json(const pn_train_config *c, const trainer *t)
 }
 
 /* Temperature, thresholds and validation metrics of the best weights; writes model.safetensors. */
-static pn_status finalize(trainer *t, pn_train_result *res, pn_error *err)
+/* The per-epoch curves as JSON (stored in the model for reports) and as history.png. */
+static char *history_json(trainer *t, int epochs, pn_error *err)
+{
+    const float *cols[] = {t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc, t->h_val_auc};
+    const char *names[] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
+    json_t *h = json_object();
+    for (int k = 0; k < 5; k++) {
+        json_t *a = json_array();
+        for (int e = 0; e < epochs; e++)
+            json_array_append_new(a, json_real(cols[k][e]));
+        json_object_set_new(h, names[k], a);
+    }
+    char *text = json_dumps(h, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(h);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/history.png", t->cfg->out_dir);
+    pn_history hist = {(size_t)epochs, t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc,
+                       t->h_val_auc};
+    pn_plot_history(&hist, path, err); /* a missing picture does not fail training */
+    return text;
+}
+
+static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_error *err)
 {
     double vloss, temperature = 1;
     pn_status st = validate(t, &vloss, err);
@@ -341,7 +355,8 @@ static pn_status finalize(trainer *t, pn_train_result *res, pn_error *err)
         json_object_set_new(mj, "split", json_string("patient-wise validation split of the training folder"));
         json_object_set_new(mj, "threshold_youden", json_real(youden.threshold));
         char *metrics = json_dumps(mj, JSON_COMPACT | JSON_REAL_PRECISION(6));
-        char *recipe = recipe_json(t->cfg, t);
+        char *recipe = pn_train_recipe_json(t->cfg, t, 1);
+        char *history = history_json(t, epochs_done, err);
         char thr[32], thr_y[32], temp[32], secs[32], when[32], counts[96];
         snprintf(thr, sizeof thr, "%.6g", sens_op.threshold);
         snprintf(thr_y, sizeof thr_y, "%.6g", youden.threshold);
@@ -356,12 +371,13 @@ static pn_status finalize(trainer *t, pn_train_result *res, pn_error *err)
                         {"threshold_youden", thr_y}, {"temperature", temp}, {"metrics", metrics},
                         {"recipe", recipe}, {"trained_at", when}, {"train_seconds", secs},
                         {"class_names", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", "squash"},
-                        {"images", counts},
+                        {"images", counts}, {"history", history ? history : "{}"},
                         {"disclaimer", "Research and screening-assist tool; not a diagnostic device."}};
         snprintf(res->model_path, sizeof res->model_path, "%s/model.safetensors", t->cfg->out_dir);
         st = pn_net_save(t->net, res->model_path, meta, sizeof meta / sizeof *meta, 1, err);
         free(metrics);
         free(recipe);
+        free(history);
         res->threshold = sens_op.threshold;
         res->threshold_youden = youden.threshold;
         res->temperature = (float)temperature;
@@ -410,10 +426,13 @@ static pn_status alloc_buffers(trainer *t, pn_error *err)
     return ok ? PN_OK : pn_fail(err, PN_ENOMEM, "out of memory for training buffers");
 }
 
-static pn_status epoch_end(trainer *t, int epoch, double lr, double tl, double ta, int *best_epoch,
-                           double *best_auc, double *best_loss, pn_train_progress_fn progress,
+static pn_status epoch_end(trainer *t, train_state *s, double lr, pn_train_progress_fn progress,
                            void *user, pn_error *err)
 {
+    int epoch = s->epoch;
+    double tl = s->seen ? s->loss_sum / s->seen : NAN, ta = s->seen ? s->correct / s->seen : NAN;
+    int *best_epoch = &s->best_epoch;
+    double *best_auc = &s->best_auc, *best_loss = &s->best_loss;
     double vl;
     pn_status st = validate(t, &vl, err);
     float *prob = malloc(t->n_val * sizeof(float));
@@ -450,6 +469,58 @@ static pn_status epoch_end(trainer *t, int epoch, double lr, double tl, double t
     return PN_OK;
 }
 
+static void set_phase(trainer *t, int epoch)
+{
+    const pn_train_config *c = t->cfg;
+    if (c->freeze_prefix && c->freeze_epochs > 0)
+        pn_net_freeze(t->net, c->freeze_prefix, epoch < c->freeze_epochs);
+}
+
+/* Validation, checkpoints and the plateau/early-stop bookkeeping at the end of an epoch. */
+static pn_status finish_epoch(trainer *t, train_state *s, float lr, pn_train_progress_fn progress,
+                              void *user, int *early_stop, pn_error *err)
+{
+    int prev_best = s->best_epoch;
+    pn_status st = epoch_end(t, s, lr, progress, user, err);
+    if (st)
+        return st;
+    pn_schedule_observe(&s->sched, t->h_val_loss[s->epoch]);
+    s->since_best = s->best_epoch != prev_best ? 0 : s->since_best + 1;
+    *early_stop = t->cfg->early_stop > 0 && s->since_best >= t->cfg->early_stop;
+    s->epoch++;
+    s->batch = 0;
+    s->loss_sum = s->correct = s->seen = 0;
+    return pn_checkpoint_save(t, s, err);
+}
+
+static pn_status train_loop(trainer *t, train_state *s, pn_train_progress_fn progress, void *user,
+                            volatile int *stop, int *stopped, pn_error *err)
+{
+    const pn_train_config *c = t->cfg;
+    pn_status st = PN_OK;
+    int early = 0;
+    while (!st && !early && s->epoch < c->epochs) {
+        int two_phase = c->freeze_prefix && c->freeze_epochs > 0;
+        set_phase(t, s->epoch);
+        /* pretrained batch norms meet batch statistics: at the start, or when unfreezing */
+        int unfreezes = two_phase ? s->epoch == c->freeze_epochs : s->epoch == 0;
+        if (c->init && unfreezes && s->batch == 0 && (st = recalibrate(t, err)))
+            break;
+        float scale = two_phase && s->epoch >= c->freeze_epochs ? c->phase2_lr_scale : 1.0f;
+        /* the epoch's first learning rate, also when resuming mid-epoch */
+        float lr = pn_schedule_lr(&s->sched, s->step - s->batch, s->epoch) * scale;
+        int phase = two_phase && s->epoch < c->freeze_epochs ? 1 : 2;
+        if ((st = run_epoch(t, s, phase, scale, progress, user, stop, err)))
+            break;
+        if ((stop && *stop) || budget_spent(c, s)) {
+            *stopped = 1;
+            return pn_checkpoint_save(t, s, err);
+        }
+        st = finish_epoch(t, s, lr, progress, user, &early, err);
+    }
+    return st;
+}
+
 pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
                        volatile int *stop, pn_train_result *res, pn_error *err)
 {
@@ -463,40 +534,21 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
                              pn_net_std(t.net), err);
     if (!st) st = alloc_buffers(&t, err);
     int batches = t.train ? (int)pn_loader_batches(t.train) : 0;
-    pn_schedule sched = {.kind = cfg->schedule, .base_lr = cfg->lr, .min_lr = cfg->lr * 0.01f,
-                         .warmup_steps = (int)(cfg->warmup_epochs * batches),
-                         .total_steps = cfg->epochs * batches, .step_size = 3, .gamma = 0.3f,
-                         .patience = 1, .best = INFINITY};
-    int frozen = cfg->freeze_prefix && cfg->freeze_epochs > 0;
-    if (!st && frozen)
-        pn_net_freeze(t.net, cfg->freeze_prefix, 1);
-    else if (!st && cfg->init)
-        st = recalibrate(&t, err);
-    int step = 0, best_epoch = -1, since_best = 0;
-    double best_auc = -1, best_loss = INFINITY;
-    for (int epoch = 0; !st && epoch < cfg->epochs && !(stop && *stop); epoch++) {
-        if (frozen && epoch == cfg->freeze_epochs) {
-            pn_net_freeze(t.net, cfg->freeze_prefix, 0);
-            frozen = 0;
-            if (cfg->init && (st = recalibrate(&t, err)))
-                break;
-        }
-        float scale = epoch >= cfg->freeze_epochs && cfg->freeze_epochs > 0 && cfg->freeze_prefix ? cfg->phase2_lr_scale : 1.0f;
-        double tl, ta, lr = pn_schedule_lr(&sched, step, epoch) * scale;
-        if ((st = run_epoch(&t, epoch, frozen ? 1 : 2, &step, &sched, scale, progress, user, stop, &tl, &ta, err)))
-            break;
-        int prev_best = best_epoch;
-        if ((st = epoch_end(&t, epoch, lr, tl, ta, &best_epoch, &best_auc, &best_loss, progress, user, err)))
-            break;
-        pn_schedule_observe(&sched, (float)t.h_val_loss[epoch]);
-        since_best = best_epoch != prev_best ? 0 : since_best + 1;
-        if (cfg->early_stop > 0 && since_best >= cfg->early_stop)
-            break;
-    }
-    if (!st && best_epoch >= 0) {
+    train_state s = {.best_epoch = -1, .best_auc = -1, .best_loss = INFINITY};
+    s.sched = (pn_schedule){.kind = cfg->schedule, .base_lr = cfg->lr, .min_lr = cfg->lr * 0.01f,
+                            .warmup_steps = (int)(cfg->warmup_epochs * batches),
+                            .total_steps = cfg->epochs * batches, .step_size = 3, .gamma = 0.3f,
+                            .patience = 1};
+    if (!st && cfg->resume)
+        st = pn_checkpoint_load(&t, &s, err);
+    int stopped = 0;
+    if (!st)
+        st = train_loop(&t, &s, progress, user, stop, &stopped, err);
+    res->stopped = stopped;
+    if (!st && !stopped && s.best_epoch >= 0) {
         copy_params(t.net, t.best_params, 0);
-        res->best_epoch = best_epoch + 1;
-        st = finalize(&t, res, err);
+        res->best_epoch = s.best_epoch + 1;
+        st = finalize(&t, res, s.epoch, err);
     }
     res->seconds = now_s() - t.t_start;
     trainer_free(&t);

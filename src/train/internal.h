@@ -1,0 +1,46 @@
+/* Shared by the training loop and its checkpoints. Not a public API. */
+#ifndef PNEUMO_TRAIN_INTERNAL_H
+#define PNEUMO_TRAIN_INTERNAL_H
+
+#include "pneumo/data.h"
+#include "pneumo/eval.h"
+#include "pneumo/train.h"
+
+/* Where training stands: enough to continue bit for bit after a stop. */
+typedef struct train_state {
+    int epoch;                  /* current epoch, 0-based */
+    int batch;                  /* batches of it already trained */
+    int step;                   /* optimiser steps so far (drives the LR schedule) */
+    int best_epoch, since_best;
+    double best_auc, best_loss;
+    double loss_sum, correct, seen; /* running sums of the current epoch */
+    pn_schedule sched;
+} train_state;
+
+typedef struct trainer {
+    const pn_train_config *cfg;
+    pn_dataset ds;
+    pn_split split;
+    pn_cache *cache;
+    pn_loader *train, *val;
+    pn_ctx *ctx;
+    pn_net *net;
+    pn_optim *opt;
+    char *arch_text;
+    float *x, *dlogits, *logits_val, *best_params;
+    int *labels, *val_labels;
+    size_t n_val, n_train;
+    float class_weights[2];
+    pn_history hist;
+    float *h_train_loss, *h_val_loss, *h_train_acc, *h_val_acc, *h_val_auc;
+    double t_start;
+} trainer;
+
+/* out_dir/checkpoint.safetensors: parameters, best parameters, optimiser
+ * moments, training history and state; written atomically. */
+pn_status pn_checkpoint_save(const trainer *t, const train_state *s, pn_error *err);
+/* Restores what pn_checkpoint_save wrote; fails if the recipe differs. */
+pn_status pn_checkpoint_load(trainer *t, train_state *s, pn_error *err);
+char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_command);
+
+#endif
