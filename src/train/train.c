@@ -328,10 +328,39 @@ static char *history_json(trainer *t, int epochs, pn_error *err)
     return text;
 }
 
+/* Validation logits exactly as the saved model will compute them: weights
+ * rounded to bf16 as pn_net_save stores them, fp32 inference as pn_model
+ * runs. Threshold and temperature are fitted on these, not on the training
+ * network's bf16 arithmetic. */
+static pn_status validate_as_deployed(trainer *t, pn_error *err)
+{
+    pn_net_options o = {.channels = pn_net_channels(t->net), .input_size = pn_net_input_size(t->net),
+                        .classes = 2, .precision = PN_F32, .seed = t->cfg->seed};
+    pn_net *deployed;
+    pn_status st = pn_net_create(t->ctx, t->arch_text, &o, &deployed, err);
+    if (st)
+        return st;
+    for (size_t i = 0; i < pn_net_param_count(t->net); i++) {
+        const pn_param *src = pn_net_param(t->net, i);
+        pn_param *dst = pn_net_param(deployed, i);
+        int as_bf16 = !src->is_buffer && src->ndim > 1; /* pn_net_save's rule */
+        for (size_t k = 0; k < src->numel; k++)
+            dst->data[k] = as_bf16 ? pn_bf16_to_f32(pn_f32_to_bf16(src->data[k])) : src->data[k];
+    }
+    pn_net_params_changed(deployed);
+    pn_net *training = t->net;
+    double vloss;
+    t->net = deployed;
+    st = validate(t, &vloss, err);
+    t->net = training;
+    pn_net_destroy(deployed);
+    return st;
+}
+
 static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_error *err)
 {
-    double vloss, temperature = 1;
-    pn_status st = validate(t, &vloss, err);
+    double temperature = 1;
+    pn_status st = validate_as_deployed(t, err);
     float *prob = malloc(t->n_val * sizeof(float)), *diff = malloc(t->n_val * sizeof(float));
     if (!prob || !diff)
         st = st ? st : pn_fail(err, PN_ENOMEM, "out of memory");
