@@ -9,8 +9,8 @@
 
 #include "pneumo/nn.h"
 #include "testutil.h"
+#include "nn_testctx.h"
 
-static pn_ctx *g_ctx;
 
 static void expect_error(const char *cfg, pn_status code, const char *needle, const char *needle2)
 {
@@ -202,18 +202,6 @@ static void test_arch_read_errors(void **state)
     assert_int_equal(pn_arch_read("../etc/passwd", &text, &err), PN_EIO); /* a path: read as given */
     assert_int_equal(pn_arch_read("Bad Name!", &text, &err), PN_EINVAL);
     assert_null(text);
-}
-
-static int setup(void **state)
-{
-    pn_error err = {0};
-    return pn_ctx_create(&g_ctx, &err) == PN_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    pn_ctx_destroy(g_ctx);
-    return 0;
 }
 
 int main(void)

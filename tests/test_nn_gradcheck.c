@@ -28,6 +28,7 @@
 #include "nn/internal.h" /* net->step: pins the dropout mask across forwards */
 #include "pneumo/nn.h"
 #include "testutil.h"
+#include "nn_testctx.h"
 
 #define EPS 1e-2 /* default step; cases with many kinks use a smaller one */
 #define FLOOR 2e-2
@@ -35,7 +36,6 @@
 #define COORDS 6
 #define PINNED_STEP 100
 
-static pn_ctx *g_ctx;
 static double g_eps = EPS; /* the current case's step */
 
 typedef struct gc_case {
@@ -516,18 +516,6 @@ static void test_bf16_matches_fp32(void **state)
     free(g16);
     free(x);
     free(r);
-}
-
-static int setup(void **state)
-{
-    pn_error err = {0};
-    return pn_ctx_create(&g_ctx, &err) == PN_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    pn_ctx_destroy(g_ctx);
-    return 0;
 }
 
 int main(void)

@@ -14,8 +14,8 @@
 
 #include "pneumo/nn.h"
 #include "testutil.h"
+#include "nn_testctx.h"
 
-static pn_ctx *g_ctx;
 
 #define NET(ch, classes) "[net]\ninput = 8\nchannels = " #ch "\nclasses = " #classes "\n[avgpool]\nname = lift\nsize = 2\n"
 #define HEAD "[gap]\nname = g\n[fc]\nname = head\nout = classes\n"
@@ -316,18 +316,6 @@ static void test_activations(void **state)
     const float sig[3] = {0.5f, 0.75f, 0.25f}, silu[3] = {0, 0.75f * ln3, -0.25f * ln3};
     check_activation("sigmoid", xs, sig, 3);
     check_activation("silu", xs, silu, 3);
-}
-
-static int setup(void **state)
-{
-    pn_error err = {0};
-    return pn_ctx_create(&g_ctx, &err) == PN_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    pn_ctx_destroy(g_ctx);
-    return 0;
 }
 
 int main(void)

@@ -11,8 +11,8 @@
 #include "pneumo/nn.h"
 #include "pneumo/safetensors.h"
 #include "testutil.h"
+#include "nn_testctx.h"
 
-static pn_ctx *g_ctx;
 
 /* conv+BN, depthwise conv, SE, dropout, fc: every kind of saved tensor,
  * weights (4-D, 2-D), biases and BN buffers. */
@@ -371,18 +371,6 @@ static void test_save_fused_refused(void **state)
     assert_int_equal(pn_net_save(net2, "/nonexistent-dir/m.safetensors", NULL, 0, 0, &err), PN_EIO);
     pn_net_destroy(net2);
     pn_net_destroy(net);
-}
-
-static int setup(void **state)
-{
-    pn_error err = {0};
-    return pn_ctx_create(&g_ctx, &err) == PN_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    pn_ctx_destroy(g_ctx);
-    return 0;
 }
 
 int main(void)

@@ -11,10 +11,10 @@
 
 #include "pneumo/nn.h"
 #include "testutil.h"
+#include "nn_testctx.h"
 
 #define TOL 1e-6
 
-static pn_ctx *g_ctx;
 
 typedef struct fixture {
     pn_net *net;
@@ -271,18 +271,6 @@ static void test_schedule_plateau_zero_metric(void **state)
     const float mn[4] = {-0.8f, -0.9f, -0.85f, -0.85f};
     const double wn[4] = {0.1, 0.1, 0.1, 0.05};
     observe_all(&n, mn, wn, 4, "plateau negative");
-}
-
-static int setup(void **state)
-{
-    pn_error err = {0};
-    return pn_ctx_create(&g_ctx, &err) == PN_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    pn_ctx_destroy(g_ctx);
-    return 0;
 }
 
 int main(void)

@@ -14,11 +14,11 @@
 
 #include "pneumo/nn.h"
 #include "testutil.h"
+#include "nn_testctx.h"
 
 #define SIZE 16
 #define BATCH 32
 
-static pn_ctx *g_ctx;
 
 static const char *CFG =
     "[net]\ninput = 16\nchannels = 1\nclasses = 2\n"
@@ -134,18 +134,6 @@ static void test_learns_bf16(void **state)
         return;
     }
     train_and_check(PN_BF16, pn_test_sanitized() ? 0.95 : 0.97);
-}
-
-static int setup(void **state)
-{
-    pn_error err = {0};
-    return pn_ctx_create(&g_ctx, &err) == PN_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    pn_ctx_destroy(g_ctx);
-    return 0;
 }
 
 int main(void)
