@@ -15,7 +15,8 @@ trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/data/train/NORMAL" "$tmp/data/train/PNEUMONIA"
 for cls in NORMAL PNEUMONIA; do
   # every 20th file: several patients, both classes
-  ls "$data/train/$cls" | sort | awk 'NR % 20 == 1' | head -60 | while read -r f; do
+  # awk limits the count itself: with pipefail, head closing the pipe early would fail it
+  ls "$data/train/$cls" | sort | awk 'NR % 20 == 1 && ++n <= 60' | while read -r f; do
     ln -s "$data/train/$cls/$f" "$tmp/data/train/$cls/$f"
   done
 done

@@ -13,7 +13,8 @@ tmp=$(mktemp -d /tmp/pneumo-resume-XXXXXX)
 trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/data/train/NORMAL" "$tmp/data/train/PNEUMONIA"
 for cls in NORMAL PNEUMONIA; do
-  ls "$data/train/$cls" | sort | awk 'NR % 25 == 1' | head -48 | while read -r f; do
+  # awk limits the count itself: with pipefail, head closing the pipe early would fail it
+  ls "$data/train/$cls" | sort | awk 'NR % 25 == 1 && ++n <= 48' | while read -r f; do
     ln -s "$data/train/$cls/$f" "$tmp/data/train/$cls/$f"
   done
 done

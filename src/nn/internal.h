@@ -48,6 +48,7 @@ struct pn_layer {
     size_t first_param, n_params; /* range in net->params */
     int fused_away;   /* inference fusion: output aliases the input, forward is a no-op */
     int in_place;     /* output overwrites the input buffer (activations whose backward uses the output) */
+    int fuse_relu;    /* batch norm applies the following ReLU itself (that layer is fused away) */
     void *priv;
 };
 

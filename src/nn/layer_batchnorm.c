@@ -18,6 +18,7 @@ typedef struct bn_priv {
     dnnl_primitive_desc_t fwd_pd;
     dnnl_primitive_t fwd, bwd;
     dnnl_memory_t src, dst, dsrc, ddst, scale, shift, mean, var, dscale, dshift, ws;
+    /* workspace of a fused ReLU (training) */
     float *batch_mean, *batch_var, *scale_buf, *shift_buf;
     int manual; /* no JIT kernel in oneDNN for this shape and type: bn_nhwc.c */
 } bn_priv;
@@ -105,7 +106,8 @@ static pn_status bn_build(pn_layer *l, pn_net *net, int n, int mode, pn_error *e
         return st;
     dnnl_dims_t cd = {l->out.c};
     PN_DNNL(dnnl_memory_desc_init_by_tag(&cmd, 1, cd, dnnl_f32, dnnl_x), err, l->name);
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (mode != 1 ? dnnl_use_global_stats : 0);
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (mode != 1 ? dnnl_use_global_stats : 0) |
+                     (l->fuse_relu ? dnnl_fuse_norm_relu : 0);
     dnnl_batch_normalization_desc_t fd;
     PN_DNNL(dnnl_batch_normalization_forward_desc_init(&fd, mode ? dnnl_forward_training : dnnl_forward_inference,
             &data, p->eps, flags), err, l->name);
@@ -129,6 +131,9 @@ static pn_status bn_build(pn_layer *l, pn_net *net, int n, int mode, pn_error *e
     PN_DNNL(dnnl_memory_create(&p->shift, &cmd, eng, pn_layer_param(net, l, P_BETA)->data), err, l->name);
     PN_DNNL(dnnl_memory_create(&p->mean, &cmd, eng, mean), err, l->name);
     PN_DNNL(dnnl_memory_create(&p->var, &cmd, eng, var), err, l->name);
+    const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(p->fwd_pd, dnnl_query_workspace_md, 0);
+    if (ws && ws->ndims > 0)
+        PN_DNNL(dnnl_memory_create(&p->ws, ws, eng, DNNL_MEMORY_ALLOCATE), err, l->name);
     if (mode) {
         dnnl_batch_normalization_desc_t bd;
         PN_DNNL(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &data, &data,
@@ -161,7 +166,7 @@ static void manual_forward(pn_layer *l, pn_net *net, int mode)
     }
     size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
     pn_bn_nhwc_apply(pn_layer_in(net, l, 0)->data, l->out.data, net->dt, rows, l->out.c,
-                     p->scale_buf, p->shift_buf);
+                     p->scale_buf, p->shift_buf, l->fuse_relu);
 }
 
 static pn_status run_forward(pn_layer *l, pn_net *net, pn_error *err)
@@ -179,8 +184,9 @@ static pn_status run_forward(pn_layer *l, pn_net *net, pn_error *err)
     dnnl_memory_set_data_handle(p->dst, l->out.data);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DST, p->dst},
                               {DNNL_ARG_SCALE, p->scale}, {DNNL_ARG_SHIFT, p->shift},
-                              {DNNL_ARG_MEAN, p->mean}, {DNNL_ARG_VARIANCE, p->var}};
-    return pn_exec(net, p->fwd, 6, args, l->name, err);
+                              {DNNL_ARG_MEAN, p->mean}, {DNNL_ARG_VARIANCE, p->var},
+                              {DNNL_ARG_WORKSPACE, p->ws}};
+    return pn_exec(net, p->fwd, p->ws ? 7 : 6, args, l->name, err);
 }
 
 /* Sets the running statistics to this batch's and rescales gamma/beta so the
@@ -254,7 +260,8 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
         for (int c = 0; c < l->out.c; c++)
             p->scale_buf[c] = 1.0f / sqrtf(var[c] + p->eps); /* invstd */
         size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
-        if (pn_bn_nhwc_backward(in->data, l->out.grad, dsrc, net->dt, rows, l->out.c, mean,
+        if (pn_bn_nhwc_backward(in->data, l->out.grad, l->fuse_relu ? l->out.data : NULL, dsrc,
+                                net->dt, rows, l->out.c, mean,
                                 p->scale_buf, pn_layer_param(net, l, P_GAMMA)->data, global,
                                 pn_layer_param(net, l, P_GAMMA)->grad,
                                 pn_layer_param(net, l, P_BETA)->grad))
@@ -270,8 +277,8 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
                               {DNNL_ARG_MEAN, p->mean}, {DNNL_ARG_VARIANCE, p->var},
                               {DNNL_ARG_SCALE, p->scale}, {DNNL_ARG_SHIFT, p->shift},
                               {DNNL_ARG_DIFF_SRC, p->dsrc}, {DNNL_ARG_DIFF_SCALE, p->dscale},
-                              {DNNL_ARG_DIFF_SHIFT, p->dshift}};
-    pn_status st = pn_exec(net, p->bwd, 9, args, l->name, err);
+                              {DNNL_ARG_DIFF_SHIFT, p->dshift}, {DNNL_ARG_WORKSPACE, p->ws}};
+    pn_status st = pn_exec(net, p->bwd, p->ws ? 10 : 9, args, l->name, err);
     if (!st && want)
         pn_grad_end(net, in, dsrc, net->cur_n);
     return st;

@@ -212,19 +212,45 @@ pn_act_kind pn_activation_kind(const pn_layer *l);
 /* An activation whose backward can use its output, reading a tensor nobody
  * else reads, may overwrite that tensor: the producer's backward needs its
  * own input and output gradient, never its output. Saves a buffer per block. */
+static int readers_of(const pn_net *net, int index)
+{
+    int readers = 0;
+    for (int j = 1; j < net->n_layers; j++)
+        for (int k = 0; k < net->layers[j].n_inputs; k++)
+            readers += net->layers[j].inputs[k] == index;
+    return readers;
+}
+
+/* batch norm -> ReLU, the norm read by nothing else: oneDNN computes both in
+ * one pass (training too), and the ReLU layer drops out of the graph. */
+static void fuse_bn_relu(pn_net *net)
+{
+    for (int i = 1; i < net->n_layers; i++) {
+        pn_layer *act = &net->layers[i];
+        int bn = act->inputs[0];
+        if (act->ops != &pn_layer_activation_ops || pn_activation_kind(act) != PN_ACT_RELU ||
+            net->layers[bn].ops != &pn_layer_batchnorm_ops || readers_of(net, bn) != 1)
+            continue;
+        net->layers[bn].fuse_relu = 1;
+        act->fused_away = 1;
+        for (int j = i + 1; j < net->n_layers; j++)
+            for (int k = 0; k < net->layers[j].n_inputs; k++)
+                if (net->layers[j].inputs[k] == i)
+                    net->layers[j].inputs[k] = bn;
+    }
+}
+
 static void mark_in_place(pn_net *net)
 {
+    fuse_bn_relu(net);
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *l = &net->layers[i];
         dnnl_alg_kind_t alg;
-        int src = l->inputs[0], readers = 0;
-        if (l->ops != &pn_layer_activation_ops || src == 0 ||
+        int src = l->inputs[0];
+        if (l->ops != &pn_layer_activation_ops || l->fused_away || src == 0 ||
             !pn_act_dnnl_use_dst(pn_activation_kind(l), &alg))
             continue;
-        for (int j = 1; j < net->n_layers; j++)
-            for (int k = 0; k < net->layers[j].n_inputs; k++)
-                readers += net->layers[j].inputs[k] == src;
-        l->in_place = readers == 1 && net->watch != src;
+        l->in_place = readers_of(net, src) == 1 && net->watch != src;
     }
 }
 

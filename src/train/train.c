@@ -376,6 +376,15 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
         val_probs(t, temperature, prob);
         st = pn_threshold_for_sensitivity(prob, t->val_labels, t->n_val, t->cfg->target_sensitivity, &sens_op, err);
     }
+    if (!st) {
+        /* The rule returns one validation score; halfway to the next lower score
+         * keeps the operating point when deployment arithmetic differs by 1e-6. */
+        float below = 0;
+        for (size_t i = 0; i < t->n_val; i++)
+            if (prob[i] < sens_op.threshold && prob[i] > below)
+                below = prob[i];
+        sens_op.threshold = 0.5f * (sens_op.threshold + below);
+    }
     if (!st) st = pn_threshold_youden(prob, t->val_labels, t->n_val, &youden, err);
     if (!st) st = pn_metrics_compute(prob, t->val_labels, t->n_val, sens_op.threshold, &m, err);
     if (!st) st = pn_metrics_bootstrap(prob, t->val_labels, t->n_val, sens_op.threshold, 1000, t->cfg->seed, &ci, err);
