@@ -43,9 +43,10 @@ static int parse(int argc, char **argv, bench_opts *o)
         else if (!strcmp(a, "--precision") && v) o->bf16 = !strcmp(v, "bf16"), i++;
         else if (!strcmp(a, "--no-fuse")) o->fused = 0;
         else {
-            fprintf(stderr, "usage: pneumo bench [--arch NAME] [--mode train|infer] [--batch N] [--size N]\n"
+            int help = !strcmp(a, "--help") || !strcmp(a, "-h");
+            fprintf(help ? stdout : stderr, "usage: pneumo bench [--arch NAME] [--mode train|infer] [--batch N] [--size N]\n"
                             "       [--threads N] [--iters N] [--warmup N] [--precision fp32|bf16] [--no-fuse]\n");
-            return 2;
+            return help ? -1 : 2;
         }
     }
     return o->batch > 0 && o->iters > 0 && o->threads > 0 ? 0 : 2;
@@ -78,8 +79,9 @@ static int run_iters(const bench_opts *o, pn_net *net, pn_optim *opt, const floa
 int pn_cmd_bench(int argc, char **argv)
 {
     bench_opts o;
-    if (parse(argc, argv, &o))
-        return 2;
+    int rc_parse = parse(argc, argv, &o);
+    if (rc_parse)
+        return rc_parse < 0 ? 0 : 2;
     omp_set_num_threads(o.threads);
     pn_error err = {0};
     char *text = NULL;

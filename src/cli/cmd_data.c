@@ -440,13 +440,17 @@ static int cmd_bench(int argc, char **argv)
 
 int pn_cmd_data(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
     if (argc >= 2 && !strcmp(argv[1], "stats"))
         return cmd_stats(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "grid"))
         return cmd_grid(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "bench"))
         return cmd_bench(argc - 1, argv + 1);
-    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
-    usage(help ? stdout : stderr);
-    return help ? 0 : 2;
+    usage(stderr);
+    return 2;
 }

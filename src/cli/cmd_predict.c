@@ -124,7 +124,7 @@ static int parse(int argc, char **argv, predict_opts *o, file_list *files)
     *o = (predict_opts){.threshold = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), 1;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), -1;
         if (a[0] != '-') { collect(files, a, 1); continue; }
         if (!v) return usage(stderr);
         if (!strcmp(a, "--model")) o->model = v;
@@ -146,8 +146,8 @@ int pn_cmd_predict(int argc, char **argv)
     predict_opts o;
     file_list files = {0};
     int rc = parse(argc, argv, &o, &files);
-    if (rc)
-        return rc;
+    if (rc) /* -1: help was shown */
+        return rc < 0 ? 0 : rc;
     pn_error err = {0};
     pn_model *m = NULL;
     if (pn_model_load(o.model, o.threads, &m, &err)) {
