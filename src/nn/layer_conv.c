@@ -6,17 +6,13 @@
 #include <string.h>
 
 #include "nn/internal.h"
+#include "nn/wprims.h"
 #include "nn/dw_nhwc.h"
 #include "nn/layer_conv.h"
 
 typedef struct conv_priv {
     pn_conv_geom g;
-    int built_n, built_train;
-    dnnl_primitive_desc_t fwd_pd;
-    dnnl_primitive_t fwd, bwd_data, bwd_weights;
-    dnnl_memory_t src, dst, bias, dsrc, ddst, dbias;
-    pn_wmem w_fwd, w_bwd, dw;
-    uint64_t synced_wver;
+    pn_wprims w;
     int manual_dw_grad; /* depthwise weight gradient by dw_nhwc.c (oneDNN has no JIT kernel) */
 } conv_priv;
 
@@ -90,19 +86,8 @@ static pn_status conv_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn
 static void conv_reset(pn_layer *l)
 {
     conv_priv *p = l->priv;
-    if (!p)
-        return;
-    pn_destroy_prim(&p->fwd);
-    pn_destroy_prim(&p->bwd_data);
-    pn_destroy_prim(&p->bwd_weights);
-    pn_destroy_pd(&p->fwd_pd);
-    dnnl_memory_t *mems[] = {&p->src, &p->dst, &p->bias, &p->dsrc, &p->ddst, &p->dbias};
-    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
-        pn_destroy_mem(mems[i]);
-    pn_wmem_free(&p->w_fwd);
-    pn_wmem_free(&p->w_bwd);
-    pn_wmem_free(&p->dw);
-    p->built_n = 0;
+    if (p)
+        pn_wprims_reset(&p->w);
 }
 
 void pn_conv_rebuild(pn_layer *l) { conv_reset(l); }
@@ -180,21 +165,21 @@ static pn_status build_forward(pn_layer *l, pn_net *net, int n, int train, const
         dnnl_primitive_attr_set_post_ops(attr, po);
         dnnl_post_ops_destroy(po);
     }
-    pn_status st = pn_make_pd(net, &cd, attr, NULL, &p->fwd_pd, l->name, err);
+    pn_status st = pn_make_pd(net, &cd, attr, NULL, &p->w.fwd_pd, l->name, err);
     if (attr)
         dnnl_primitive_attr_destroy(attr);
-    if (st || (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+    if (st || (st = pn_make_prim(p->w.fwd_pd, &p->w.fwd, l->name, err)))
         return st;
     pn_param *w = pn_layer_param(net, l, 0);
-    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(p->fwd_pd, dnnl_query_weights_md, 0);
-    if ((st = pn_wmem_init(&p->w_fwd, net, &d->w_user, w->data, wmd, 0, err)))
+    const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(p->w.fwd_pd, dnnl_query_weights_md, 0);
+    if ((st = pn_wmem_init(&p->w.w_fwd, net, &d->w_user, w->data, wmd, 0, err)))
         return st;
     dnnl_engine_t eng = net->ctx->engine;
-    PN_DNNL(dnnl_memory_create(&p->src, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
-    PN_DNNL(dnnl_memory_create(&p->dst, &d->dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.src, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.dst, &d->dst, eng, DNNL_MEMORY_NONE), err, l->name);
     if (g->has_bias) {
         float *bias = g->fused_bias ? g->fused_bias : pn_layer_param(net, l, 1)->data;
-        PN_DNNL(dnnl_memory_create(&p->bias, &d->bias, eng, bias), err, l->name);
+        PN_DNNL(dnnl_memory_create(&p->w.bias, &d->bias, eng, bias), err, l->name);
     }
     return PN_OK;
 }
@@ -205,19 +190,19 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, p
     const pn_conv_geom *g = &p->g;
     dnnl_engine_t eng = net->ctx->engine;
     pn_status st;
-    PN_DNNL(dnnl_memory_create(&p->ddst, &d->dst, eng, DNNL_MEMORY_NONE), err, l->name);
-    PN_DNNL(dnnl_memory_create(&p->dsrc, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.ddst, &d->dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.dsrc, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
 
     dnnl_convolution_desc_t bd;
     PN_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &d->src,
             &d->w_any, &d->dst, d->strides, d->dilates, d->pad_l, d->pad_r), err, l->name);
     dnnl_primitive_desc_t pd;
-    if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+    if ((st = pn_make_pd(net, &bd, NULL, p->w.fwd_pd, &pd, l->name, err)))
         return st;
-    st = pn_make_prim(pd, &p->bwd_data, l->name, err);
+    st = pn_make_prim(pd, &p->w.bwd_data, l->name, err);
     const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     if (!st)
-        st = pn_wmem_init(&p->w_bwd, net, &d->w_user, pn_layer_param(net, l, 0)->data, wmd, 0, err);
+        st = pn_wmem_init(&p->w.w_bwd, net, &d->w_user, pn_layer_param(net, l, 0)->data, wmd, 0, err);
     pn_destroy_pd(&pd);
     if (st)
         return st;
@@ -226,7 +211,7 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, p
     PN_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &d->src,
             &d->dw_any, g->has_bias ? &d->bias : NULL, &d->dst, d->strides, d->dilates, d->pad_l,
             d->pad_r), err, l->name);
-    if ((st = pn_make_pd(net, &wd, NULL, p->fwd_pd, &pd, l->name, err)))
+    if ((st = pn_make_pd(net, &wd, NULL, p->w.fwd_pd, &pd, l->name, err)))
         return st;
     const char *impl = "";
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
@@ -236,16 +221,16 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, p
         pn_destroy_pd(&pd);
         return PN_OK;
     }
-    st = pn_make_prim(pd, &p->bwd_weights, l->name, err);
+    st = pn_make_prim(pd, &p->w.bwd_weights, l->name, err);
     const dnnl_memory_desc_t *dwmd = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
     dnnl_memory_desc_t dw_user = d->w_user; /* fp32 plain, same dims */
     if (!st)
-        st = pn_wmem_init(&p->dw, net, &dw_user, pn_layer_param(net, l, 0)->grad, dwmd, 1, err);
+        st = pn_wmem_init(&p->w.dw, net, &dw_user, pn_layer_param(net, l, 0)->grad, dwmd, 1, err);
     pn_destroy_pd(&pd);
     if (st)
         return st;
     if (g->has_bias)
-        PN_DNNL(dnnl_memory_create(&p->dbias, &d->bias, eng, pn_layer_param(net, l, 1)->grad), err, l->name);
+        PN_DNNL(dnnl_memory_create(&p->w.dbias, &d->bias, eng, pn_layer_param(net, l, 1)->grad), err, l->name);
     return PN_OK;
 }
 
@@ -261,9 +246,9 @@ static pn_status conv_build(pn_layer *l, pn_net *net, int n, int train, pn_error
         st = build_backward(l, net, &d, err);
     if (st)
         return st;
-    p->built_n = n;
-    p->built_train = train;
-    p->synced_wver = (uint64_t)-1;
+    p->w.built_n = n;
+    p->w.built_train = train;
+    p->w.synced_wver = (uint64_t)-1;
     return PN_OK;
 }
 
@@ -272,57 +257,33 @@ static pn_status conv_forward(pn_layer *l, pn_net *net, int train, pn_error *err
     conv_priv *p = l->priv;
     int n = net->cur_n, want_bwd = train != PN_FWD_INFER;
     pn_status st;
-    if ((p->built_n != n || p->built_train != want_bwd) && (st = conv_build(l, net, n, want_bwd, err)))
+    if ((p->w.built_n != n || p->w.built_train != want_bwd) && (st = conv_build(l, net, n, want_bwd, err)))
         return st;
-    if (p->synced_wver != net->wver) {
-        if ((st = pn_wmem_sync(&p->w_fwd, net, err)))
-            return st;
-        p->synced_wver = net->wver;
-    }
-    dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
-    dnnl_memory_set_data_handle(p->dst, l->out.data);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, pn_wmem_get(&p->w_fwd)},
-                               {DNNL_ARG_DST, p->dst}, {DNNL_ARG_BIAS, p->bias}};
-    return pn_exec(net, p->fwd, p->g.has_bias ? 4 : 3, args, l->name, err);
+    p->w.has_bias = p->g.has_bias;
+    return pn_wprims_forward(&p->w, net, l, err);
+}
+
+static pn_status dw_weight_grad(pn_layer *l, pn_net *net, pn_error *err)
+{
+    const pn_conv_geom *g = &((conv_priv *)l->priv)->g;
+    const pn_buf *in = pn_layer_in(net, l, 0);
+    pn_dw_shape sh = {net->cur_n, g->filters, in->h, in->w, l->out.h, l->out.w, g->kh, g->kw,
+                      g->sh, g->sw, g->dh, g->dw, g->pt, g->pl};
+    if (pn_dw_nhwc_backward_weights(in->data, l->out.grad, net->dt, &sh, pn_layer_param(net, l, 0)->grad,
+                                    g->has_bias ? pn_layer_param(net, l, 1)->grad : NULL))
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+    return PN_OK;
 }
 
 static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
 {
     conv_priv *p = l->priv;
-    pn_status st;
-    dnnl_memory_set_data_handle(p->ddst, l->out.grad);
-    if (pn_layer_trains(net, l) && p->manual_dw_grad) {
-        const pn_conv_geom *g = &p->g;
-        const pn_buf *in = pn_layer_in(net, l, 0);
-        pn_dw_shape sh = {net->cur_n, g->filters, in->h, in->w, l->out.h, l->out.w, g->kh, g->kw,
-                          g->sh, g->sw, g->dh, g->dw, g->pt, g->pl};
-        if (pn_dw_nhwc_backward_weights(in->data, l->out.grad, net->dt, &sh,
-                                        pn_layer_param(net, l, 0)->grad,
-                                        g->has_bias ? pn_layer_param(net, l, 1)->grad : NULL))
-            return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
-    } else if (pn_layer_trains(net, l)) {
-        dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->ddst},
-                                   {DNNL_ARG_DIFF_WEIGHTS, pn_wmem_get(&p->dw)},
-                                   {DNNL_ARG_DIFF_BIAS, p->dbias}};
-        if ((st = pn_exec(net, p->bwd_weights, p->g.has_bias ? 4 : 3, args, l->name, err)) ||
-            (st = pn_wmem_sync(&p->dw, net, err)))
-            return st;
-    }
-    if (!pn_net_needs_input_grad(net, l, 0))
-        return PN_OK;
-    if ((st = pn_wmem_sync(&p->w_bwd, net, err)))
+    pn_status st = PN_OK;
+    if (pn_layer_trains(net, l))
+        st = p->manual_dw_grad ? dw_weight_grad(l, net, err) : pn_wprims_backward_weights(&p->w, net, l, err);
+    if (st || !pn_net_needs_input_grad(net, l, 0))
         return st;
-    pn_buf *in = pn_layer_in(net, l, 0);
-    void *dsrc = pn_grad_begin(net, in);
-    dnnl_memory_set_data_handle(p->dsrc, dsrc);
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, p->ddst},
-                               {DNNL_ARG_WEIGHTS, pn_wmem_get(&p->w_bwd)},
-                               {DNNL_ARG_DIFF_SRC, p->dsrc}};
-    if ((st = pn_exec(net, p->bwd_data, 3, args, l->name, err)))
-        return st;
-    pn_grad_end(net, in, dsrc, net->cur_n);
-    return PN_OK;
+    return pn_wprims_backward_data(&p->w, net, l, err);
 }
 
 const pn_layer_ops pn_layer_conv_ops = {"conv", conv_init, conv_forward, conv_backward,

@@ -5,15 +5,11 @@
 #include <string.h>
 
 #include "nn/internal.h"
+#include "nn/wprims.h"
 
 typedef struct fc_priv {
     int in_features, out_features, has_bias;
-    int built_n, built_train;
-    dnnl_primitive_desc_t fwd_pd;
-    dnnl_primitive_t fwd, bwd_data, bwd_weights;
-    dnnl_memory_t src, dst, bias, dsrc, ddst, dbias;
-    pn_wmem w_fwd, w_bwd, dw;
-    uint64_t synced_wver;
+    pn_wprims w;
 } fc_priv;
 
 static pn_status fc_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
@@ -50,19 +46,8 @@ static pn_status fc_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_e
 static void fc_reset(pn_layer *l)
 {
     fc_priv *p = l->priv;
-    if (!p)
-        return;
-    pn_destroy_prim(&p->fwd);
-    pn_destroy_prim(&p->bwd_data);
-    pn_destroy_prim(&p->bwd_weights);
-    pn_destroy_pd(&p->fwd_pd);
-    dnnl_memory_t *m[] = {&p->src, &p->dst, &p->bias, &p->dsrc, &p->ddst, &p->dbias};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++)
-        pn_destroy_mem(m[i]);
-    pn_wmem_free(&p->w_fwd);
-    pn_wmem_free(&p->w_bwd);
-    pn_wmem_free(&p->dw);
-    p->built_n = 0;
+    if (p)
+        pn_wprims_reset(&p->w);
 }
 
 static void fc_destroy(pn_layer *l)
@@ -91,11 +76,11 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const dnnl_memory_desc
     dnnl_inner_product_desc_t bd, wd;
     dnnl_primitive_desc_t pd;
     PN_DNNL(dnnl_inner_product_backward_data_desc_init(&bd, src, w_any, dst), err, l->name);
-    if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+    if ((st = pn_make_pd(net, &bd, NULL, p->w.fwd_pd, &pd, l->name, err)))
         return st;
-    st = pn_make_prim(pd, &p->bwd_data, l->name, err);
+    st = pn_make_prim(pd, &p->w.bwd_data, l->name, err);
     if (!st)
-        st = pn_wmem_init(&p->w_bwd, net, w_user, pn_layer_param(net, l, 0)->data,
+        st = pn_wmem_init(&p->w.w_bwd, net, w_user, pn_layer_param(net, l, 0)->data,
                           dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), 0, err);
     pn_destroy_pd(&pd);
     if (st)
@@ -104,19 +89,19 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const dnnl_memory_desc
     if ((st = md2(&dw_any, p->out_features, p->in_features, dnnl_f32, dnnl_format_tag_any, err)))
         return st;
     PN_DNNL(dnnl_inner_product_backward_weights_desc_init(&wd, src, &dw_any, p->has_bias ? bias : NULL, dst), err, l->name);
-    if ((st = pn_make_pd(net, &wd, NULL, p->fwd_pd, &pd, l->name, err)))
+    if ((st = pn_make_pd(net, &wd, NULL, p->w.fwd_pd, &pd, l->name, err)))
         return st;
-    st = pn_make_prim(pd, &p->bwd_weights, l->name, err);
+    st = pn_make_prim(pd, &p->w.bwd_weights, l->name, err);
     if (!st)
-        st = pn_wmem_init(&p->dw, net, w_user, pn_layer_param(net, l, 0)->grad,
+        st = pn_wmem_init(&p->w.dw, net, w_user, pn_layer_param(net, l, 0)->grad,
                           dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0), 1, err);
     pn_destroy_pd(&pd);
     if (st)
         return st;
-    PN_DNNL(dnnl_memory_create(&p->dsrc, src, eng, DNNL_MEMORY_NONE), err, l->name);
-    PN_DNNL(dnnl_memory_create(&p->ddst, dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.dsrc, src, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.ddst, dst, eng, DNNL_MEMORY_NONE), err, l->name);
     if (p->has_bias)
-        PN_DNNL(dnnl_memory_create(&p->dbias, bias, eng, pn_layer_param(net, l, 1)->grad), err, l->name);
+        PN_DNNL(dnnl_memory_create(&p->w.dbias, bias, eng, pn_layer_param(net, l, 1)->grad), err, l->name);
     return PN_OK;
 }
 
@@ -137,21 +122,21 @@ static pn_status fc_build(pn_layer *l, pn_net *net, int n, int train, pn_error *
     dnnl_inner_product_desc_t fd;
     PN_DNNL(dnnl_inner_product_forward_desc_init(&fd, train ? dnnl_forward_training : dnnl_forward_inference,
             &src, &w_any, p->has_bias ? &bias : NULL, &dst), err, l->name);
-    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)) ||
-        (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)) ||
-        (st = pn_wmem_init(&p->w_fwd, net, &w_user, pn_layer_param(net, l, 0)->data,
-                           dnnl_primitive_desc_query_md(p->fwd_pd, dnnl_query_weights_md, 0), 0, err)))
+    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->w.fwd_pd, l->name, err)) ||
+        (st = pn_make_prim(p->w.fwd_pd, &p->w.fwd, l->name, err)) ||
+        (st = pn_wmem_init(&p->w.w_fwd, net, &w_user, pn_layer_param(net, l, 0)->data,
+                           dnnl_primitive_desc_query_md(p->w.fwd_pd, dnnl_query_weights_md, 0), 0, err)))
         return st;
     dnnl_engine_t eng = net->ctx->engine;
-    PN_DNNL(dnnl_memory_create(&p->src, &src, eng, DNNL_MEMORY_NONE), err, l->name);
-    PN_DNNL(dnnl_memory_create(&p->dst, &dst, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.src, &src, eng, DNNL_MEMORY_NONE), err, l->name);
+    PN_DNNL(dnnl_memory_create(&p->w.dst, &dst, eng, DNNL_MEMORY_NONE), err, l->name);
     if (p->has_bias)
-        PN_DNNL(dnnl_memory_create(&p->bias, &bias, eng, pn_layer_param(net, l, 1)->data), err, l->name);
+        PN_DNNL(dnnl_memory_create(&p->w.bias, &bias, eng, pn_layer_param(net, l, 1)->data), err, l->name);
     if (train && (st = build_backward(l, net, &src, &dst, &w_any, &w_user, &bias, err)))
         return st;
-    p->built_n = n;
-    p->built_train = train;
-    p->synced_wver = (uint64_t)-1;
+    p->w.built_n = n;
+    p->w.built_train = train;
+    p->w.synced_wver = (uint64_t)-1;
     return PN_OK;
 }
 
@@ -160,48 +145,20 @@ static pn_status fc_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     fc_priv *p = l->priv;
     int want_bwd = train != PN_FWD_INFER;
     pn_status st;
-    if ((p->built_n != net->cur_n || p->built_train != want_bwd) &&
+    if ((p->w.built_n != net->cur_n || p->w.built_train != want_bwd) &&
         (st = fc_build(l, net, net->cur_n, want_bwd, err)))
         return st;
-    if (p->synced_wver != net->wver) {
-        if ((st = pn_wmem_sync(&p->w_fwd, net, err)))
-            return st;
-        p->synced_wver = net->wver;
-    }
-    dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
-    dnnl_memory_set_data_handle(p->dst, l->out.data);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, pn_wmem_get(&p->w_fwd)},
-                              {DNNL_ARG_DST, p->dst}, {DNNL_ARG_BIAS, p->bias}};
-    return pn_exec(net, p->fwd, p->has_bias ? 4 : 3, args, l->name, err);
+    p->w.has_bias = p->has_bias;
+    return pn_wprims_forward(&p->w, net, l, err);
 }
 
 static pn_status fc_backward(pn_layer *l, pn_net *net, pn_error *err)
 {
     fc_priv *p = l->priv;
-    pn_buf *in = pn_layer_in(net, l, 0);
-    pn_status st;
-    dnnl_memory_set_data_handle(p->ddst, l->out.grad);
-    if (pn_layer_trains(net, l)) {
-        dnnl_memory_set_data_handle(p->src, in->data);
-        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->ddst},
-                                  {DNNL_ARG_DIFF_WEIGHTS, pn_wmem_get(&p->dw)},
-                                  {DNNL_ARG_DIFF_BIAS, p->dbias}};
-        if ((st = pn_exec(net, p->bwd_weights, p->has_bias ? 4 : 3, args, l->name, err)) ||
-            (st = pn_wmem_sync(&p->dw, net, err)))
-            return st;
-    }
-    if (!pn_net_needs_input_grad(net, l, 0))
-        return PN_OK;
-    if ((st = pn_wmem_sync(&p->w_bwd, net, err)))
+    pn_status st = pn_layer_trains(net, l) ? pn_wprims_backward_weights(&p->w, net, l, err) : PN_OK;
+    if (st || !pn_net_needs_input_grad(net, l, 0))
         return st;
-    void *dsrc = pn_grad_begin(net, in);
-    dnnl_memory_set_data_handle(p->dsrc, dsrc);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, p->ddst}, {DNNL_ARG_WEIGHTS, pn_wmem_get(&p->w_bwd)},
-                              {DNNL_ARG_DIFF_SRC, p->dsrc}};
-    if ((st = pn_exec(net, p->bwd_data, 3, args, l->name, err)))
-        return st;
-    pn_grad_end(net, in, dsrc, net->cur_n);
-    return PN_OK;
+    return pn_wprims_backward_data(&p->w, net, l, err);
 }
 
 const pn_layer_ops pn_layer_fc_ops = {"fc", fc_init, fc_forward, fc_backward, fc_reset, fc_destroy};
