@@ -85,6 +85,29 @@ static void test_overlay_blend_and_upsample(void **state)
     free(png);
 }
 
+static void test_heatmap_alpha_follows_map(void **state)
+{
+    enum { W = 32, H = 16, N = 2 };
+    const float cam[N * N] = {0.f, 1.f, 0.f, 1.f};
+    unsigned char *png;
+    size_t size;
+    pn_error err = {0};
+    assert_int_equal(pn_heatmap_png(cam, N, W, H, &png, &size, &err), PN_OK);
+    png_image img = {.version = PNG_IMAGE_VERSION};
+    assert_true(png_image_begin_read_from_memory(&img, png, size));
+    assert_int_equal(img.width, W);
+    img.format = PNG_FORMAT_RGBA;
+    uint8_t *px = malloc(PNG_IMAGE_SIZE(img));
+    assert_true(png_image_finish_read(&img, NULL, px, 0, NULL));
+    uint8_t hot[3];
+    pn_turbo_rgb(1.f, hot);
+    assert_int_equal(px[4 * (5 * W + 0) + 3], 0);       /* cold: transparent */
+    assert_int_equal(px[4 * (5 * W + W - 1) + 3], 255); /* hot: opaque */
+    assert_memory_equal(px + 4 * (5 * W + W - 1), hot, 3);
+    free(px);
+    free(png);
+}
+
 static void test_overlay_rejects_bad_arguments(void **state)
 {
     uint8_t gray[4] = {0};
@@ -197,6 +220,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_turbo_endpoints),
         cmocka_unit_test(test_overlay_blend_and_upsample),
+        cmocka_unit_test(test_heatmap_alpha_follows_map),
         cmocka_unit_test(test_overlay_rejects_bad_arguments),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_multipart_boundary),

@@ -17,6 +17,12 @@
 pn_status pn_overlay_png(const uint8_t *gray, int w, int h, const float *cam, int cam_size, float opacity,
                          unsigned char **png, size_t *png_size, pn_error *err);
 
+/* The colour-mapped heatmap alone, w x h RGBA PNG, alpha equal to the map
+ * value (weak evidence transparent), for clients that blend it themselves
+ * (the web page's opacity slider). */
+pn_status pn_heatmap_png(const float *cam, int cam_size, int w, int h, unsigned char **png,
+                         size_t *png_size, pn_error *err);
+
 /* Turbo colormap (Google, 2019) at x in [0,1] -> 8-bit RGB. */
 void pn_turbo_rgb(float x, uint8_t rgb[3]);
 

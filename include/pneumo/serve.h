@@ -20,6 +20,10 @@ typedef struct pn_predict_result {
      * and available; NULL otherwise. */
     unsigned char *overlay_png;
     size_t overlay_png_size;
+    /* The heatmap alone (RGBA, same size as the overlay), for client-side
+     * blending; NULL when the overlay is. Freed by the server. */
+    unsigned char *heatmap_png;
+    size_t heatmap_png_size;
 } pn_predict_result;
 
 typedef struct pn_predictor {

@@ -65,6 +65,8 @@ static pn_status render_overlay(const void *bytes, size_t size, const pn_predict
     if (!st)
         st = pn_overlay_png(src->pixels, src->w, src->h, p->cam, p->cam_size, OVERLAY_OPACITY, &out->overlay_png,
                             &out->overlay_png_size, err);
+    if (!st)
+        st = pn_heatmap_png(p->cam, p->cam_size, src->w, src->h, &out->heatmap_png, &out->heatmap_png_size, err);
     pn_image_free(&small);
     pn_image_free(&img);
     return st;

@@ -202,6 +202,11 @@ static char *result_text(pn_server *s, struct MHD_Connection *c, const predict_i
         json_object_set_new(root, "gradcam_png", b64 ? json_string(b64) : json_null());
         free(b64);
     }
+    if (root && res->heatmap_png) {
+        char *b64 = base64_encode(res->heatmap_png, res->heatmap_png_size);
+        json_object_set_new(root, "gradcam_heatmap_png", b64 ? json_string(b64) : json_null());
+        free(b64);
+    }
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(root);
     return text;
@@ -234,6 +239,7 @@ static enum MHD_Result run_prediction(pn_server *s, struct MHD_Connection *c, re
     else
         ok = send_json_text(s, c, r, MHD_HTTP_OK, result_text(s, c, in, &j.result, latency_ms));
     free(j.result.overlay_png);
+    free(j.result.heatmap_png);
     return ok;
 }
 
