@@ -47,6 +47,9 @@ pn_status pn_model_predict_bytes(pn_model *m, const void *bytes, size_t size, in
                                  pn_prediction *out, pn_error *err);
 pn_status pn_model_predict_file(pn_model *m, const char *path, int want_cam, pn_prediction *out,
                                 pn_error *err);
+/* Runs the network (and Grad-CAM) once on a blank image, so the first real
+ * request does not pay for building oneDNN's kernels. */
+pn_status pn_model_warm_up(pn_model *m, pn_error *err);
 /* Frees the prediction's Grad-CAM map. */
 void pn_prediction_clear(pn_prediction *p);
 

@@ -131,6 +131,8 @@ static pn_status load_models(const char *path, int n_slots, served_model *sm, pn
         return pn_fail(err, PN_ENOMEM, "out of memory");
     for (; sm->n_slots < n_slots; sm->n_slots++) {
         pn_status st = pn_model_load(path, threads_each, &sm->slots[sm->n_slots], err);
+        if (!st) /* build the kernels now, not on the first user's request */
+            st = pn_model_warm_up(sm->slots[sm->n_slots], err);
         if (st)
             return st;
     }

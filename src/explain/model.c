@@ -246,6 +246,19 @@ pn_status pn_model_predict_file(pn_model *m, const char *path, int want_cam, pn_
     return st;
 }
 
+pn_status pn_model_warm_up(pn_model *m, pn_error *err)
+{
+    int size = pn_net_input_size(m->net);
+    memset(m->input, 0, (size_t)size * size * pn_net_channels(m->net) * sizeof(float));
+    omp_set_num_threads(m->threads);
+    pn_prediction p = {0};
+    pn_status st = pn_net_forward(m->net, m->input, 1, PN_FWD_INFER, err);
+    if (!st)
+        st = compute_cam(m, &p, err);
+    pn_prediction_clear(&p);
+    return st;
+}
+
 void pn_prediction_clear(pn_prediction *p)
 {
     free(p->cam);
