@@ -22,10 +22,11 @@ for cls in NORMAL PNEUMONIA; do
 done
 
 "$bin" train --data "$tmp/data" --arch simple-cnn --input-size 64 --epochs 2 --batch 16 \
-  --lr 0.001 --precision fp32 --seed 7 --out "$tmp/run" > "$tmp/train.txt" 2> "$tmp/train.err"
+  --lr 0.001 --precision fp32 --seed 7 --resize letterbox --out "$tmp/run" > "$tmp/train.txt" 2> "$tmp/train.err"
 test -s "$tmp/run/model.safetensors"
 test -s "$tmp/run/history.csv"
 test -s "$tmp/run/history.png"
+grep -aq '"resize":"letterbox"' "$tmp/run/model.safetensors" || { echo "model does not record its letterbox preprocessing"; exit 1; }
 [ "$(wc -l < "$tmp/run/history.csv")" -eq 3 ]   # header + 2 epochs
 
 "$bin" evaluate --model "$tmp/run/model.safetensors" --data "$data/val" \

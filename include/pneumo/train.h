@@ -29,6 +29,7 @@ typedef struct pn_train_config {
     int class_weights_auto;     /* inverse-frequency class weights */
     float class_weights[2];     /* used when not auto and [0] > 0 */
     int augment;                /* default augmentation on/off */
+    int letterbox;              /* resize keeping the aspect ratio (pad black); default: squash */
     int early_stop;             /* epochs without validation AUC improvement; 0 = off */
     float target_sensitivity;   /* threshold rule; default 0.95 */
     pn_dtype precision;

@@ -16,7 +16,7 @@ static int usage(FILE *out)
     fprintf(out,
         "usage: pneumo train --data DIR [options]   (or --recipe FILE with the same keys)\n"
         "  --arch NAME|FILE      architecture (default mobilenetv3-small)\n"
-        "  --input-size N --channels 1|3\n"
+        "  --input-size N --channels 1|3 --resize squash|letterbox (default squash)\n"
         "  --init FILE           pretrained weights by name (e.g. ../shared/pretrained/...)\n"
         "  --init-skip PREFIX    do not import these parameters (e.g. classifier.)\n"
         "  --epochs N --batch N --lr X --weight-decay X --label-smoothing X\n"
@@ -56,6 +56,10 @@ static int set_option(pn_train_config *c, const char *key, const char *v)
     else if (!strcmp(key, "seed")) c->seed = strtoull(v, NULL, 10);
     else if (!strcmp(key, "max-images")) c->max_images = atoi(v);
     else if (!strcmp(key, "stop-after")) c->stop_after = atoi(v);
+    else if (!strcmp(key, "resize")) {
+        if (strcmp(v, "squash") && strcmp(v, "letterbox")) return -1;
+        c->letterbox = !strcmp(v, "letterbox");
+    }
     else if (!strcmp(key, "augment")) c->augment = atoi(v);
     else if (!strcmp(key, "precision")) {
         if (strcmp(v, "fp32") && strcmp(v, "bf16")) return -1;

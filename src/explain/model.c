@@ -80,7 +80,7 @@ static pn_status read_metadata(pn_model *m, pn_st_file *f, pn_error *err)
     const char *trained = pn_st_metadata(f, "trained_at"), *resize = pn_st_metadata(f, "resize");
     float threshold = thr ? strtof(thr, NULL) : 0.5f;
     m->temperature = temp ? strtof(temp, NULL) : 1.0f;
-    if (!(threshold > 0 && threshold < 1) || !(m->temperature > 0 && m->temperature < 100))
+    if (!(threshold >= 0 && threshold <= 1) || !(m->temperature > 0 && m->temperature <= 100))
         return pn_fail(err, PN_EFORMAT, "%s: threshold or temperature metadata out of range", m->path);
     m->resize = resize && !strcmp(resize, "letterbox") ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
     char version[96];
@@ -192,7 +192,29 @@ static float probability(pn_model *m, const float *logits)
     return probs[1]; /* class 1 is PNEUMONIA */
 }
 
-static pn_status compute_cam(pn_model *m, pn_prediction *out, pn_error *err)
+/* With letterboxing the image fills only a centred rectangle of the input
+ * (as pn_image_resize places it): keep that part of the map, stretched back
+ * to the square, so the map lies over the image the way squash maps do. */
+static void crop_cam_to_image(float *cam, int size, int img_w, int img_h)
+{
+    double s = fmin((double)size / img_w, (double)size / img_h);
+    int fw = (int)lround(img_w * s), fh = (int)lround(img_h * s);
+    fw = fw < 1 ? 1 : fw > size ? size : fw;
+    fh = fh < 1 ? 1 : fh > size ? size : fh;
+    int ox = (size - fw) / 2, oy = (size - fh) / 2;
+    float *copy = malloc((size_t)size * size * sizeof(float));
+    if (!copy)
+        return; /* keep the uncropped map rather than fail the prediction */
+    memcpy(copy, cam, (size_t)size * size * sizeof(float));
+    for (int y = 0; y < size; y++) {
+        int sy = oy + (int)((y + 0.5) * fh / size);
+        for (int x = 0; x < size; x++)
+            cam[y * size + x] = copy[sy * size + ox + (int)((x + 0.5) * fw / size)];
+    }
+    free(copy);
+}
+
+static pn_status compute_cam(pn_model *m, pn_prediction *out, int img_w, int img_h, pn_error *err)
 {
     if (!m->cam_net) {
         pn_status st = pn_net_load(m->ctx, m->path, PN_F32, &m->cam_net, NULL, err);
@@ -200,7 +222,10 @@ static pn_status compute_cam(pn_model *m, pn_prediction *out, pn_error *err)
             return st;
         pn_net_freeze(m->cam_net, "", 1); /* no weight gradients: only the map is wanted */
     }
-    return pn_gradcam(m->cam_net, m->input, 1, NULL, &out->cam, &out->cam_size, err);
+    pn_status st = pn_gradcam(m->cam_net, m->input, 1, NULL, &out->cam, &out->cam_size, err);
+    if (!st && m->resize == PN_RESIZE_LETTERBOX)
+        crop_cam_to_image(out->cam, out->cam_size, img_w, img_h);
+    return st;
 }
 
 static pn_status predict_image(pn_model *m, const pn_image *img, int want_cam, pn_prediction *out,
@@ -217,7 +242,7 @@ static pn_status predict_image(pn_model *m, const pn_image *img, int want_cam, p
     if (st)
         return st;
     out->probability = probability(m, pn_net_logits(m->net));
-    return want_cam ? compute_cam(m, out, err) : PN_OK;
+    return want_cam ? compute_cam(m, out, img->w, img->h, err) : PN_OK;
 }
 
 pn_status pn_model_predict_bytes(pn_model *m, const void *bytes, size_t size, int want_cam,
@@ -254,7 +279,7 @@ pn_status pn_model_warm_up(pn_model *m, pn_error *err)
     pn_prediction p = {0};
     pn_status st = pn_net_forward(m->net, m->input, 1, PN_FWD_INFER, err);
     if (!st)
-        st = compute_cam(m, &p, err);
+        st = compute_cam(m, &p, pn_net_input_size(m->net), pn_net_input_size(m->net), err);
     pn_prediction_clear(&p);
     return st;
 }

@@ -83,9 +83,10 @@ static pn_status setup_data(trainer *t, int size, int channels, const float *mea
             t->split.train[i] = t->split.train[i * t->split.n_train / t->n_train];
     }
     char cache_path[4096];
-    snprintf(cache_path, sizeof cache_path, "%s/cache-%d.bin", c->out_dir, size);
+    pn_resize_mode mode = c->letterbox ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
+    snprintf(cache_path, sizeof cache_path, "%s/cache-%d%s.bin", c->out_dir, size, c->letterbox ? "-letterbox" : "");
     int threads = c->threads > 0 ? c->threads : omp_get_num_procs();
-    if ((st = pn_cache_ensure(cache_path, &t->ds, size, PN_RESIZE_SQUASH, threads, NULL, &t->cache, err)))
+    if ((st = pn_cache_ensure(cache_path, &t->ds, size, mode, threads, NULL, &t->cache, err)))
         return st;
     pn_augment aug = pn_augment_default();
     pn_loader_config lc = pn_loader_config_default();
@@ -298,6 +299,7 @@ char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_
                           "precision", pn_net_precision(t->net) == PN_BF16 ? "bf16" : "fp32",
                           "seed", (json_int_t)c->seed, "class_weights", t->class_weights[0],
                           t->class_weights[1], "augment", c->augment);
+    json_object_set_new(r, "resize", json_string(c->letterbox ? "letterbox" : "squash"));
     if (c->recipe_text && with_command)
         json_object_set_new(r, "command", json_string(c->recipe_text));
     char *s = json_dumps(r, JSON_COMPACT);
@@ -408,7 +410,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
         pn_kv meta[] = {{"arch_name", t->cfg->arch}, {"threshold", thr}, {"threshold_rule", rule},
                         {"threshold_youden", thr_y}, {"temperature", temp}, {"metrics", metrics},
                         {"recipe", recipe}, {"trained_at", when}, {"train_seconds", secs},
-                        {"class_names", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", "squash"},
+                        {"class_names", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", t->cfg->letterbox ? "letterbox" : "squash"},
                         {"images", counts}, {"history", history ? history : "{}"},
                         {"disclaimer", "Research and screening-assist tool; not a diagnostic device."}};
         snprintf(res->model_path, sizeof res->model_path, "%s/model.safetensors", t->cfg->out_dir);
