@@ -47,8 +47,11 @@ pn_status pn_net_add_param(pn_net *net, pn_layer *l, const char *suffix, int ndi
     p->no_decay = no_decay;
     p->data = calloc(p->numel, sizeof(float));
     p->grad = is_buffer ? NULL : calloc(p->numel, sizeof(float));
-    if (!p->data || (!is_buffer && !p->grad))
+    if (!p->data || (!is_buffer && !p->grad)) {
+        free(p->data);
+        free(p->grad);
         return pn_fail(err, PN_ENOMEM, "out of memory for %s", p->name);
+    }
     *index = net->n_params++;
     l->n_params++;
     return PN_OK;
@@ -489,6 +492,7 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
     if (net->dt == PN_F32)
         memcpy(in->out.data, input, count * sizeof(float));
     else
+#pragma omp parallel for schedule(static)
         for (size_t i = 0; i < count; i++)
             ((uint16_t *)in->out.data)[i] = pn_f32_to_bf16(input[i]);
     for (int i = 1; i < net->n_layers; i++) {
