@@ -151,36 +151,45 @@ static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
 static void backward_dense(se_priv *p, pn_layer *l, pn_net *net, int n)
 {
     int c = p->c, s = p->s;
-    float *w1 = pn_layer_param(net, l, P_W1)->data, *w2 = pn_layer_param(net, l, P_W2)->data;
+    const float *w1 = pn_layer_param(net, l, P_W1)->data, *w2 = pn_layer_param(net, l, P_W2)->data;
     float *gw1 = pn_layer_param(net, l, P_W1)->grad, *gb1 = pn_layer_param(net, l, P_B1)->grad;
     float *gw2 = pn_layer_param(net, l, P_W2)->grad, *gb2 = pn_layer_param(net, l, P_B2)->grad;
     memset(gw1, 0, (size_t)s * c * sizeof(float));
     memset(gw2, 0, (size_t)s * c * sizeof(float));
-    memset(gb1, 0, (size_t)s * sizeof(float));
-    memset(gb2, 0, (size_t)c * sizeof(float));
-    for (int k = 0; k < n; k++) {
-        float *dz2 = p->dscale + (size_t)k * c; /* becomes dL/dz2 */
-        for (int ch = 0; ch < c; ch++)
-            dz2[ch] *= pn_act_grad(p->gate, p->z2[(size_t)k * c + ch]);
-        float *dz1 = p->dz1 + (size_t)k * s;
-        for (int j = 0; j < s; j++) {
-            float acc = 0;
+    for (size_t i = 0; i < (size_t)n * c; i++) /* dL/dscale -> dL/dz2 */
+        p->dscale[i] *= pn_act_grad(p->gate, p->z2[i]);
+    /* Each thread owns whole columns (j of fc2, ch of fc1), so the weight
+     * gradients are written without races. */
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < s; j++) {
+        float gb = 0;
+        for (int k = 0; k < n; k++) {
+            const float *dz2 = p->dscale + (size_t)k * c;
+            float acc = 0, a = p->a1[(size_t)k * s + j];
             for (int ch = 0; ch < c; ch++) {
                 acc += w2[(size_t)ch * s + j] * dz2[ch];
-                gw2[(size_t)ch * s + j] += dz2[ch] * p->a1[(size_t)k * s + j];
+                gw2[(size_t)ch * s + j] += dz2[ch] * a;
             }
-            dz1[j] = acc * pn_act_grad(p->act, p->z1[(size_t)k * s + j]);
-            gb1[j] += dz1[j];
+            float d = acc * pn_act_grad(p->act, p->z1[(size_t)k * s + j]);
+            p->dz1[(size_t)k * s + j] = d;
+            gb += d;
         }
-        for (int ch = 0; ch < c; ch++) {
-            gb2[ch] += dz2[ch];
-            float acc = 0;
+        gb1[j] = gb;
+    }
+#pragma omp parallel for schedule(static)
+    for (int ch = 0; ch < c; ch++) {
+        float gb = 0;
+        for (int k = 0; k < n; k++) {
+            const float *dz1 = p->dz1 + (size_t)k * s;
+            float pooled = p->pooled[(size_t)k * c + ch], acc = 0;
+            gb += p->dscale[(size_t)k * c + ch];
             for (int j = 0; j < s; j++) {
                 acc += w1[(size_t)j * c + ch] * dz1[j];
-                gw1[(size_t)j * c + ch] += dz1[j] * p->pooled[(size_t)k * c + ch];
+                gw1[(size_t)j * c + ch] += dz1[j] * pooled;
             }
-            dz2[ch] = acc; /* now dL/dpooled */
+            p->dscale[(size_t)k * c + ch] = acc; /* now dL/dpooled */
         }
+        gb2[ch] = gb;
     }
 }
 
