@@ -15,7 +15,7 @@
 const char *pn_test_source_dir(void);
 /* ../shared next to the source tree, or NULL when absent. */
 const char *pn_test_shared_dir(void);
-/* Returns the shared dir, or prints why and exits with PN_TEST_SKIP. */
+/* Returns the shared dir, or prints why and skips the calling cmocka test. */
 const char *pn_test_require_shared(const char *what);
 /* A fresh temporary directory (removed by the OS's tmp cleaning, not by us). */
 const char *pn_test_tmpdir(void);
