@@ -3,6 +3,7 @@
 # evaluate it on the 16-image val split with a report, and check that the
 # report files exist and the metrics JSON agrees with its confusion matrix.
 set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
 bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
 src=${PNEUMO_SOURCE_DIR:?}
 data="$src/../shared/data/kermany"
@@ -12,14 +13,7 @@ if [ ! -d "$data/train/NORMAL" ]; then
 fi
 tmp=$(mktemp -d /tmp/pneumo-e2e-XXXXXX)
 trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/data/train/NORMAL" "$tmp/data/train/PNEUMONIA"
-for cls in NORMAL PNEUMONIA; do
-  # every 20th file: several patients, both classes
-  # awk limits the count itself: with pipefail, head closing the pipe early would fail it
-  ls "$data/train/$cls" | sort | awk 'NR % 20 == 1 && ++n <= 60' | while read -r f; do
-    ln -s "$data/train/$cls/$f" "$tmp/data/train/$cls/$f"
-  done
-done
+make_subset "$data" "$tmp/data" 20 60
 
 "$bin" train --data "$tmp/data" --arch simple-cnn --input-size 64 --epochs 2 --batch 16 \
   --lr 0.001 --precision fp32 --seed 7 --resize letterbox --out "$tmp/run" > "$tmp/train.txt" 2> "$tmp/train.err"

@@ -2,6 +2,7 @@
 # A run stopped mid-epoch and resumed must end with exactly the same model as
 # an uninterrupted run: same weights bit for bit, same per-epoch history.
 set -euo pipefail
+source "$(dirname "$0")/testlib.sh"
 bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
 src=${PNEUMO_SOURCE_DIR:?}
 data="$src/../shared/data/kermany"
@@ -11,13 +12,7 @@ if [ ! -d "$data/train/NORMAL" ]; then
 fi
 tmp=$(mktemp -d /tmp/pneumo-resume-XXXXXX)
 trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/data/train/NORMAL" "$tmp/data/train/PNEUMONIA"
-for cls in NORMAL PNEUMONIA; do
-  # awk limits the count itself: with pipefail, head closing the pipe early would fail it
-  ls "$data/train/$cls" | sort | awk 'NR % 25 == 1 && ++n <= 48' | while read -r f; do
-    ln -s "$data/train/$cls/$f" "$tmp/data/train/$cls/$f"
-  done
-done
+make_subset "$data" "$tmp/data" 25 48
 opts=(--data "$tmp/data" --arch simple-cnn --input-size 48 --epochs 3 --batch 16 --lr 0.001
       --precision fp32 --seed 11 --threads 2)
 
