@@ -7,10 +7,11 @@ what=${1:-all}
 
 build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
             libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev)
-test_pkgs=(libcmocka-dev python3-sklearn python3-numpy chromium curl clang libclang-rt-14-dev)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy chromium curl)
 # Node.js may come from another source (with npm bundled); install Debian's only when absent.
 command -v npm >/dev/null || test_pkgs+=(nodejs npm)
-bench_pkgs=(python3-torch python3-torchvision wrk)
+# bench: the PyTorch peer and wrk; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON)
+bench_pkgs=(python3-torch python3-torchvision wrk clang libclang-rt-14-dev)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;
@@ -33,5 +34,5 @@ fi
 
 # Browser tests drive Debian's chromium through playwright-core (no browser download).
 if [ "$what" != build ] && [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
-  (cd tests/browser && npm install --no-audit --no-fund --silent) || echo "warning: npm install failed; browser tests will be skipped" >&2
+  (cd tests/browser && npm ci --no-audit --no-fund --silent) || echo "warning: npm ci failed; browser tests will be skipped" >&2
 fi
