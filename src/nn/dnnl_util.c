@@ -35,6 +35,51 @@ pn_status pn_make_prim(dnnl_primitive_desc_t pd, dnnl_primitive_t *p, const char
     return PN_OK;
 }
 
+void pn_prims_reset(pn_prims *k)
+{
+    pn_destroy_prim(&k->fwd);
+    pn_destroy_prim(&k->bwd);
+    pn_destroy_pd(&k->fwd_pd);
+    dnnl_memory_t *mems[] = {&k->src, &k->dst, &k->dsrc, &k->ddst, &k->ws};
+    for (size_t i = 0; i < sizeof mems / sizeof *mems; i++)
+        pn_destroy_mem(mems[i]);
+    k->built_n = 0;
+}
+
+pn_status pn_prims_memories(pn_prims *k, pn_net *net, const dnnl_memory_desc_t *src,
+                            const dnnl_memory_desc_t *dst, int with_grad, const char *what,
+                            pn_error *err)
+{
+    dnnl_engine_t eng = net->ctx->engine;
+    PN_DNNL(dnnl_memory_create(&k->src, src, eng, DNNL_MEMORY_NONE), err, what);
+    PN_DNNL(dnnl_memory_create(&k->dst, dst, eng, DNNL_MEMORY_NONE), err, what);
+    if (with_grad) {
+        PN_DNNL(dnnl_memory_create(&k->dsrc, src, eng, DNNL_MEMORY_NONE), err, what);
+        PN_DNNL(dnnl_memory_create(&k->ddst, dst, eng, DNNL_MEMORY_NONE), err, what);
+    }
+    return PN_OK;
+}
+
+pn_status pn_prims_workspace(pn_prims *k, pn_net *net, const char *what, pn_error *err)
+{
+    const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(k->fwd_pd, dnnl_query_workspace_md, 0);
+    if (ws && ws->ndims > 0)
+        PN_DNNL(dnnl_memory_create(&k->ws, ws, net->ctx->engine, DNNL_MEMORY_ALLOCATE), err, what);
+    return PN_OK;
+}
+
+pn_status pn_make_bwd_prim(pn_net *net, const void *op_desc, const_dnnl_primitive_desc_t fwd_pd,
+                           dnnl_primitive_t *prim, const char *what, pn_error *err)
+{
+    dnnl_primitive_desc_t pd;
+    pn_status st = pn_make_pd(net, op_desc, NULL, fwd_pd, &pd, what, err);
+    if (st)
+        return st;
+    st = pn_make_prim(pd, prim, what, err);
+    pn_destroy_pd(&pd);
+    return st;
+}
+
 void pn_destroy_prim(dnnl_primitive_t *p)
 {
     if (*p)

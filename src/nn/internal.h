@@ -149,6 +149,25 @@ pn_status pn_wmem_sync(pn_wmem *w, pn_net *net, pn_error *err);
 void pn_wmem_free(pn_wmem *w);
 static inline dnnl_memory_t pn_wmem_get(const pn_wmem *w) { return w->prim ? w->prim : w->user; }
 
+/* The oneDNN state of a layer without weights whose forward and backward are
+ * one primitive each (activation, pooling, batch norm). */
+typedef struct pn_prims {
+    int built_n, built_mode; /* what the primitives were made for (batch, layer's mode) */
+    dnnl_primitive_desc_t fwd_pd;
+    dnnl_primitive_t fwd, bwd;
+    dnnl_memory_t src, dst, dsrc, ddst, ws;
+} pn_prims;
+void pn_prims_reset(pn_prims *k);
+/* src/dst memories (and dsrc/ddst when with_grad), handles set at execution. */
+pn_status pn_prims_memories(pn_prims *k, pn_net *net, const dnnl_memory_desc_t *src,
+                            const dnnl_memory_desc_t *dst, int with_grad, const char *what,
+                            pn_error *err);
+/* The workspace the forward primitive asks for, if any (max pooling, fused ReLU). */
+pn_status pn_prims_workspace(pn_prims *k, pn_net *net, const char *what, pn_error *err);
+/* A backward primitive for op_desc, hinted by the forward primitive descriptor. */
+pn_status pn_make_bwd_prim(pn_net *net, const void *op_desc, const_dnnl_primitive_desc_t fwd_pd,
+                           dnnl_primitive_t *prim, const char *what, pn_error *err);
+
 void pn_destroy_prim(dnnl_primitive_t *p);
 void pn_destroy_pd(dnnl_primitive_desc_t *pd);
 void pn_destroy_mem(dnnl_memory_t *m);

@@ -7,10 +7,7 @@
 
 typedef struct act_priv {
     pn_act_kind kind;
-    int built_n, built_train;
-    dnnl_primitive_desc_t fwd_pd;
-    dnnl_primitive_t fwd, bwd;
-    dnnl_memory_t src, dst, dsrc, ddst;
+    pn_prims k;
 } act_priv;
 
 pn_act_kind pn_activation_kind(const pn_layer *l) { return ((const act_priv *)l->priv)->kind; }
@@ -31,16 +28,8 @@ static pn_status act_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_
 static void act_reset(pn_layer *l)
 {
     act_priv *p = l->priv;
-    if (!p)
-        return;
-    pn_destroy_prim(&p->fwd);
-    pn_destroy_prim(&p->bwd);
-    pn_destroy_pd(&p->fwd_pd);
-    pn_destroy_mem(&p->src);
-    pn_destroy_mem(&p->dst);
-    pn_destroy_mem(&p->dsrc);
-    pn_destroy_mem(&p->ddst);
-    p->built_n = 0;
+    if (p)
+        pn_prims_reset(&p->k);
 }
 
 static void act_destroy(pn_layer *l)
@@ -66,27 +55,18 @@ static pn_status act_build(pn_layer *l, pn_net *net, int n, int train, pn_error 
     dnnl_eltwise_desc_t fd;
     PN_DNNL(dnnl_eltwise_forward_desc_init(&fd, train ? dnnl_forward_training : dnnl_forward_inference,
             alg, &md, alpha, beta), err, l->name);
-    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)) ||
-        (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->k.fwd_pd, l->name, err)) ||
+        (st = pn_make_prim(p->k.fwd_pd, &p->k.fwd, l->name, err)) ||
+        (st = pn_prims_memories(&p->k, net, &md, &md, train, l->name, err)))
         return st;
-    dnnl_engine_t eng = net->ctx->engine;
-    PN_DNNL(dnnl_memory_create(&p->src, &md, eng, DNNL_MEMORY_NONE), err, l->name);
-    PN_DNNL(dnnl_memory_create(&p->dst, &md, eng, DNNL_MEMORY_NONE), err, l->name);
     if (train) {
         dnnl_eltwise_desc_t bd;
         PN_DNNL(dnnl_eltwise_backward_desc_init(&bd, alg, &md, &md, alpha, beta), err, l->name);
-        dnnl_primitive_desc_t pd;
-        if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+        if ((st = pn_make_bwd_prim(net, &bd, p->k.fwd_pd, &p->k.bwd, l->name, err)))
             return st;
-        st = pn_make_prim(pd, &p->bwd, l->name, err);
-        pn_destroy_pd(&pd);
-        if (st)
-            return st;
-        PN_DNNL(dnnl_memory_create(&p->dsrc, &md, eng, DNNL_MEMORY_NONE), err, l->name);
-        PN_DNNL(dnnl_memory_create(&p->ddst, &md, eng, DNNL_MEMORY_NONE), err, l->name);
     }
-    p->built_n = n;
-    p->built_train = train;
+    p->k.built_n = n;
+    p->k.built_mode = train;
     return PN_OK;
 }
 
@@ -111,13 +91,13 @@ static pn_status act_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     }
     int want_bwd = train != PN_FWD_INFER;
     pn_status st;
-    if ((p->built_n != net->cur_n || p->built_train != want_bwd) &&
+    if ((p->k.built_n != net->cur_n || p->k.built_mode != want_bwd) &&
         (st = act_build(l, net, net->cur_n, want_bwd, err)))
         return st;
-    dnnl_memory_set_data_handle(p->src, in->data);
-    dnnl_memory_set_data_handle(p->dst, l->out.data);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DST, p->dst}};
-    return pn_exec(net, p->fwd, 2, args, l->name, err);
+    dnnl_memory_set_data_handle(p->k.src, in->data);
+    dnnl_memory_set_data_handle(p->k.dst, l->out.data);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->k.src}, {DNNL_ARG_DST, p->k.dst}};
+    return pn_exec(net, p->k.fwd, 2, args, l->name, err);
 }
 
 static pn_status act_backward(pn_layer *l, pn_net *net, pn_error *err)
@@ -135,12 +115,12 @@ static pn_status act_backward(pn_layer *l, pn_net *net, pn_error *err)
             pn_st(dsrc, t, i, pn_ld(l->out.grad, t, i) * pn_act_grad(p->kind, pn_ld(in->data, t, i)));
     } else {
         /* in place, the input was overwritten: the use_dst variant reads the output */
-        dnnl_memory_set_data_handle(p->src, l->in_place ? l->out.data : in->data);
-        dnnl_memory_set_data_handle(p->ddst, l->out.grad);
-        dnnl_memory_set_data_handle(p->dsrc, dsrc);
-        dnnl_exec_arg_t args[] = {{l->in_place ? DNNL_ARG_DST : DNNL_ARG_SRC, p->src},
-                                  {DNNL_ARG_DIFF_DST, p->ddst}, {DNNL_ARG_DIFF_SRC, p->dsrc}};
-        pn_status st = pn_exec(net, p->bwd, 3, args, l->name, err);
+        dnnl_memory_set_data_handle(p->k.src, l->in_place ? l->out.data : in->data);
+        dnnl_memory_set_data_handle(p->k.ddst, l->out.grad);
+        dnnl_memory_set_data_handle(p->k.dsrc, dsrc);
+        dnnl_exec_arg_t args[] = {{l->in_place ? DNNL_ARG_DST : DNNL_ARG_SRC, p->k.src},
+                                  {DNNL_ARG_DIFF_DST, p->k.ddst}, {DNNL_ARG_DIFF_SRC, p->k.dsrc}};
+        pn_status st = pn_exec(net, p->k.bwd, 3, args, l->name, err);
         if (st)
             return st;
     }

@@ -14,11 +14,8 @@ enum { P_GAMMA, P_BETA, P_MEAN, P_VAR };
 
 typedef struct bn_priv {
     float eps, momentum;
-    int built_n, built_mode; /* mode: 0 inference, 1 batch stats, 2 global stats + backward */
-    dnnl_primitive_desc_t fwd_pd;
-    dnnl_primitive_t fwd, bwd;
-    dnnl_memory_t src, dst, dsrc, ddst, scale, shift, mean, var, dscale, dshift, ws;
-    /* workspace of a fused ReLU (training) */
+    pn_prims k; /* built_mode: 0 inference, 1 batch stats, 2 global stats + backward */
+    dnnl_memory_t scale, shift, mean, var, dscale, dshift;
     float *batch_mean, *batch_var, *scale_buf, *shift_buf;
     int manual; /* no JIT kernel in oneDNN for this shape and type: bn_nhwc.c */
 } bn_priv;
@@ -63,14 +60,10 @@ static void bn_reset(pn_layer *l)
     bn_priv *p = l->priv;
     if (!p)
         return;
-    pn_destroy_prim(&p->fwd);
-    pn_destroy_prim(&p->bwd);
-    pn_destroy_pd(&p->fwd_pd);
-    dnnl_memory_t *m[] = {&p->src, &p->dst, &p->dsrc, &p->ddst, &p->scale, &p->shift,
-                          &p->mean, &p->var, &p->dscale, &p->dshift, &p->ws};
+    pn_prims_reset(&p->k);
+    dnnl_memory_t *m[] = {&p->scale, &p->shift, &p->mean, &p->var, &p->dscale, &p->dshift};
     for (size_t i = 0; i < sizeof m / sizeof *m; i++)
         pn_destroy_mem(m[i]);
-    p->built_n = 0;
 }
 
 static void bn_destroy(pn_layer *l)
@@ -111,42 +104,33 @@ static pn_status bn_build(pn_layer *l, pn_net *net, int n, int mode, pn_error *e
     dnnl_batch_normalization_desc_t fd;
     PN_DNNL(dnnl_batch_normalization_forward_desc_init(&fd, mode ? dnnl_forward_training : dnnl_forward_inference,
             &data, p->eps, flags), err, l->name);
-    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)))
+    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->k.fwd_pd, l->name, err)))
         return st;
     const char *impl = "";
-    dnnl_primitive_desc_query(p->fwd_pd, dnnl_query_impl_info_str, 0, &impl);
+    dnnl_primitive_desc_query(p->k.fwd_pd, dnnl_query_impl_info_str, 0, &impl);
     p->manual = strstr(impl, "jit") == NULL;
-    p->built_n = n;
-    p->built_mode = mode;
+    p->k.built_n = n;
+    p->k.built_mode = mode;
     if (p->manual)
         return PN_OK;
-    if ((st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+    if ((st = pn_make_prim(p->k.fwd_pd, &p->k.fwd, l->name, err)))
         return st;
     dnnl_engine_t eng = net->ctx->engine;
     float *mean = mode == 1 ? p->batch_mean : pn_layer_param(net, l, P_MEAN)->data;
     float *var = mode == 1 ? p->batch_var : pn_layer_param(net, l, P_VAR)->data;
-    PN_DNNL(dnnl_memory_create(&p->src, &data, eng, DNNL_MEMORY_NONE), err, l->name);
-    PN_DNNL(dnnl_memory_create(&p->dst, &data, eng, DNNL_MEMORY_NONE), err, l->name);
+    if ((st = pn_prims_memories(&p->k, net, &data, &data, mode != 0, l->name, err)) ||
+        (st = pn_prims_workspace(&p->k, net, l->name, err))) /* a fused ReLU's, in training */
+        return st;
     PN_DNNL(dnnl_memory_create(&p->scale, &cmd, eng, pn_layer_param(net, l, P_GAMMA)->data), err, l->name);
     PN_DNNL(dnnl_memory_create(&p->shift, &cmd, eng, pn_layer_param(net, l, P_BETA)->data), err, l->name);
     PN_DNNL(dnnl_memory_create(&p->mean, &cmd, eng, mean), err, l->name);
     PN_DNNL(dnnl_memory_create(&p->var, &cmd, eng, var), err, l->name);
-    const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(p->fwd_pd, dnnl_query_workspace_md, 0);
-    if (ws && ws->ndims > 0)
-        PN_DNNL(dnnl_memory_create(&p->ws, ws, eng, DNNL_MEMORY_ALLOCATE), err, l->name);
     if (mode) {
         dnnl_batch_normalization_desc_t bd;
         PN_DNNL(dnnl_batch_normalization_backward_desc_init(&bd, dnnl_backward, &data, &data,
                 p->eps, flags), err, l->name);
-        dnnl_primitive_desc_t pd;
-        if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+        if ((st = pn_make_bwd_prim(net, &bd, p->k.fwd_pd, &p->k.bwd, l->name, err)))
             return st;
-        st = pn_make_prim(pd, &p->bwd, l->name, err);
-        pn_destroy_pd(&pd);
-        if (st)
-            return st;
-        PN_DNNL(dnnl_memory_create(&p->dsrc, &data, eng, DNNL_MEMORY_NONE), err, l->name);
-        PN_DNNL(dnnl_memory_create(&p->ddst, &data, eng, DNNL_MEMORY_NONE), err, l->name);
         PN_DNNL(dnnl_memory_create(&p->dscale, &cmd, eng, pn_layer_param(net, l, P_GAMMA)->grad), err, l->name);
         PN_DNNL(dnnl_memory_create(&p->dshift, &cmd, eng, pn_layer_param(net, l, P_BETA)->grad), err, l->name);
     }
@@ -174,19 +158,19 @@ static pn_status run_forward(pn_layer *l, pn_net *net, pn_error *err)
     bn_priv *p = l->priv;
     if (p->manual) {
         size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
-        if (p->built_mode == 1 && pn_bn_nhwc_stats(pn_layer_in(net, l, 0)->data, net->dt, rows,
+        if (p->k.built_mode == 1 && pn_bn_nhwc_stats(pn_layer_in(net, l, 0)->data, net->dt, rows,
                                                    l->out.c, p->batch_mean, p->batch_var))
             return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
-        manual_forward(l, net, p->built_mode);
+        manual_forward(l, net, p->k.built_mode);
         return PN_OK;
     }
-    dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
-    dnnl_memory_set_data_handle(p->dst, l->out.data);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DST, p->dst},
+    dnnl_memory_set_data_handle(p->k.src, pn_layer_in(net, l, 0)->data);
+    dnnl_memory_set_data_handle(p->k.dst, l->out.data);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->k.src}, {DNNL_ARG_DST, p->k.dst},
                               {DNNL_ARG_SCALE, p->scale}, {DNNL_ARG_SHIFT, p->shift},
                               {DNNL_ARG_MEAN, p->mean}, {DNNL_ARG_VARIANCE, p->var},
-                              {DNNL_ARG_WORKSPACE, p->ws}};
-    return pn_exec(net, p->fwd, p->ws ? 7 : 6, args, l->name, err);
+                              {DNNL_ARG_WORKSPACE, p->k.ws}};
+    return pn_exec(net, p->k.fwd, p->k.ws ? 7 : 6, args, l->name, err);
 }
 
 /* Sets the running statistics to this batch's and rescales gamma/beta so the
@@ -225,7 +209,7 @@ static pn_status bn_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     bn_priv *p = l->priv;
     int mode = bn_mode(net, l, train);
     pn_status st;
-    if ((p->built_n != net->cur_n || p->built_mode != mode) &&
+    if ((p->k.built_n != net->cur_n || p->k.built_mode != mode) &&
         (st = bn_build(l, net, net->cur_n, mode, err)))
         return st;
     if ((st = run_forward(l, net, err)))
@@ -254,7 +238,7 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
     int want = pn_net_needs_input_grad(net, l, 0);
     void *dsrc = want ? pn_grad_begin(net, in) : net->scratch;
     if (p->manual) {
-        int global = p->built_mode != 1;
+        int global = p->k.built_mode != 1;
         const float *mean = global ? pn_layer_param(net, l, P_MEAN)->data : p->batch_mean;
         const float *var = global ? pn_layer_param(net, l, P_VAR)->data : p->batch_var;
         for (int c = 0; c < l->out.c; c++)
@@ -270,15 +254,15 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
             pn_grad_end(net, in, dsrc, net->cur_n);
         return PN_OK;
     }
-    dnnl_memory_set_data_handle(p->src, in->data);
-    dnnl_memory_set_data_handle(p->ddst, l->out.grad);
-    dnnl_memory_set_data_handle(p->dsrc, dsrc);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->ddst},
+    dnnl_memory_set_data_handle(p->k.src, in->data);
+    dnnl_memory_set_data_handle(p->k.ddst, l->out.grad);
+    dnnl_memory_set_data_handle(p->k.dsrc, dsrc);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->k.src}, {DNNL_ARG_DIFF_DST, p->k.ddst},
                               {DNNL_ARG_MEAN, p->mean}, {DNNL_ARG_VARIANCE, p->var},
                               {DNNL_ARG_SCALE, p->scale}, {DNNL_ARG_SHIFT, p->shift},
-                              {DNNL_ARG_DIFF_SRC, p->dsrc}, {DNNL_ARG_DIFF_SCALE, p->dscale},
-                              {DNNL_ARG_DIFF_SHIFT, p->dshift}, {DNNL_ARG_WORKSPACE, p->ws}};
-    pn_status st = pn_exec(net, p->bwd, p->ws ? 10 : 9, args, l->name, err);
+                              {DNNL_ARG_DIFF_SRC, p->k.dsrc}, {DNNL_ARG_DIFF_SCALE, p->dscale},
+                              {DNNL_ARG_DIFF_SHIFT, p->dshift}, {DNNL_ARG_WORKSPACE, p->k.ws}};
+    pn_status st = pn_exec(net, p->k.bwd, p->k.ws ? 10 : 9, args, l->name, err);
     if (!st && want)
         pn_grad_end(net, in, dsrc, net->cur_n);
     return st;

@@ -7,10 +7,7 @@
 typedef struct pool_priv {
     dnnl_alg_kind_t alg;
     int kh, kw, sh, sw, pt, pb, pl, pr;
-    int built_n, built_train;
-    dnnl_primitive_desc_t fwd_pd;
-    dnnl_primitive_t fwd, bwd;
-    dnnl_memory_t src, dst, dsrc, ddst, ws;
+    pn_prims k;
 } pool_priv;
 
 static pn_status finish_init(pn_layer *l, pool_priv *p, const pn_buf *in, int line, pn_error *err)
@@ -73,15 +70,8 @@ static pn_status gap_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_
 static void pool_reset(pn_layer *l)
 {
     pool_priv *p = l->priv;
-    if (!p)
-        return;
-    pn_destroy_prim(&p->fwd);
-    pn_destroy_prim(&p->bwd);
-    pn_destroy_pd(&p->fwd_pd);
-    dnnl_memory_t *m[] = {&p->src, &p->dst, &p->dsrc, &p->ddst, &p->ws};
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++)
-        pn_destroy_mem(m[i]);
-    p->built_n = 0;
+    if (p)
+        pn_prims_reset(&p->k);
 }
 
 static void pool_destroy(pn_layer *l)
@@ -105,30 +95,19 @@ static pn_status pool_build(pn_layer *l, pn_net *net, int n, int train, pn_error
     dnnl_pooling_desc_t fd;
     PN_DNNL(dnnl_pooling_forward_desc_init(&fd, train ? dnnl_forward_training : dnnl_forward_inference,
             p->alg, &src, &dst, strides, kernel, pl, pr), err, l->name);
-    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->fwd_pd, l->name, err)) ||
-        (st = pn_make_prim(p->fwd_pd, &p->fwd, l->name, err)))
+    if ((st = pn_make_pd(net, &fd, NULL, NULL, &p->k.fwd_pd, l->name, err)) ||
+        (st = pn_make_prim(p->k.fwd_pd, &p->k.fwd, l->name, err)) ||
+        (st = pn_prims_memories(&p->k, net, &src, &dst, train, l->name, err)) ||
+        (st = pn_prims_workspace(&p->k, net, l->name, err)))
         return st;
-    dnnl_engine_t eng = net->ctx->engine;
-    PN_DNNL(dnnl_memory_create(&p->src, &src, eng, DNNL_MEMORY_NONE), err, l->name);
-    PN_DNNL(dnnl_memory_create(&p->dst, &dst, eng, DNNL_MEMORY_NONE), err, l->name);
-    const dnnl_memory_desc_t *ws = dnnl_primitive_desc_query_md(p->fwd_pd, dnnl_query_workspace_md, 0);
-    if (ws && ws->ndims > 0)
-        PN_DNNL(dnnl_memory_create(&p->ws, ws, eng, DNNL_MEMORY_ALLOCATE), err, l->name);
     if (train) {
         dnnl_pooling_desc_t bd;
         PN_DNNL(dnnl_pooling_backward_desc_init(&bd, p->alg, &src, &dst, strides, kernel, pl, pr), err, l->name);
-        dnnl_primitive_desc_t pd;
-        if ((st = pn_make_pd(net, &bd, NULL, p->fwd_pd, &pd, l->name, err)))
+        if ((st = pn_make_bwd_prim(net, &bd, p->k.fwd_pd, &p->k.bwd, l->name, err)))
             return st;
-        st = pn_make_prim(pd, &p->bwd, l->name, err);
-        pn_destroy_pd(&pd);
-        if (st)
-            return st;
-        PN_DNNL(dnnl_memory_create(&p->dsrc, &src, eng, DNNL_MEMORY_NONE), err, l->name);
-        PN_DNNL(dnnl_memory_create(&p->ddst, &dst, eng, DNNL_MEMORY_NONE), err, l->name);
     }
-    p->built_n = n;
-    p->built_train = train;
+    p->k.built_n = n;
+    p->k.built_mode = train;
     return PN_OK;
 }
 
@@ -137,13 +116,13 @@ static pn_status pool_forward(pn_layer *l, pn_net *net, int train, pn_error *err
     pool_priv *p = l->priv;
     int want_bwd = train != PN_FWD_INFER;
     pn_status st;
-    if ((p->built_n != net->cur_n || p->built_train != want_bwd) &&
+    if ((p->k.built_n != net->cur_n || p->k.built_mode != want_bwd) &&
         (st = pool_build(l, net, net->cur_n, want_bwd, err)))
         return st;
-    dnnl_memory_set_data_handle(p->src, pn_layer_in(net, l, 0)->data);
-    dnnl_memory_set_data_handle(p->dst, l->out.data);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DST, p->dst}, {DNNL_ARG_WORKSPACE, p->ws}};
-    return pn_exec(net, p->fwd, p->ws ? 3 : 2, args, l->name, err);
+    dnnl_memory_set_data_handle(p->k.src, pn_layer_in(net, l, 0)->data);
+    dnnl_memory_set_data_handle(p->k.dst, l->out.data);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, p->k.src}, {DNNL_ARG_DST, p->k.dst}, {DNNL_ARG_WORKSPACE, p->k.ws}};
+    return pn_exec(net, p->k.fwd, p->k.ws ? 3 : 2, args, l->name, err);
 }
 
 static pn_status pool_backward(pn_layer *l, pn_net *net, pn_error *err)
@@ -153,11 +132,11 @@ static pn_status pool_backward(pn_layer *l, pn_net *net, pn_error *err)
         return PN_OK;
     pn_buf *in = pn_layer_in(net, l, 0);
     void *dsrc = pn_grad_begin(net, in);
-    dnnl_memory_set_data_handle(p->ddst, l->out.grad);
-    dnnl_memory_set_data_handle(p->dsrc, dsrc);
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, p->ddst}, {DNNL_ARG_DIFF_SRC, p->dsrc},
-                              {DNNL_ARG_WORKSPACE, p->ws}};
-    pn_status st = pn_exec(net, p->bwd, p->ws ? 3 : 2, args, l->name, err);
+    dnnl_memory_set_data_handle(p->k.ddst, l->out.grad);
+    dnnl_memory_set_data_handle(p->k.dsrc, dsrc);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, p->k.ddst}, {DNNL_ARG_DIFF_SRC, p->k.dsrc},
+                              {DNNL_ARG_WORKSPACE, p->k.ws}};
+    pn_status st = pn_exec(net, p->k.bwd, p->k.ws ? 3 : 2, args, l->name, err);
     if (!st)
         pn_grad_end(net, in, dsrc, net->cur_n);
     return st;
