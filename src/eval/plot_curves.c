@@ -24,6 +24,33 @@ static pn_status prepare(const float *prob, const int *label, size_t n, float th
     return ev_sorted_scores_init(s, prob, label, n, err);
 }
 
+typedef pn_status (*curve_points_fn)(const sorted_scores *s, double **x, double **y, size_t *count,
+                                     pn_error *err);
+
+/* What ROC and PR plots share: point metrics, the curve's points, and a canvas
+ * with unit axes drawn. On success the caller owns *x, *y and the open canvas. */
+static pn_status open_curve_plot(const float *prob, const int *label, size_t n, float threshold,
+                                 const char *path, curve_points_fn points, const char *title,
+                                 const char *xlabel, const char *ylabel, pn_metrics *m, canvas *c,
+                                 double **x, double **y, size_t *count, pn_error *err)
+{
+    sorted_scores s;
+    pn_status st = prepare(prob, label, n, threshold, m, &s, err);
+    if (st)
+        return st;
+    st = points(&s, x, y, count, err);
+    ev_sorted_scores_free(&s);
+    if (st)
+        return st;
+    if ((st = ev_canvas_open(c, path, PLOT_W, PLOT_H, err))) {
+        free(*x);
+        free(*y);
+        return st;
+    }
+    ev_axes_draw(c->cr, &unit_axes, 0.1, 0.1, title, xlabel, ylabel);
+    return PN_OK;
+}
+
 static void operating_point_label(char *buf, size_t cap, const pn_metrics *m)
 {
     snprintf(buf, cap, "Threshold %.3g: sens %.3f, spec %.3f", (double)m->threshold,
@@ -34,25 +61,16 @@ pn_status pn_plot_roc(const float *prob, const int *label, size_t n, float thres
                       const char *path, pn_error *err)
 {
     pn_metrics m;
-    sorted_scores s;
-    pn_status st = prepare(prob, label, n, threshold, &m, &s, err);
-    if (st)
-        return st;
+    canvas c;
     double *fpr, *tpr;
     size_t count;
-    st = ev_roc_points(&s, &fpr, &tpr, &count, err);
-    ev_sorted_scores_free(&s);
+    pn_status st = open_curve_plot(prob, label, n, threshold, path, ev_roc_points,
+                                   "ROC curve (PNEUMONIA = positive)",
+                                   "False positive rate (1 - specificity)",
+                                   "True positive rate (sensitivity)", &m, &c, &fpr, &tpr, &count, err);
     if (st)
         return st;
-    canvas c;
-    if ((st = ev_canvas_open(&c, path, PLOT_W, PLOT_H, err))) {
-        free(fpr);
-        free(tpr);
-        return st;
-    }
     const axes *a = &unit_axes;
-    ev_axes_draw(c.cr, a, 0.1, 0.1, "ROC curve (PNEUMONIA = positive)",
-              "False positive rate (1 - specificity)", "True positive rate (sensitivity)");
     double diag[] = {0, 1};
     ev_draw_polyline(c.cr, a, diag, diag, 2, COLOR_GRAY, 1.5, 1);
     ev_draw_polyline(c.cr, a, fpr, tpr, count, COLOR_BLUE, 2.5, 0);
@@ -76,25 +94,16 @@ pn_status pn_plot_pr(const float *prob, const int *label, size_t n, float thresh
                      const char *path, pn_error *err)
 {
     pn_metrics m;
-    sorted_scores s;
-    pn_status st = prepare(prob, label, n, threshold, &m, &s, err);
-    if (st)
-        return st;
+    canvas c;
     double *recall, *precision;
     size_t count;
-    st = ev_pr_points(&s, &recall, &precision, &count, err);
-    ev_sorted_scores_free(&s);
+    pn_status st = open_curve_plot(prob, label, n, threshold, path, ev_pr_points,
+                                   "Precision-recall curve (PNEUMONIA = positive)",
+                                   "Recall (sensitivity)", "Precision (PPV)", &m, &c, &recall,
+                                   &precision, &count, err);
     if (st)
         return st;
-    canvas c;
-    if ((st = ev_canvas_open(&c, path, PLOT_W, PLOT_H, err))) {
-        free(recall);
-        free(precision);
-        return st;
-    }
     const axes *a = &unit_axes;
-    ev_axes_draw(c.cr, a, 0.1, 0.1, "Precision-recall curve (PNEUMONIA = positive)",
-              "Recall (sensitivity)", "Precision (PPV)");
     double prevalence = (double)m.n_pos / (double)m.n;
     double base_x[] = {0, 1}, base_y[] = {prevalence, prevalence};
     ev_draw_polyline(c.cr, a, base_x, base_y, 2, COLOR_GRAY, 1.5, 1);
