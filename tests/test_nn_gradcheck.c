@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "nn/internal.h" /* net->step: pins the dropout mask across forwards */
+#include "nn/layer_conv.h"
 #include "pneumo/nn.h"
 #include "testutil.h"
 #include "nn_testctx.h"
@@ -259,6 +260,33 @@ static void test_batchnorm_train(void **state)
     gradcheck("batchnorm train", &c);
 }
 
+static void test_conv_winograd(void **state)
+{
+    /* fp32 3x3 stride-1 with channels in multiples of 16: Winograd in
+     * nChw16c, activations reordered to and from NHWC around it. */
+    gc_case c = {NET(8, 3, 2) PRE(16)
+                 "[conv]\nname = c\nfilters = 16\nsize = 3\n" HEAD, 2, 1.0f, NULL, 0};
+    gradcheck("conv 3x3 winograd", &c);
+    /* ... and it really was Winograd, where this CPU has the kernel */
+    pn_error err = {0};
+    pn_net *net;
+    pn_net_options opt = {.precision = PN_F32, .seed = 11};
+    assert_int_equal(pn_net_create(g_ctx, c.cfg, &opt, &net, &err), PN_OK);
+    float *x = random_floats(2 * 8 * 8 * 3, 1.0f, 5);
+    assert_int_equal(pn_net_forward(net, x, 2, PN_FWD_TRAIN, &err), PN_OK);
+    const char *alg = NULL;
+    for (int i = 0; i < net->n_layers; i++)
+        if (!strcmp(net->layers[i].name, "c"))
+            alg = pn_conv_algorithm(&net->layers[i]);
+    assert_non_null(alg);
+    if (strstr(pn_ctx_isa_name(g_ctx), "avx512"))
+        assert_string_equal(alg, "winograd");
+    else
+        printf("SKIP Winograd check: CPU %s has no oneDNN Winograd kernel\n", pn_ctx_isa_name(g_ctx));
+    free(x);
+    pn_net_destroy(net);
+}
+
 static void test_batchnorm_frozen(void **state)
 {
     /* frozen: running statistics (randomised), gradient still flows to pre */
@@ -451,12 +479,12 @@ static void test_bce_with_logits(void **state)
 
 /* ---- bf16: the same gradients, to bf16 accuracy ---- */
 
-static void grads_of(pn_dtype precision, const char *cfg, const float *x, const float *r, int n,
-                     float **out, size_t *total)
+static void grads_of(pn_dtype precision, int no_fusion, const char *cfg, const float *x,
+                     const float *r, int n, float **out, size_t *total)
 {
     pn_error err = {0};
     pn_net *net;
-    pn_net_options opt = {.precision = precision, .seed = 11};
+    pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_relu_fusion = no_fusion};
     assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
     assert_int_equal(pn_net_precision(net), precision);
     randomise_params(net, 5);
@@ -498,8 +526,8 @@ static void test_bf16_matches_fp32(void **state)
     float *r = random_floats((size_t)n * 2, 1.0f, 32);
     float *g32, *g16;
     size_t n32, n16;
-    grads_of(PN_F32, cfg, x, r, n, &g32, &n32);
-    grads_of(PN_BF16, cfg, x, r, n, &g16, &n16);
+    grads_of(PN_F32, 0, cfg, x, r, n, &g32, &n32);
+    grads_of(PN_BF16, 0, cfg, x, r, n, &g16, &n16);
     assert_int_equal(n32, n16);
     /* bf16 keeps 8 mantissa bits (2^-9 = 0.2% per rounding); over a few layers
      * errors grow to ~1% of the gradient's scale: tolerance 5e-2 of max|g|. */
@@ -518,6 +546,58 @@ static void test_bf16_matches_fp32(void **state)
     free(r);
 }
 
+/* Batch norm -> ReLU runs fused: one batch-norm kernel with the ReLU mask
+ * recomputed from its input in backward. A finite-difference check of the
+ * pair is swamped by kinks (every step moves many normalised values across
+ * 0), so the fused gradients are compared with the unfused network's, whose
+ * two layers the checks above cover. 20 channels: a full and a partial
+ * 16-channel vector in the AVX-512 kernels. */
+static void check_fused_bn_relu(pn_dtype precision, double tolerance)
+{
+    const char *cfg = NET(8, 3, 2) PRE(4)
+        "[conv]\nname = c\nfilters = 20\nsize = 3\nbatchnorm = 1\nactivation = relu\n"
+        "[conv]\nname = d\nfilters = 20\nsize = 1\nbatchnorm = 1\nactivation = relu\n" HEAD;
+    for (int no_fusion = 0; no_fusion <= 1; no_fusion++) { /* the option does what it says */
+        pn_error err = {0};
+        pn_net *net;
+        pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_relu_fusion = no_fusion};
+        assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
+        int fused_relus = 0;
+        for (int i = 0; i < net->n_layers; i++)
+            fused_relus += net->layers[i].fuse_relu;
+        assert_int_equal(fused_relus, no_fusion ? 0 : 2);
+        pn_net_destroy(net);
+    }
+    int n = 3;
+    float *x = random_floats((size_t)n * 8 * 8 * 3, 1.0f, 41);
+    float *r = random_floats((size_t)n * 2, 1.0f, 42);
+    float *fused, *plain;
+    size_t nf, np;
+    grads_of(precision, 0, cfg, x, r, n, &fused, &nf);
+    grads_of(precision, 1, cfg, x, r, n, &plain, &np);
+    assert_int_equal(nf, np);
+    double max_g = 0, max_d = 0;
+    for (size_t i = 0; i < nf; i++) {
+        max_g = fmax(max_g, fabs(plain[i]));
+        max_d = fmax(max_d, fabs(plain[i] - fused[i]));
+    }
+    printf("fused vs unfused bn+relu (%s): max |diff| %.3g, max |g| %.3g\n",
+           precision == PN_BF16 ? "bf16" : "fp32", max_d, max_g);
+    assert_true(max_g > 0);
+    assert_true(max_d <= tolerance * max_g);
+    free(fused);
+    free(plain);
+    free(x);
+    free(r);
+}
+
+static void test_batchnorm_fused_relu(void **state)
+{
+    check_fused_bn_relu(PN_F32, 1e-5); /* the same fp32 arithmetic in another order */
+    if (pn_ctx_has_native_bf16(g_ctx))
+        check_fused_bn_relu(PN_BF16, 1e-2); /* bf16 storage of the intermediate y in the unfused net */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +606,8 @@ int main(void)
         cmocka_unit_test(test_conv_depthwise),
         cmocka_unit_test(test_batchnorm_train),
         cmocka_unit_test(test_batchnorm_frozen),
+        cmocka_unit_test(test_batchnorm_fused_relu),
+        cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_fused_activation_on_conv_fc),
         cmocka_unit_test(test_maxpool),

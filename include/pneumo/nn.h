@@ -33,6 +33,7 @@ typedef struct pn_net_options {
     int classes;        /* 0 = as in the cfg */
     pn_dtype precision; /* compute type; PN_BF16 falls back to PN_F32 without native bf16 */
     uint64_t seed;      /* initialisation and dropout */
+    int no_bn_relu_fusion; /* keep batch norm -> ReLU as two layers (a reference for tests) */
 } pn_net_options;
 
 typedef struct pn_param {
@@ -103,6 +104,12 @@ const char *pn_net_last_conv_name(const pn_net *net);
 
 /* Prints the layer table: layer, kind, output shape, parameters, MACs. */
 void pn_net_print(const pn_net *net, FILE *out);
+/* Per-layer timing, for tuning an architecture or the engine: while on, every
+ * forward and backward adds each layer's wall time (pn_net_profile(net, 1)
+ * also clears the totals); pn_net_profile_print writes a table of the
+ * average per training step, slowest layers first. */
+void pn_net_profile(pn_net *net, int on);
+void pn_net_profile_print(const pn_net *net, FILE *out);
 uint64_t pn_net_macs(const pn_net *net);
 
 /* Inference-only: folds batch norm into the preceding convolution and fuses

@@ -12,7 +12,7 @@
 
 typedef struct bench_opts {
     const char *arch, *mode;
-    int batch, size, threads, iters, warmup, bf16, fused;
+    int batch, size, threads, iters, warmup, bf16, fused, profile;
 } bench_opts;
 
 static double now_s(void)
@@ -30,7 +30,7 @@ static int cmp_double(const void *a, const void *b)
 
 static int parse(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){"resnet18", "train", 32, 224, 2, 10, 3, 0, 1};
+    *o = (bench_opts){"resnet18", "train", 32, 224, 2, 10, 3, 0, 1, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--arch") && v) o->arch = v, i++;
@@ -39,13 +39,15 @@ static int parse(int argc, char **argv, bench_opts *o)
         else if (!strcmp(a, "--size") && v) o->size = atoi(v), i++;
         else if (!strcmp(a, "--threads") && v) o->threads = atoi(v), i++;
         else if (!strcmp(a, "--iters") && v) o->iters = atoi(v), i++;
+        else if (!strcmp(a, "--profile")) o->profile = 1;
         else if (!strcmp(a, "--warmup") && v) o->warmup = atoi(v), i++;
         else if (!strcmp(a, "--precision") && v) o->bf16 = !strcmp(v, "bf16"), i++;
         else if (!strcmp(a, "--no-fuse")) o->fused = 0;
         else {
             int help = !strcmp(a, "--help") || !strcmp(a, "-h");
             fprintf(help ? stdout : stderr, "usage: pneumo bench [--arch NAME] [--mode train|infer] [--batch N] [--size N]\n"
-                            "       [--threads N] [--iters N] [--warmup N] [--precision fp32|bf16] [--no-fuse]\n");
+                            "       [--threads N] [--iters N] [--warmup N] [--precision fp32|bf16] [--no-fuse]\n"
+                            "       [--profile]   per-layer times of the timed iterations, to stderr\n");
             return help ? -1 : 2;
         }
     }
@@ -71,6 +73,8 @@ static int run_iters(const bench_opts *o, pn_net *net, pn_optim *opt, const floa
         }
         if (it >= o->warmup)
             times[it - o->warmup] = now_s() - t0;
+        if (o->profile && it + 1 == o->warmup)
+            pn_net_profile(net, 1);
     }
     free(dlogits);
     return 0;
@@ -107,7 +111,11 @@ int pn_cmd_bench(int argc, char **argv)
         x[i] = pn_rng_normal(&r);
     for (int i = 0; i < o.batch; i++)
         labels[i] = i % 2;
+    if (o.profile && o.warmup == 0)
+        pn_net_profile(net, 1);
     rc = run_iters(&o, net, opt, x, labels, times, &err);
+    if (!rc && o.profile)
+        pn_net_profile_print(net, stderr);
     if (!rc) {
         qsort(times, (size_t)o.iters, sizeof *times, cmp_double);
         double med = times[o.iters / 2];

@@ -1,176 +1,213 @@
-/* Batch normalization kernels for NHWC tensors, used where oneDNN has no JIT
- * kernel (its bf16 batch norm needs channels in multiples of 16; MobileNet
- * has 24, 40, 72, 88, 120, ... and would fall back to a slow generic loop).
- * Rows of C channels are converted to fp32, so both dtypes share one loop. */
+/* Batch normalization on NHWC tensors: the drivers (threads over blocks of
+ * rows) and the portable kernels. bn_nhwc_avx512.c has the fast kernels. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/bn_nhwc.h"
 
-static void load_row(const void *src, pn_dtype t, size_t row, int c, float *out)
+static float load(const void *p, pn_dtype t, size_t i)
 {
-    if (t == PN_F32) {
-        memcpy(out, (const float *)src + row * c, (size_t)c * sizeof(float));
-        return;
-    }
-    const uint16_t *s = (const uint16_t *)src + row * c;
-    for (int k = 0; k < c; k++)
-        out[k] = pn_bf16_to_f32(s[k]);
+    return t == PN_F32 ? ((const float *)p)[i] : pn_bf16_to_f32(((const uint16_t *)p)[i]);
 }
 
-static void store_row(void *dst, pn_dtype t, size_t row, int c, const float *in)
+static void store(void *p, pn_dtype t, size_t i, float v)
 {
-    if (t == PN_F32) {
-        memcpy((float *)dst + row * c, in, (size_t)c * sizeof(float));
-        return;
-    }
-    uint16_t *d = (uint16_t *)dst + row * c;
-    for (int k = 0; k < c; k++)
-        d[k] = pn_f32_to_bf16(in[k]);
+    if (t == PN_F32)
+        ((float *)p)[i] = v;
+    else
+        ((uint16_t *)p)[i] = pn_f32_to_bf16(v);
 }
 
-/* dy where the fused ReLU passed its input (y > 0), else 0. */
-static void mask_relu(float *g, const void *y, pn_dtype t, size_t r, int c, float *scratch)
+static float masked_grad(const void *x, const void *dy, pn_dtype t, size_t i, int k, int relu,
+                         const float *scale, const float *shift)
 {
-    if (!y)
-        return;
-    load_row(y, t, r, c, scratch);
-    for (int k = 0; k < c; k++)
-        g[k] = scratch[k] > 0 ? g[k] : 0.0f;
+    float g = load(dy, t, i);
+    return relu && !(load(x, t, i) * scale[k] + shift[k] > 0) ? 0.0f : g;
 }
 
-/* Per-thread partial sums over rows, reduced in double. mode 0: sum x;
- * mode 1: sum (x - mean)^2; mode 2: sum dy and sum dy * (x - mean), with dy
- * masked by a fused ReLU's output y when y is given. */
-static int reduce_rows(const void *x, const void *dy, const void *y, pn_dtype t, size_t rows,
-                       int c, const float *mean, int mode, double *acc0, double *acc1)
+static void scalar_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
+                         const float *pivot, double *s1, double *s2)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int k = 0; k < c; k++) {
+            double d = load(x, t, r * c + k) - pivot[k];
+            s1[k] += d;
+            s2[k] += d * d;
+        }
+}
+
+static void scalar_apply(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
+                         const float *scale, const float *shift, int relu)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int k = 0; k < c; k++) {
+            float v = load(x, t, r * c + k) * scale[k] + shift[k];
+            store(y, t, r * c + k, relu && v < 0 ? 0.0f : v);
+        }
+}
+
+static void scalar_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1,
+                             int c, const float *mean, int relu, const float *scale,
+                             const float *shift, double *sg, double *sgx)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int k = 0; k < c; k++) {
+            size_t i = r * c + k;
+            float g = masked_grad(x, dy, t, i, k, relu, scale, shift);
+            sg[k] += g;
+            sgx[k] += (double)g * (load(x, t, i) - mean[k]);
+        }
+}
+
+static void scalar_grad_apply(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0,
+                              size_t r1, int c, const float *ka, const float *kb, const float *kc,
+                              int relu, const float *scale, const float *shift)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int k = 0; k < c; k++) {
+            size_t i = r * c + k;
+            float g = masked_grad(x, dy, t, i, k, relu, scale, shift);
+            store(dx, t, i, ka[k] * g + kb[k] * load(x, t, i) + kc[k]);
+        }
+}
+
+const pn_bn_kernels *pn_bn_kernels_scalar(void)
+{
+    static const pn_bn_kernels k = {"scalar", scalar_stats, scalar_apply, scalar_grad_sums,
+                                    scalar_grad_apply};
+    return &k;
+}
+
+const pn_bn_kernels *pn_bn_kernels_best(void)
+{
+    const pn_bn_kernels *k = pn_bn_kernels_avx512();
+    return k ? k : pn_bn_kernels_scalar();
+}
+
+/* Rows per block: a block of every channel stays in L1/L2 while a kernel
+ * walks it channel group by channel group, and its fp32 partial sums stay
+ * short enough to be exact to ~1e-6 before they are added in double. */
+static size_t block_rows(int c)
+{
+    size_t b = 8192 / (size_t)c;
+    return b < 8 ? 8 : b > 256 ? 256 : b;
+}
+
+/* Runs a summing kernel over all rows on every thread, then adds the
+ * per-thread sums: out0/out1 (c doubles each) hold the totals. */
+typedef struct sum_job {
+    const pn_bn_kernels *k;
+    const void *x, *dy;
+    pn_dtype t;
+    size_t rows;
+    int c;
+    const float *pivot_or_mean, *scale, *shift;
+    int relu, grad;
+} sum_job;
+
+static int run_sums(const sum_job *j, double *out0, double *out1)
 {
     int threads = omp_get_max_threads();
-    float *part = calloc((size_t)threads * 2 * c + 3 * (size_t)threads * c, sizeof(float));
+    size_t c = (size_t)j->c, block = block_rows(j->c);
+    size_t blocks = (j->rows + block - 1) / block;
+    double *part = calloc((size_t)threads * 2 * c, sizeof(double));
     if (!part)
         return -1;
 #pragma omp parallel num_threads(threads)
     {
-        int id = omp_get_thread_num();
-        float *a0 = part + (size_t)id * 2 * c, *a1 = a0 + c;
-        float *row = part + (size_t)threads * 2 * c + (size_t)id * 3 * c, *grow = row + c;
-        float *yrow = grow + c;
+        double *a0 = part + (size_t)omp_get_thread_num() * 2 * c, *a1 = a0 + c;
 #pragma omp for schedule(static)
-        for (size_t r = 0; r < rows; r++) {
-            load_row(x, t, r, c, row);
-            if (mode == 0) {
-                for (int k = 0; k < c; k++)
-                    a0[k] += row[k];
-            } else if (mode == 1) {
-                for (int k = 0; k < c; k++) {
-                    float d = row[k] - mean[k];
-                    a0[k] += d * d;
-                }
-            } else {
-                load_row(dy, t, r, c, grow);
-                mask_relu(grow, y, t, r, c, yrow);
-                for (int k = 0; k < c; k++) {
-                    a0[k] += grow[k];
-                    a1[k] += grow[k] * (row[k] - mean[k]);
-                }
-            }
+        for (size_t b = 0; b < blocks; b++) {
+            size_t r0 = b * block, r1 = r0 + block < j->rows ? r0 + block : j->rows;
+            if (j->grad)
+                j->k->grad_sums(j->x, j->dy, j->t, r0, r1, j->c, j->pivot_or_mean, j->relu,
+                                j->scale, j->shift, a0, a1);
+            else
+                j->k->stats(j->x, j->t, r0, r1, j->c, j->pivot_or_mean, a0, a1);
         }
     }
-    for (int k = 0; k < c; k++) {
-        acc0[k] = acc1[k] = 0;
+    for (size_t k = 0; k < c; k++) {
+        out0[k] = out1[k] = 0;
         for (int id = 0; id < threads; id++) {
-            acc0[k] += part[(size_t)id * 2 * c + k];
-            acc1[k] += part[(size_t)id * 2 * c + c + k];
+            out0[k] += part[(size_t)id * 2 * c + k];
+            out1[k] += part[(size_t)id * 2 * c + c + k];
         }
     }
     free(part);
     return 0;
 }
 
-int pn_bn_nhwc_stats(const void *x, pn_dtype t, size_t rows, int c, float *mean, float *var)
+int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t rows, int c,
+                     float *mean, float *var)
 {
-    double *s0 = malloc(2 * (size_t)c * sizeof(double));
-    if (!s0)
-        return -1;
-    double *s1 = s0 + c;
-    int rc = reduce_rows(x, NULL, NULL, t, rows, c, NULL, 0, s0, s1);
-    for (int k = 0; !rc && k < c; k++)
-        mean[k] = (float)(s0[k] / (double)rows);
-    if (!rc)
-        rc = reduce_rows(x, NULL, NULL, t, rows, c, mean, 1, s0, s1);
-    for (int k = 0; !rc && k < c; k++)
-        var[k] = (float)(s0[k] / (double)rows); /* biased, as the normalisation uses */
-    free(s0);
+    double *s = malloc(2 * (size_t)c * sizeof(double));
+    float *pivot = malloc((size_t)c * sizeof(float));
+    int rc = -1;
+    if (s && pivot && rows > 0) {
+        /* Sums of x - pivot with the first row as pivot: one pass, and no
+         * cancellation when |mean| >> std (E[x^2] - E[x]^2 would lose it). */
+        for (int i = 0; i < c; i++)
+            pivot[i] = load(x, t, (size_t)i);
+        sum_job j = {k, x, NULL, t, rows, c, pivot, NULL, NULL, 0, 0};
+        rc = run_sums(&j, s, s + c);
+        for (int i = 0; !rc && i < c; i++) {
+            double m = s[i] / (double)rows, v = s[c + i] / (double)rows - m * m;
+            mean[i] = (float)(pivot[i] + m);
+            var[i] = (float)(v > 0 ? v : 0); /* biased, as the normalisation uses */
+        }
+    }
+    free(s);
+    free(pivot);
     return rc;
 }
 
-void pn_bn_nhwc_apply(const void *x, void *y, pn_dtype t, size_t rows, int c, const float *scale,
-                      const float *shift, int relu)
+void pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t, size_t rows,
+                      int c, const float *scale, const float *shift, int relu)
 {
-#pragma omp parallel
-    {
-        float *row = malloc((size_t)c * sizeof(float));
-#pragma omp for schedule(static)
-        for (size_t r = 0; r < rows; r++) {
-            if (!row)
-                continue;
-            load_row(x, t, r, c, row);
-            for (int k = 0; k < c; k++)
-                row[k] = row[k] * scale[k] + shift[k];
-            if (relu)
-                for (int k = 0; k < c; k++)
-                    row[k] = row[k] > 0 ? row[k] : 0.0f;
-            store_row(y, t, r, c, row);
-        }
-        free(row);
+    size_t block = block_rows(c), blocks = (rows + block - 1) / block;
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < blocks; b++) {
+        size_t r0 = b * block, r1 = r0 + block < rows ? r0 + block : rows;
+        k->apply(x, y, t, r0, r1, c, scale, shift, relu);
     }
 }
 
-int pn_bn_nhwc_backward(const void *x, const void *dy, const void *relu_y, void *dx, pn_dtype t,
-                        size_t rows, int c, const float *mean, const float *invstd,
-                        const float *gamma, int global_stats, float *dgamma, float *dbeta)
+int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, void *dx,
+                        pn_dtype t, size_t rows, int c, const float *mean, const float *invstd,
+                        const float *gamma, int global_stats, int relu, const float *scale,
+                        const float *shift, float *dgamma, float *dbeta)
 {
-    double *sdy = malloc(2 * (size_t)c * sizeof(double));
-    float *k_dy = malloc(3 * (size_t)c * sizeof(float));
-    if (!sdy || !k_dy || reduce_rows(x, dy, relu_y, t, rows, c, mean, 2, sdy, sdy + c)) {
-        free(sdy);
-        free(k_dy);
+    double *s = malloc(2 * (size_t)c * sizeof(double));
+    float *coef = malloc(3 * (size_t)c * sizeof(float));
+    sum_job j = {k, x, dy, t, rows, c, mean, scale, shift, relu, 1};
+    if (!s || !coef || run_sums(&j, s, s + c)) {
+        free(s);
+        free(coef);
         return -1;
     }
-    const double *sdyx = sdy + c;
-    /* dx = a*dy + b*x + d, per channel:
-     *   batch stats: a = g*is, b = -g*is^3*sum(dy(x-m))/M, d = -g*is*sum(dy)/M - b*m
-     *   global stats: a = g*is, b = d = 0 */
-    float *k_x = k_dy + c, *k_c = k_dy + 2 * c;
-    for (int k = 0; k < c; k++) {
-        dbeta[k] = (float)sdy[k];
-        dgamma[k] = (float)(sdyx[k] * invstd[k]);
-        double a = (double)gamma[k] * invstd[k];
-        double b = global_stats ? 0 : -a * invstd[k] * invstd[k] * sdyx[k] / (double)rows;
-        double d = global_stats ? 0 : -a * sdy[k] / (double)rows - b * mean[k];
-        k_dy[k] = (float)a;
-        k_x[k] = (float)b;
-        k_c[k] = (float)d;
+    const double *sg = s, *sgx = s + c;
+    /* dx = ka*g + kb*x + kc, per channel:
+     *   batch stats: ka = gamma*is, kb = -ka*is^2*sum(g(x-m))/M, kc = -ka*sum(g)/M - kb*m
+     *   global stats: ka = gamma*is, kb = kc = 0 */
+    float *ka = coef, *kb = coef + c, *kc = coef + 2 * c;
+    for (int i = 0; i < c; i++) {
+        dbeta[i] = (float)sg[i];
+        dgamma[i] = (float)(sgx[i] * invstd[i]);
+        double a = (double)gamma[i] * invstd[i];
+        double b = global_stats ? 0 : -a * invstd[i] * invstd[i] * sgx[i] / (double)rows;
+        double d = global_stats ? 0 : -a * sg[i] / (double)rows - b * mean[i];
+        ka[i] = (float)a;
+        kb[i] = (float)b;
+        kc[i] = (float)d;
     }
-#pragma omp parallel
-    {
-        float *row = malloc(3 * (size_t)c * sizeof(float));
-#pragma omp for schedule(static)
-        for (size_t r = 0; r < rows; r++) {
-            if (!row)
-                continue;
-            float *g = row + c;
-            load_row(x, t, r, c, row);
-            load_row(dy, t, r, c, g);
-            mask_relu(g, relu_y, t, r, c, g + c);
-            for (int k = 0; k < c; k++)
-                row[k] = k_dy[k] * g[k] + k_x[k] * row[k] + k_c[k];
-            store_row(dx, t, r, c, row);
-        }
-        free(row);
+    size_t block = block_rows(c), blocks = (rows + block - 1) / block;
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < blocks; b++) {
+        size_t r0 = b * block, r1 = r0 + block < rows ? r0 + block : rows;
+        k->grad_apply(x, dy, dx, t, r0, r1, c, ka, kb, kc, relu, scale, shift);
     }
-    free(sdy);
-    free(k_dy);
+    free(s);
+    free(coef);
     return 0;
 }

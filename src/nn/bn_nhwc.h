@@ -1,4 +1,14 @@
-/* Hand-written NHWC batch-norm kernels (fp32 or bf16 storage, fp32 math). */
+/* Hand-written NHWC batch-norm kernels (fp32 or bf16 storage, fp32 math).
+ *
+ * Why not oneDNN's: its bf16 batch norm has no JIT kernel for channel counts
+ * that are not multiples of 16 (MobileNet has 24, 40, 72, 88, ...), and where
+ * it has one it reads the activations once more than needed and runs at a
+ * third of this machine's memory bandwidth. Batch norm is memory bound, so the
+ * number of passes over the activations is what counts:
+ *   forward  (batch statistics): 1 read for mean and variance, 1 read + 1 write;
+ *   backward: 2 reads for the two sums, 2 reads + 1 write for dx.
+ * A fused ReLU's mask is recomputed from x (y > 0 exactly when
+ * x * scale + shift > 0), so the backward pass never reads y. */
 #ifndef PNEUMO_NN_BN_NHWC_H
 #define PNEUMO_NN_BN_NHWC_H
 
@@ -6,16 +16,48 @@
 
 #include "pneumo/tensor.h"
 
+/* One implementation of the per-block loops (rows [r0, r1) of a rows x c
+ * tensor); the drivers below split rows between threads. Sums are added to
+ * the caller's double accumulators. */
+typedef struct pn_bn_kernels {
+    const char *name;
+    /* s1 += sum(x - pivot), s2 += sum((x - pivot)^2) */
+    void (*stats)(const void *x, pn_dtype t, size_t r0, size_t r1, int c, const float *pivot,
+                  double *s1, double *s2);
+    /* y = x * scale + shift, then max(0, y) when relu */
+    void (*apply)(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
+                  const float *scale, const float *shift, int relu);
+    /* g = dy, masked where a fused ReLU cut (relu: x * scale + shift <= 0);
+     * sg += sum(g), sgx += sum(g * (x - mean)) */
+    void (*grad_sums)(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1, int c,
+                      const float *mean, int relu, const float *scale, const float *shift,
+                      double *sg, double *sgx);
+    /* dx = ka * g + kb * x + kc, g as in grad_sums */
+    void (*grad_apply)(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0, size_t r1,
+                       int c, const float *ka, const float *kb, const float *kc, int relu,
+                       const float *scale, const float *shift);
+} pn_bn_kernels;
+
+/* Portable C, any CPU. */
+const pn_bn_kernels *pn_bn_kernels_scalar(void);
+/* AVX-512 (F + BW); NULL when this CPU or compiler lacks it. */
+const pn_bn_kernels *pn_bn_kernels_avx512(void);
+/* The fastest this CPU runs. */
+const pn_bn_kernels *pn_bn_kernels_best(void);
+
 /* Per-channel mean and biased variance over rows x c. Returns -1 on OOM. */
-int pn_bn_nhwc_stats(const void *x, pn_dtype t, size_t rows, int c, float *mean, float *var);
+int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t rows, int c,
+                     float *mean, float *var);
 /* y = x * scale[c] + shift[c], then max(0, y) when relu (y may alias x). */
-void pn_bn_nhwc_apply(const void *x, void *y, pn_dtype t, size_t rows, int c, const float *scale,
-                      const float *shift, int relu);
+void pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t, size_t rows,
+                      int c, const float *scale, const float *shift, int relu);
 /* Gradients of y = gamma * (x - mean) * invstd + beta; with global_stats the
- * statistics are constants. relu_y: the output of a fused ReLU (dy is masked
- * where it is 0), or NULL. Returns -1 on OOM. */
-int pn_bn_nhwc_backward(const void *x, const void *dy, const void *relu_y, void *dx, pn_dtype t,
-                        size_t rows, int c, const float *mean, const float *invstd,
-                        const float *gamma, int global_stats, float *dgamma, float *dbeta);
+ * statistics are constants. relu: a ReLU was fused after the normalisation,
+ * whose forward used scale/shift (gamma * invstd, beta - mean * scale).
+ * Returns -1 on OOM. */
+int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, void *dx,
+                        pn_dtype t, size_t rows, int c, const float *mean, const float *invstd,
+                        const float *gamma, int global_stats, int relu, const float *scale,
+                        const float *shift, float *dgamma, float *dbeta);
 
 #endif

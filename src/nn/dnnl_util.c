@@ -138,6 +138,60 @@ void pn_wmem_free(pn_wmem *w)
     pn_destroy_mem(&w->user);
 }
 
+pn_status pn_relayout_init(pn_relayout *r, pn_net *net, const dnnl_memory_desc_t *user_md,
+                           const dnnl_memory_desc_t *prim_md, pn_error *err)
+{
+    memset(r, 0, sizeof *r);
+    dnnl_engine_t eng = net->ctx->engine;
+    PN_DNNL(dnnl_memory_create(&r->user, user_md, eng, DNNL_MEMORY_NONE), err, "relayout");
+    PN_DNNL(dnnl_memory_create(&r->prim, prim_md, eng, DNNL_MEMORY_NONE), err, "relayout");
+    r->prim_bytes = dnnl_memory_desc_get_size(prim_md);
+    dnnl_primitive_desc_t rpd;
+    PN_DNNL(dnnl_reorder_primitive_desc_create(&rpd, user_md, eng, prim_md, eng, NULL), err, "relayout");
+    dnnl_status_t st = dnnl_primitive_create(&r->to_prim, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    PN_DNNL(st, err, "relayout");
+    PN_DNNL(dnnl_reorder_primitive_desc_create(&rpd, prim_md, eng, user_md, eng, NULL), err, "relayout");
+    st = dnnl_primitive_create(&r->to_user, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    PN_DNNL(st, err, "relayout");
+    return PN_OK;
+}
+
+pn_status pn_relayout_in(pn_relayout *r, pn_net *net, int slot, void *user_buf, int to_prim,
+                         pn_error *err)
+{
+    if (net->relayout_bytes[slot] < r->prim_bytes) {
+        free(net->relayout[slot]);
+        size_t bytes = (r->prim_bytes + 63) / 64 * 64;
+        if (!(net->relayout[slot] = aligned_alloc(64, bytes))) {
+            net->relayout_bytes[slot] = 0;
+            return pn_fail(err, PN_ENOMEM, "out of memory (relayout buffer)");
+        }
+        net->relayout_bytes[slot] = bytes;
+    }
+    dnnl_memory_set_data_handle(r->user, user_buf);
+    dnnl_memory_set_data_handle(r->prim, net->relayout[slot]);
+    if (!to_prim)
+        return PN_OK;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, r->user}, {DNNL_ARG_TO, r->prim}};
+    return pn_exec(net, r->to_prim, 2, args, "relayout", err);
+}
+
+pn_status pn_relayout_out(pn_relayout *r, pn_net *net, pn_error *err)
+{
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, r->prim}, {DNNL_ARG_TO, r->user}};
+    return pn_exec(net, r->to_user, 2, args, "relayout", err);
+}
+
+void pn_relayout_free(pn_relayout *r)
+{
+    pn_destroy_prim(&r->to_prim);
+    pn_destroy_prim(&r->to_user);
+    pn_destroy_mem(&r->user);
+    pn_destroy_mem(&r->prim);
+}
+
 void *pn_grad_begin(pn_net *net, pn_buf *b)
 {
     return b->grad_written ? net->scratch : b->grad;

@@ -3,6 +3,7 @@
 #define PNEUMO_NN_INTERNAL_H
 
 #include <oneapi/dnnl/dnnl.h>
+#include <time.h>
 
 #include "pneumo/nn.h"
 #include "nn/cfg.h"
@@ -26,13 +27,15 @@ typedef struct pn_buf {
 
 typedef struct pn_layer pn_layer;
 
+enum { PN_RELAYOUT_SLOTS = 2 }; /* shared buffers for activations in a primitive's layout (pn_relayout) */
+
 typedef struct pn_layer_ops {
     const char *kind;
     /* Reads the cfg section, sets l->out shape from the inputs, adds params. */
     pn_status (*init)(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err);
     pn_status (*forward)(pn_layer *l, pn_net *net, int train, pn_error *err);
     pn_status (*backward)(pn_layer *l, pn_net *net, pn_error *err);
-    /* Drops batch-size dependent state (primitives, memories). */
+    /* Drops batch-size dependent state (primitives, memories); may be NULL. */
     void (*reset)(pn_layer *l);
     void (*destroy)(pn_layer *l);
 } pn_layer_ops;
@@ -49,6 +52,7 @@ struct pn_layer {
     int fused_away;   /* inference fusion: output aliases the input, forward is a no-op */
     int in_place;     /* output overwrites the input buffer (activations whose backward uses the output) */
     int fuse_relu;    /* batch norm applies the following ReLU itself (that layer is fused away) */
+    double prof_fwd_s, prof_bwd_s; /* time spent, while net->profiling */
     void *priv;
 };
 
@@ -80,9 +84,20 @@ struct pn_net {
     size_t scratch_bytes;
     int watch;            /* layer index watched for Grad-CAM, or -1 */
     float *watch_act, *watch_grad;
+    void *relayout[PN_RELAYOUT_SLOTS]; /* see pn_relayout; grown on demand */
+    size_t relayout_bytes[PN_RELAYOUT_SLOTS];
+    int profiling;        /* pn_net_profile: layers' times are accumulated */
+    long prof_steps;      /* forwards while profiling */
 };
 
 /* ---- helpers used by the layers ---- */
+static inline double pn_now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 #define PN_DNNL(call, err, what)                                                          \
     do {                                                                              \
         dnnl_status_t st_ = (call);                                                   \
@@ -148,6 +163,25 @@ pn_status pn_wmem_init(pn_wmem *w, pn_net *net, const dnnl_memory_desc_t *user_m
 pn_status pn_wmem_sync(pn_wmem *w, pn_net *net, pn_error *err);
 void pn_wmem_free(pn_wmem *w);
 static inline dnnl_memory_t pn_wmem_get(const pn_wmem *w) { return w->prim ? w->prim : w->user; }
+
+/* An activation (or its gradient) in a layout a primitive asked for instead
+ * of NHWC, e.g. nChw16c for Winograd convolutions: reorders between the
+ * layer's NHWC buffer and one of the net's shared relayout buffers, which
+ * hold it only for the duration of one layer's forward or backward. */
+typedef struct pn_relayout {
+    dnnl_memory_t user, prim;
+    dnnl_primitive_t to_prim, to_user;
+    size_t prim_bytes;
+} pn_relayout;
+pn_status pn_relayout_init(pn_relayout *r, pn_net *net, const dnnl_memory_desc_t *user_md,
+                           const dnnl_memory_desc_t *prim_md, pn_error *err);
+/* Points r at user_buf and relayout slot `slot`, then reorders user -> prim
+ * when to_prim (else leaves the slot as it is, for the primitive to fill). */
+pn_status pn_relayout_in(pn_relayout *r, pn_net *net, int slot, void *user_buf, int to_prim,
+                         pn_error *err);
+/* Reorders the slot's contents (prim layout) into the user buffer bound last. */
+pn_status pn_relayout_out(pn_relayout *r, pn_net *net, pn_error *err);
+void pn_relayout_free(pn_relayout *r);
 
 /* The oneDNN state of a layer without weights whose forward and backward are
  * one primitive each (activation, pooling, batch norm). */

@@ -1,7 +1,11 @@
 /* 2-D convolution on oneDNN: stride, symmetric or TF-SAME padding, dilation,
  * groups (depthwise), optional bias, and for inference a fused activation
  * post-op. Weights are fp32 [O, I/groups, kh, kw]; oneDNN receives them
- * reordered into whatever blocked (and bf16) layout its kernel asks for. */
+ * reordered into whatever blocked (and bf16) layout its kernel asks for.
+ * fp32 training of 3x3 stride-1 convolutions uses oneDNN's Winograd
+ * F(4x4, 3x3) kernels: about half the time of the direct ones on AVX-512,
+ * even with the activations reordered to and from the nChw16c layout they
+ * need (cfg `algorithm = direct` turns it off for a layer). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,10 +18,15 @@ typedef struct conv_priv {
     pn_conv_geom g;
     pn_wprims w;
     int manual_dw_grad; /* depthwise weight gradient by dw_nhwc.c (oneDNN has no JIT kernel) */
+    int winograd;       /* the built primitives use Winograd */
 } conv_priv;
 
 const pn_conv_geom *pn_conv_geometry(const pn_layer *l) { return &((conv_priv *)l->priv)->g; }
 pn_conv_geom *pn_conv_geometry_mut(pn_layer *l) { return &((conv_priv *)l->priv)->g; }
+const char *pn_conv_algorithm(const pn_layer *l)
+{
+    return ((const conv_priv *)l->priv)->winograd ? "winograd" : "direct";
+}
 
 static pn_status parse_geometry(pn_conv_geom *g, const pn_buf *in, const pn_cfg_section *s,
                                 pn_error *err)
@@ -42,6 +51,10 @@ static pn_status parse_geometry(pn_conv_geom *g, const pn_buf *in, const pn_cfg_
         return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: filters, size, stride, dilation and groups must be positive", s->line);
     if (in->c % g->groups || g->filters % g->groups)
         return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: %d input and %d output channels are not divisible by groups=%d", s->line, in->c, g->filters, g->groups);
+    const char *alg = pn_cfg_str(s, "algorithm", "auto");
+    if (strcmp(alg, "auto") && strcmp(alg, "direct"))
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: algorithm must be auto or direct, not '%s'", s->line, alg);
+    g->direct_only = !strcmp(alg, "direct");
     const char *pad = pn_cfg_str(s, "pad", "same");
     if ((st = pn_parse_padding(pad, in->h, g->kh, g->sh, g->dh, &g->pt, &g->pb, err)) ||
         (st = pn_parse_padding(pad, in->w, g->kw, g->sw, g->dw, &g->pl, &g->pr, err)))
@@ -120,22 +133,44 @@ static pn_status weight_mds(const pn_conv_geom *g, dnnl_data_type_t dt, dnnl_mem
 }
 
 typedef struct conv_descs {
-    dnnl_memory_desc_t src, dst, w_user, w_any, dw_any, bias;
+    dnnl_memory_desc_t src, dst;           /* what the primitives see */
+    dnnl_memory_desc_t src_user, dst_user; /* the layer's NHWC buffers */
+    dnnl_memory_desc_t w_user, w_any, dw_any, bias;
     dnnl_dims_t strides, dilates, pad_l, pad_r;
+    dnnl_alg_kind_t alg;
 } conv_descs;
 
-static pn_status make_descs(pn_layer *l, pn_net *net, int n, conv_descs *d, pn_error *err)
+/* oneDNN 2.6 has Winograd only for fp32 3x3 stride-1 undilated dense
+ * convolutions with channels in multiples of 16, on AVX-512. */
+static int winograd_candidate(const pn_conv_geom *g, const pn_net *net, int train)
+{
+    return train && net->dt == PN_F32 && !g->direct_only && g->groups == 1 && g->kh == 3 &&
+           g->kw == 3 && g->sh == 1 && g->sw == 1 && g->dh == 1 && g->dw == 1 &&
+           g->in_c % 16 == 0 && g->filters % 16 == 0 && g->post_act == PN_ACT_LINEAR;
+}
+
+static pn_status make_descs(pn_layer *l, pn_net *net, int n, int winograd, conv_descs *d,
+                            pn_error *err)
 {
     conv_priv *p = l->priv;
     const pn_conv_geom *g = &p->g;
     const pn_buf *in = pn_layer_in(net, l, 0);
     pn_status st;
     dnnl_memory_desc_t unused;
-    if ((st = pn_md_nhwc(&d->src, n, in->c, in->h, in->w, net->dt, err)) ||
-        (st = pn_md_nhwc(&d->dst, n, l->out.c, l->out.h, l->out.w, net->dt, err)) ||
+    if ((st = pn_md_nhwc(&d->src_user, n, in->c, in->h, in->w, net->dt, err)) ||
+        (st = pn_md_nhwc(&d->dst_user, n, l->out.c, l->out.h, l->out.w, net->dt, err)) ||
         (st = weight_mds(g, pn_dnnl_dt(net->dt), &d->w_user, &d->w_any, err)) ||
         (st = weight_mds(g, dnnl_f32, &unused, &d->dw_any, err)))
         return st;
+    d->src = d->src_user;
+    d->dst = d->dst_user;
+    d->alg = winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
+    if (winograd) { /* let the kernel choose the activation layout */
+        PN_DNNL(dnnl_memory_desc_init_by_tag(&d->src, 4, d->src_user.dims, d->src_user.data_type,
+                                             dnnl_format_tag_any), err, l->name);
+        PN_DNNL(dnnl_memory_desc_init_by_tag(&d->dst, 4, d->dst_user.dims, d->dst_user.data_type,
+                                             dnnl_format_tag_any), err, l->name);
+    }
     dnnl_dims_t bd = {g->filters};
     PN_DNNL(dnnl_memory_desc_init_by_tag(&d->bias, 1, bd, dnnl_f32, dnnl_x), err, "conv bias");
     d->strides[0] = g->sh, d->strides[1] = g->sw;
@@ -145,14 +180,14 @@ static pn_status make_descs(pn_layer *l, pn_net *net, int n, conv_descs *d, pn_e
     return PN_OK;
 }
 
-static pn_status build_forward(pn_layer *l, pn_net *net, int n, int train, const conv_descs *d,
+static pn_status build_forward(pn_layer *l, pn_net *net, int n, int train, conv_descs *d,
                                pn_error *err)
 {
     conv_priv *p = l->priv;
     pn_conv_geom *g = &p->g;
     dnnl_convolution_desc_t cd;
     PN_DNNL(dnnl_dilated_convolution_forward_desc_init(&cd, train ? dnnl_forward_training : dnnl_forward_inference,
-            dnnl_convolution_direct, &d->src, &d->w_any, g->has_bias ? &d->bias : NULL, &d->dst,
+            d->alg, &d->src, &d->w_any, g->has_bias ? &d->bias : NULL, &d->dst,
             d->strides, d->dilates, d->pad_l, d->pad_r), err, l->name);
     dnnl_primitive_attr_t attr = NULL;
     dnnl_alg_kind_t alg;
@@ -175,6 +210,13 @@ static pn_status build_forward(pn_layer *l, pn_net *net, int n, int train, const
     if ((st = pn_wmem_init(&p->w.w_fwd, net, &d->w_user, w->data, wmd, 0, err)))
         return st;
     dnnl_engine_t eng = net->ctx->engine;
+    d->src = *dnnl_primitive_desc_query_md(p->w.fwd_pd, dnnl_query_src_md, 0);
+    d->dst = *dnnl_primitive_desc_query_md(p->w.fwd_pd, dnnl_query_dst_md, 0);
+    p->w.blocked = !dnnl_memory_desc_equal(&d->src, &d->src_user) ||
+                   !dnnl_memory_desc_equal(&d->dst, &d->dst_user);
+    if (p->w.blocked && ((st = pn_relayout_init(&p->w.rx, net, &d->src_user, &d->src, err)) ||
+                         (st = pn_relayout_init(&p->w.ry, net, &d->dst_user, &d->dst, err))))
+        return st;
     PN_DNNL(dnnl_memory_create(&p->w.src, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
     PN_DNNL(dnnl_memory_create(&p->w.dst, &d->dst, eng, DNNL_MEMORY_NONE), err, l->name);
     if (g->has_bias) {
@@ -194,7 +236,7 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, p
     PN_DNNL(dnnl_memory_create(&p->w.dsrc, &d->src, eng, DNNL_MEMORY_NONE), err, l->name);
 
     dnnl_convolution_desc_t bd;
-    PN_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &d->src,
+    PN_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bd, d->alg, &d->src,
             &d->w_any, &d->dst, d->strides, d->dilates, d->pad_l, d->pad_r), err, l->name);
     dnnl_primitive_desc_t pd;
     if ((st = pn_make_pd(net, &bd, NULL, p->w.fwd_pd, &pd, l->name, err)))
@@ -208,7 +250,7 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, p
         return st;
 
     dnnl_convolution_desc_t wd;
-    PN_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &d->src,
+    PN_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&wd, d->alg, &d->src,
             &d->dw_any, g->has_bias ? &d->bias : NULL, &d->dst, d->strides, d->dilates, d->pad_l,
             d->pad_r), err, l->name);
     if ((st = pn_make_pd(net, &wd, NULL, p->w.fwd_pd, &pd, l->name, err)))
@@ -239,11 +281,21 @@ static pn_status conv_build(pn_layer *l, pn_net *net, int n, int train, pn_error
     conv_priv *p = l->priv;
     conv_reset(l);
     conv_descs d;
-    pn_status st = make_descs(l, net, n, &d, err);
+    int winograd = winograd_candidate(&p->g, net, train);
+    pn_status st = make_descs(l, net, n, winograd, &d, err);
     if (!st)
         st = build_forward(l, net, n, train, &d, err);
     if (!st && train)
         st = build_backward(l, net, &d, err);
+    if (st && winograd) { /* no Winograd kernel for this shape here: direct */
+        conv_reset(l);
+        if (err)
+            *err = (pn_error){0};
+        winograd = 0;
+        if (!(st = make_descs(l, net, n, 0, &d, err)) && !(st = build_forward(l, net, n, train, &d, err)))
+            st = build_backward(l, net, &d, err);
+    }
+    p->winograd = winograd;
     if (st)
         return st;
     p->w.built_n = n;

@@ -8,12 +8,15 @@ typedef struct pn_conv_geom {
     int filters, in_c, kh, kw, sh, sw, dh, dw, groups;
     int pt, pb, pl, pr; /* padding top, bottom, left, right */
     int has_bias;
+    int direct_only;      /* cfg algorithm = direct: never Winograd */
     pn_act_kind post_act; /* inference fusion; PN_ACT_LINEAR when none */
     float *fused_bias;    /* inference fusion: bias from a folded batch norm (owned) */
 } pn_conv_geom;
 
 const pn_conv_geom *pn_conv_geometry(const pn_layer *l);
 pn_conv_geom *pn_conv_geometry_mut(pn_layer *l);
+/* "winograd" or "direct": what the last built primitives use. */
+const char *pn_conv_algorithm(const pn_layer *l);
 /* Drops primitives so the next forward rebuilds them (after fusion). */
 void pn_conv_rebuild(pn_layer *l);
 

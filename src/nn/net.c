@@ -224,8 +224,9 @@ static int readers_of(const pn_net *net, int index)
     return readers;
 }
 
-/* batch norm -> ReLU, the norm read by nothing else: oneDNN computes both in
- * one pass (training too), and the ReLU layer drops out of the graph. */
+/* batch norm -> ReLU, the norm read by nothing else: the batch-norm kernels
+ * apply the ReLU in the same pass (training too), and the ReLU layer drops
+ * out of the graph. */
 static void fuse_bn_relu(pn_net *net)
 {
     for (int i = 1; i < net->n_layers; i++) {
@@ -243,9 +244,10 @@ static void fuse_bn_relu(pn_net *net)
     }
 }
 
-static void mark_in_place(pn_net *net)
+static void mark_in_place(pn_net *net, int fuse)
 {
-    fuse_bn_relu(net);
+    if (fuse)
+        fuse_bn_relu(net);
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *l = &net->layers[i];
         dnnl_alg_kind_t alg;
@@ -330,7 +332,7 @@ pn_status pn_net_create(pn_ctx *ctx, const char *cfg_text, const pn_net_options 
     for (int i = 1; !st && i < b.cfg.n_sections; i++)
         st = build_section(net, &b, &b.cfg.sections[i], err);
     if (!st)
-        mark_in_place(net);
+        mark_in_place(net, !(opt && opt->no_bn_relu_fusion));
     pn_layer *last = net->n_layers ? &net->layers[net->n_layers - 1] : NULL;
     if (!st && (last->out.c != net->classes || last->out.h != 1 || last->out.w != 1))
         st = pn_fail(err, PN_EFORMAT, "cfg: the last block outputs %dx%dx%d, not the %d class logits",
@@ -360,6 +362,11 @@ void pn_net_free_buffers(pn_net *net)
     net->n_grad_pool = 0;
     free(net->scratch);
     net->scratch = NULL;
+    for (int i = 0; i < PN_RELAYOUT_SLOTS; i++) {
+        free(net->relayout[i]);
+        net->relayout[i] = NULL;
+        net->relayout_bytes[i] = 0;
+    }
     free(net->logits);
     net->logits = NULL;
     net->batch = 0;
@@ -487,6 +494,7 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
     net->cur_n = n;
     if (mode == PN_FWD_TRAIN)
         net->step++;
+    net->prof_steps += net->profiling;
     pn_layer *in = &net->layers[0];
     size_t count = pn_buf_numel(&in->out, n);
     if (net->dt == PN_F32)
@@ -499,8 +507,11 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
         pn_layer *l = &net->layers[i];
         if (l->fused_away)
             continue;
+        double t0 = net->profiling ? pn_now_s() : 0;
         if ((st = l->ops->forward(l, net, mode, err)))
             return pn_error_prefix(err, "layer %s: ", l->name);
+        if (net->profiling)
+            l->prof_fwd_s += pn_now_s() - t0;
     }
     const pn_buf *last = &net->layers[net->n_layers - 1].out;
     for (size_t i = 0; i < (size_t)n * net->classes; i++)
@@ -554,8 +565,11 @@ pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
             return st;
         if (!l->out.grad_written)
             continue; /* no gradient reaches this layer (frozen prefix) */
+        double t0 = net->profiling ? pn_now_s() : 0;
         if ((st = l->ops->backward(l, net, err)))
             return pn_error_prefix(err, "layer %s (backward): ", l->name);
+        if (net->profiling)
+            l->prof_bwd_s += pn_now_s() - t0;
     }
     return PN_OK;
 }
@@ -629,7 +643,8 @@ pn_status pn_net_watch(pn_net *net, const char *layer_name, pn_error *err)
     for (int j = i + 1; j < net->n_layers; j++)
         if (net->layers[j].in_place && net->layers[j].inputs[0] == i) {
             net->layers[j].in_place = 0;
-            net->layers[j].ops->reset(&net->layers[j]);
+            if (net->layers[j].ops->reset)
+                net->layers[j].ops->reset(&net->layers[j]);
             pn_net_free_buffers(net);
         }
     net->watch = i;

@@ -15,6 +15,10 @@ typedef struct pn_wprims {
     dnnl_memory_t src, dst, bias, dsrc, ddst, dbias;
     pn_wmem w_fwd, w_bwd, dw;
     uint64_t synced_wver;
+    /* The primitives want blocked activations (Winograd): x = input and its
+     * gradient (relayout slot 0), y = output and its gradient (slot 1). */
+    int blocked, ddst_staged;
+    pn_relayout rx, ry;
 } pn_wprims;
 
 void pn_wprims_reset(pn_wprims *w);

@@ -1,0 +1,161 @@
+/* AVX-512 batch-norm kernels: 16 channels per vector (masked at the end of a
+ * row, so any channel count runs at full speed), fp32 math, bf16 converted in
+ * registers. Sums walk one channel group down a block of rows with the
+ * partial sums in registers; the element-wise kernels walk rows in memory
+ * order. Compiled for AVX-512 with target attributes and chosen at run time,
+ * so the binary still runs on CPUs without it. */
+#include <stdint.h>
+
+#include "nn/bn_nhwc.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+static inline AVX512 __mmask16 tail_mask(int c, int k)
+{
+    return c - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (c - k)) - 1);
+}
+
+static inline AVX512 __m512 ld(const void *p, pn_dtype t, size_t i, __mmask16 m)
+{
+    if (t == PN_F32)
+        return _mm512_maskz_loadu_ps(m, (const float *)p + i);
+    __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Round to nearest even; NaN stays NaN: the same as pn_f32_to_bf16. */
+static inline AVX512 void st(void *p, pn_dtype t, size_t i, __mmask16 m, __m512 v)
+{
+    if (t == PN_F32) {
+        _mm512_mask_storeu_ps((float *)p + i, m, v);
+        return;
+    }
+    __m512i u = _mm512_castps_si512(v);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    _mm256_mask_storeu_epi16((uint16_t *)p + i, m, _mm512_cvtepi32_epi16(r));
+}
+
+static inline AVX512 void add_to_double(__m512 v, double *acc, int c, int k)
+{
+    float tmp[16];
+    _mm512_storeu_ps(tmp, v);
+    for (int i = 0; i < 16 && k + i < c; i++)
+        acc[k + i] += tmp[i];
+}
+
+/* dy, zeroed where the fused ReLU's input x * scale + shift was not > 0. */
+static inline AVX512 __m512 masked_grad(__m512 x, __m512 g, int relu, __m512 sc, __m512 sh)
+{
+    if (!relu)
+        return g;
+    __mmask16 keep = _mm512_cmp_ps_mask(_mm512_fmadd_ps(x, sc, sh), _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_maskz_mov_ps(keep, g);
+}
+
+static AVX512 void v_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
+                           const float *pivot, double *s1, double *s2)
+{
+    for (int k = 0; k < c; k += 16) {
+        __mmask16 m = tail_mask(c, k);
+        __m512 p = _mm512_maskz_loadu_ps(m, pivot + k);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, q0 = a0, q1 = a0;
+        size_t r = r0;
+        for (; r + 1 < r1; r += 2) { /* two chains: the adds' latency, not loads, would bind */
+            __m512 d0 = _mm512_sub_ps(ld(x, t, r * c + k, m), p);
+            __m512 d1 = _mm512_sub_ps(ld(x, t, (r + 1) * c + k, m), p);
+            a0 = _mm512_add_ps(a0, d0);
+            a1 = _mm512_add_ps(a1, d1);
+            q0 = _mm512_fmadd_ps(d0, d0, q0);
+            q1 = _mm512_fmadd_ps(d1, d1, q1);
+        }
+        if (r < r1) {
+            __m512 d0 = _mm512_sub_ps(ld(x, t, r * c + k, m), p);
+            a0 = _mm512_add_ps(a0, d0);
+            q0 = _mm512_fmadd_ps(d0, d0, q0);
+        }
+        add_to_double(_mm512_add_ps(a0, a1), s1, c, k);
+        add_to_double(_mm512_add_ps(q0, q1), s2, c, k);
+    }
+}
+
+static AVX512 void v_apply(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
+                           const float *scale, const float *shift, int relu)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int k = 0; k < c; k += 16) {
+            __mmask16 m = tail_mask(c, k);
+            __m512 v = _mm512_fmadd_ps(ld(x, t, r * c + k, m), _mm512_maskz_loadu_ps(m, scale + k),
+                                       _mm512_maskz_loadu_ps(m, shift + k));
+            if (relu) /* max(0, v) returns v when v is NaN, like v < 0 ? 0 : v */
+                v = _mm512_max_ps(_mm512_setzero_ps(), v);
+            st(y, t, r * c + k, m, v);
+        }
+}
+
+static AVX512 void v_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1,
+                               int c, const float *mean, int relu, const float *scale,
+                               const float *shift, double *sg, double *sgx)
+{
+    for (int k = 0; k < c; k += 16) {
+        __mmask16 m = tail_mask(c, k);
+        __m512 mu = _mm512_maskz_loadu_ps(m, mean + k);
+        __m512 sc = _mm512_maskz_loadu_ps(m, scale + k), sh = _mm512_maskz_loadu_ps(m, shift + k);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        size_t r = r0;
+        for (; r + 1 < r1; r += 2) {
+            __m512 x0 = ld(x, t, r * c + k, m), x1 = ld(x, t, (r + 1) * c + k, m);
+            __m512 g0 = masked_grad(x0, ld(dy, t, r * c + k, m), relu, sc, sh);
+            __m512 g1 = masked_grad(x1, ld(dy, t, (r + 1) * c + k, m), relu, sc, sh);
+            a0 = _mm512_add_ps(a0, g0);
+            a1 = _mm512_add_ps(a1, g1);
+            b0 = _mm512_fmadd_ps(g0, _mm512_sub_ps(x0, mu), b0);
+            b1 = _mm512_fmadd_ps(g1, _mm512_sub_ps(x1, mu), b1);
+        }
+        if (r < r1) {
+            __m512 x0 = ld(x, t, r * c + k, m);
+            __m512 g0 = masked_grad(x0, ld(dy, t, r * c + k, m), relu, sc, sh);
+            a0 = _mm512_add_ps(a0, g0);
+            b0 = _mm512_fmadd_ps(g0, _mm512_sub_ps(x0, mu), b0);
+        }
+        add_to_double(_mm512_add_ps(a0, a1), sg, c, k);
+        add_to_double(_mm512_add_ps(b0, b1), sgx, c, k);
+    }
+}
+
+static AVX512 void v_grad_apply(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0,
+                                size_t r1, int c, const float *ka, const float *kb,
+                                const float *kc, int relu, const float *scale, const float *shift)
+{
+    for (size_t r = r0; r < r1; r++)
+        for (int k = 0; k < c; k += 16) {
+            __mmask16 m = tail_mask(c, k);
+            size_t i = r * c + k;
+            __m512 xv = ld(x, t, i, m);
+            __m512 g = masked_grad(xv, ld(dy, t, i, m), relu, _mm512_maskz_loadu_ps(m, scale + k),
+                                   _mm512_maskz_loadu_ps(m, shift + k));
+            __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ka + k), g,
+                                       _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, kb + k), xv,
+                                                       _mm512_maskz_loadu_ps(m, kc + k)));
+            st(dx, t, i, m, v);
+        }
+}
+
+const pn_bn_kernels *pn_bn_kernels_avx512(void)
+{
+    static const pn_bn_kernels k = {"avx512", v_stats, v_apply, v_grad_sums, v_grad_apply};
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl"))
+        return NULL;
+    return &k;
+}
+
+#else
+const pn_bn_kernels *pn_bn_kernels_avx512(void) { return NULL; }
+#endif

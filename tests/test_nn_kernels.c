@@ -1,0 +1,171 @@
+/* The hand-written kernels' fast (AVX-512) implementations against their
+ * portable C ones and against a double-precision reference, on shapes that
+ * hit the awkward cases: channel counts that are not multiples of 16 (masked
+ * vector tails), row counts that are not multiples of a block, a mean far
+ * from zero (one-pass variance must not cancel), fp32 and bf16 storage. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/bn_nhwc.h"
+#include "pneumo/nn.h"
+#include "testutil.h"
+
+typedef struct tensor {
+    pn_dtype t;
+    size_t n;
+    void *v;
+} tensor;
+
+static tensor make(pn_dtype t, size_t n, float mean, float std, uint64_t seed)
+{
+    tensor x = {t, n, malloc(n * pn_dtype_size(t))};
+    assert_non_null(x.v);
+    pn_rng r = pn_rng_seed(seed, 1, 1);
+    for (size_t i = 0; i < n; i++) {
+        float f = mean + std * pn_rng_normal(&r);
+        if (t == PN_F32)
+            ((float *)x.v)[i] = f;
+        else
+            ((uint16_t *)x.v)[i] = pn_f32_to_bf16(f);
+    }
+    return x;
+}
+
+static double at(const tensor *x, size_t i)
+{
+    return x->t == PN_F32 ? ((const float *)x->v)[i] : pn_bf16_to_f32(((const uint16_t *)x->v)[i]);
+}
+
+/* Largest |a - b| over the tensors, relative to max |b|. */
+static double rel_diff(const tensor *a, const tensor *b)
+{
+    double d = 0, m = 1e-30;
+    for (size_t i = 0; i < a->n; i++) {
+        d = fmax(d, fabs(at(a, i) - at(b, i)));
+        m = fmax(m, fabs(at(b, i)));
+    }
+    return d / m;
+}
+
+static double rel_diff_f(const float *a, const float *b, int n)
+{
+    double d = 0, m = 1e-30;
+    for (int i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return d / m;
+}
+
+/* Mean and biased variance in double, two passes: the reference. */
+static void reference_stats(const tensor *x, size_t rows, int c, double *mean, double *var)
+{
+    for (int k = 0; k < c; k++) {
+        double s = 0, q = 0;
+        for (size_t r = 0; r < rows; r++)
+            s += at(x, r * c + k);
+        mean[k] = s / (double)rows;
+        for (size_t r = 0; r < rows; r++) {
+            double d = at(x, r * c + k) - mean[k];
+            q += d * d;
+        }
+        var[k] = q / (double)rows;
+    }
+}
+
+static void check_bn(const pn_bn_kernels *k, pn_dtype t, size_t rows, int c, int relu)
+{
+    /* mean 50, std 2: E[x^2] - E[x]^2 in fp32 would lose every digit */
+    tensor x = make(t, rows * c, 50.0f, 2.0f, 1), dy = make(t, rows * c, 0.0f, 1.0f, 2);
+    float *mean = malloc(c * sizeof(float)), *var = malloc(c * sizeof(float));
+    double *rmean = malloc(c * sizeof(double)), *rvar = malloc(c * sizeof(double));
+    float *scale = malloc(c * sizeof(float)), *shift = malloc(c * sizeof(float));
+    float *invstd = malloc(c * sizeof(float)), *gamma = malloc(c * sizeof(float));
+    float *dgamma[2], *dbeta[2];
+    for (int i = 0; i < 2; i++) {
+        dgamma[i] = malloc(c * sizeof(float));
+        dbeta[i] = malloc(c * sizeof(float));
+    }
+    assert_int_equal(pn_bn_nhwc_stats(k, x.v, t, rows, c, mean, var), 0);
+    reference_stats(&x, rows, c, rmean, rvar);
+    for (int i = 0; i < c; i++) {
+        assert_true(fabs(mean[i] - rmean[i]) < 1e-5 * 50);
+        assert_true(fabs(var[i] - rvar[i]) < 1e-4 * rvar[i]);
+        gamma[i] = 0.5f + 0.05f * (float)i;
+        invstd[i] = 1.0f / sqrtf(var[i] + 1e-5f);
+        scale[i] = gamma[i] * invstd[i];
+        shift[i] = 0.1f * (float)(i % 5) - 0.2f - mean[i] * scale[i];
+    }
+    /* apply and backward: this kernel set against the portable one */
+    const pn_bn_kernels *ref = pn_bn_kernels_scalar();
+    tensor y[2] = {make(t, rows * c, 0, 0, 3), make(t, rows * c, 0, 0, 3)};
+    tensor dx[2] = {make(t, rows * c, 0, 0, 3), make(t, rows * c, 0, 0, 3)};
+    const pn_bn_kernels *ks[2] = {k, ref};
+    for (int i = 0; i < 2; i++) {
+        pn_bn_nhwc_apply(ks[i], x.v, y[i].v, t, rows, c, scale, shift, relu);
+        assert_int_equal(pn_bn_nhwc_backward(ks[i], x.v, dy.v, dx[i].v, t, rows, c, mean, invstd,
+                                             gamma, 0, relu, scale, shift, dgamma[i], dbeta[i]), 0);
+    }
+    /* fp32: FMA vs separate multiply-add; bf16: one rounding of the output */
+    double tol = t == PN_F32 ? 1e-5 : 1e-2;
+    printf("%-7s %s rows %zu c %d relu %d: y %.1e dx %.1e dgamma %.1e dbeta %.1e\n", k->name,
+           t == PN_F32 ? "fp32" : "bf16", rows, c, relu, rel_diff(&y[0], &y[1]),
+           rel_diff(&dx[0], &dx[1]), rel_diff_f(dgamma[0], dgamma[1], c),
+           rel_diff_f(dbeta[0], dbeta[1], c));
+    assert_true(rel_diff(&y[0], &y[1]) < tol);
+    assert_true(rel_diff(&dx[0], &dx[1]) < tol);
+    assert_true(rel_diff_f(dgamma[0], dgamma[1], c) < 1e-4);
+    assert_true(rel_diff_f(dbeta[0], dbeta[1], c) < 1e-4);
+    /* the ReLU really cut: some outputs are exactly 0 */
+    if (relu) {
+        size_t zeros = 0;
+        for (size_t i = 0; i < y[0].n; i++)
+            zeros += at(&y[0], i) == 0;
+        assert_true(zeros > y[0].n / 10);
+    }
+    for (int i = 0; i < 2; i++) {
+        free(y[i].v);
+        free(dx[i].v);
+        free(dgamma[i]);
+        free(dbeta[i]);
+    }
+    free(x.v);
+    free(dy.v);
+    free(mean);
+    free(var);
+    free(rmean);
+    free(rvar);
+    free(scale);
+    free(shift);
+    free(invstd);
+    free(gamma);
+}
+
+static void test_batchnorm_kernels(void **state)
+{
+    (void)state;
+    const pn_bn_kernels *sets[2] = {pn_bn_kernels_avx512(), pn_bn_kernels_scalar()};
+    if (!sets[0])
+        printf("SKIP AVX-512 batch-norm kernels: this CPU lacks AVX-512 (portable ones checked)\n");
+    const int channels[] = {24, 64, 3, 40};
+    const size_t rows[] = {1001, 257, 4099, 63};
+    for (int s = 0; s < 2; s++) {
+        if (!sets[s])
+            continue;
+        for (int i = 0; i < 4; i++)
+            for (int relu = 0; relu <= 1; relu++) {
+                check_bn(sets[s], PN_F32, rows[i], channels[i], relu);
+                check_bn(sets[s], PN_BF16, rows[i], channels[i], relu);
+            }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batchnorm_kernels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
