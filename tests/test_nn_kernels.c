@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn/bn_nhwc.h"
+#include "nn/maxpool_nhwc.h"
 #include "pneumo/nn.h"
 #include "testutil.h"
 
@@ -162,10 +163,81 @@ static void test_batchnorm_kernels(void **state)
     }
 }
 
+/* Max pooling: the kernels against a direct reference (maximum over the
+ * window, gradient to the first maximum), with ties (values rounded to
+ * quarters) and windows hanging over the padding. */
+static void check_maxpool(const pn_maxpool_kernels *k, pn_dtype t, pn_pool_shape s)
+{
+    size_t nin = (size_t)s.n * s.ih * s.iw * s.c, nout = (size_t)s.n * s.oh * s.ow * s.c;
+    tensor x = make(t, nin, 0.0f, 1.0f, 7), dy = make(t, nout, 0.0f, 1.0f, 8);
+    for (size_t i = 0; i < nin; i++) { /* ties */
+        float q = roundf((float)at(&x, i) * 4) / 4;
+        if (t == PN_F32)
+            ((float *)x.v)[i] = q;
+        else
+            ((uint16_t *)x.v)[i] = pn_f32_to_bf16(q);
+    }
+    tensor y = make(t, nout, 0, 0, 1), dx = make(t, nin, 0, 0, 1);
+    uint8_t *argmax = malloc(nout);
+    double *ref_dx = calloc(nin, sizeof(double));
+    assert_true(argmax && ref_dx);
+    pn_maxpool_nhwc_forward(k, x.v, y.v, argmax, t, &s);
+    pn_maxpool_nhwc_backward(k, dy.v, argmax, dx.v, t, &s);
+    for (int n = 0; n < s.n; n++)
+        for (int oy = 0; oy < s.oh; oy++)
+            for (int ox = 0; ox < s.ow; ox++)
+                for (int c = 0; c < s.c; c++) {
+                    double best = -INFINITY;
+                    size_t best_i = 0;
+                    for (int wy = 0; wy < s.kh; wy++)
+                        for (int wx = 0; wx < s.kw; wx++) {
+                            int iy = oy * s.sh - s.pt + wy, ix = ox * s.sw - s.pl + wx;
+                            if (iy < 0 || ix < 0 || iy >= s.ih || ix >= s.iw)
+                                continue;
+                            size_t i = (((size_t)n * s.ih + iy) * s.iw + ix) * s.c + c;
+                            if (at(&x, i) > best) {
+                                best = at(&x, i);
+                                best_i = i;
+                            }
+                        }
+                    size_t o = (((size_t)n * s.oh + oy) * s.ow + ox) * s.c + c;
+                    assert_true(at(&y, o) == best);
+                    ref_dx[best_i] += at(&dy, o);
+                }
+    double worst = 0;
+    for (size_t i = 0; i < nin; i++)
+        worst = fmax(worst, fabs(at(&dx, i) - ref_dx[i]));
+    printf("%-7s maxpool %s %dx%d/%d pad %d c %d: dx max |diff| %.2e\n", k->name,
+           t == PN_F32 ? "fp32" : "bf16", s.kh, s.kw, s.sh, s.pt, s.c, worst);
+    assert_true(worst <= (t == PN_F32 ? 1e-6 : 2e-2)); /* bf16: one rounding of a sum */
+    free(x.v);
+    free(dy.v);
+    free(y.v);
+    free(dx.v);
+    free(argmax);
+    free(ref_dx);
+}
+
+static void test_maxpool_kernels(void **state)
+{
+    (void)state;
+    const pn_maxpool_kernels *sets[2] = {pn_maxpool_kernels_avx512(), pn_maxpool_kernels_scalar()};
+    /* n, c, ih, iw, oh, ow, kh, kw, sh, sw, pt, pl */
+    const pn_pool_shape shapes[] = {{2, 24, 9, 9, 5, 5, 3, 3, 2, 2, 1, 1},
+                                    {1, 64, 8, 6, 4, 3, 2, 2, 2, 2, 0, 0},
+                                    {2, 5, 7, 7, 7, 7, 3, 3, 1, 1, 1, 1}};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; sets[k] && i < sizeof shapes / sizeof *shapes; i++) {
+            check_maxpool(sets[k], PN_F32, shapes[i]);
+            check_maxpool(sets[k], PN_BF16, shapes[i]);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batchnorm_kernels),
+        cmocka_unit_test(test_maxpool_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

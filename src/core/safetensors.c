@@ -384,7 +384,7 @@ pn_status pn_st_open_memory(const void *bytes, size_t size, const char *label, p
         label = "<memory>";
     if (!bytes && size > 0)
         return pn_fail(err, PN_EINVAL, "%s: NULL buffer", label);
-    uint64_t header_len;
+    uint64_t header_len = 0;
     pn_status st = check_sizes(bytes, size, label, &header_len, err);
     if (st != PN_OK)
         return st;
@@ -424,7 +424,7 @@ static pn_status open_fd(int fd, const char *path, pn_st_file **out, pn_error *e
     uint64_t size = (uint64_t)sb.st_size;
     uint8_t first8[8] = {0};
     pn_status st = size >= 8 ? read_exact(fd, first8, 8, 0, path, err) : PN_OK;
-    uint64_t header_len;
+    uint64_t header_len = 0;
     if (st == PN_OK)
         st = check_sizes(first8, size, path, &header_len, err);
     if (st != PN_OK)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "nn/internal.h"
+#include "nn/vec.h"
 
 dnnl_data_type_t pn_dnnl_dt(pn_dtype t) { return t == PN_BF16 ? dnnl_bf16 : dnnl_f32; }
 
@@ -203,19 +204,7 @@ void pn_grad_end(pn_net *net, pn_buf *b, void *dst, int n)
         b->grad_written = 1;
         return;
     }
-    size_t count = pn_buf_numel(b, n);
-    pn_dtype t = net->dt;
-    if (t == PN_F32) {
-        float *g = b->grad;
-        const float *s = dst;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < count; i++)
-            g[i] += s[i];
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < count; i++)
-            pn_st(b->grad, t, i, pn_ld(b->grad, t, i) + pn_ld(dst, t, i));
-    }
+    pn_vec_add(b->grad, dst, b->grad, net->dt, pn_buf_numel(b, n));
 }
 
 pn_status pn_parse_padding(const char *spec, int in, int k, int stride, int dilation,

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "nn/internal.h"
+#include "nn/vec.h"
 
 static pn_status add_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
 {
@@ -21,20 +22,10 @@ static void add_noop(pn_layer *l) { (void)l; }
 
 static pn_status add_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
 {
+    (void)train;
+    (void)err;
     const pn_buf *a = pn_layer_in(net, l, 0), *b = pn_layer_in(net, l, 1);
-    size_t count = pn_buf_numel(&l->out, net->cur_n);
-    pn_dtype t = net->dt;
-    if (t == PN_F32) {
-        const float *x = a->data, *y = b->data;
-        float *o = l->out.data;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < count; i++)
-            o[i] = x[i] + y[i];
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < count; i++)
-            pn_st(l->out.data, t, i, pn_ld(a->data, t, i) + pn_ld(b->data, t, i));
-    }
+    pn_vec_add(a->data, b->data, l->out.data, net->dt, pn_buf_numel(&l->out, net->cur_n));
     return PN_OK;
 }
 
@@ -46,9 +37,12 @@ static pn_status add_backward(pn_layer *l, pn_net *net, pn_error *err)
         if (!pn_net_needs_input_grad(net, l, k))
             continue;
         pn_buf *in = pn_layer_in(net, l, k);
-        void *dst = pn_grad_begin(net, in);
-        memcpy(dst, l->out.grad, bytes);
-        pn_grad_end(net, in, dst, net->cur_n);
+        if (in->grad_written) { /* accumulate straight into it: one pass, not a copy and an add */
+            pn_vec_add(in->grad, l->out.grad, in->grad, net->dt, pn_buf_numel(in, net->cur_n));
+            continue;
+        }
+        memcpy(pn_grad_begin(net, in), l->out.grad, bytes);
+        pn_grad_end(net, in, in->grad, net->cur_n);
     }
     return PN_OK;
 }
