@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn/bn_nhwc.h"
+#include "nn/dw_nhwc.h"
 #include "nn/maxpool_nhwc.h"
 #include "pneumo/nn.h"
 #include "testutil.h"
@@ -233,11 +234,68 @@ static void test_maxpool_kernels(void **state)
         }
 }
 
+/* Depthwise weight gradient: dW[c][i][j] = sum over outputs of dy * x at the
+ * tap's input position; db[c] = sum dy. */
+static void check_dw_grad(pn_dtype t, pn_dw_shape s)
+{
+    size_t nin = (size_t)s.n * s.ih * s.iw * s.c, nout = (size_t)s.n * s.oh * s.ow * s.c;
+    tensor x = make(t, nin, 0.5f, 1.0f, 11), dy = make(t, nout, 0.0f, 1.0f, 12);
+    int taps = s.kh * s.kw;
+    float *dw = malloc((size_t)s.c * taps * sizeof(float)), *db = malloc((size_t)s.c * sizeof(float));
+    double *ref = calloc((size_t)s.c * (taps + 1), sizeof(double));
+    assert_true(dw && db && ref);
+    assert_int_equal(pn_dw_nhwc_backward_weights(x.v, dy.v, t, &s, dw, db), 0);
+    for (int n = 0; n < s.n; n++)
+        for (int oy = 0; oy < s.oh; oy++)
+            for (int ox = 0; ox < s.ow; ox++)
+                for (int c = 0; c < s.c; c++) {
+                    double g = at(&dy, (((size_t)n * s.oh + oy) * s.ow + ox) * s.c + c);
+                    ref[(size_t)s.c * taps + c] += g;
+                    for (int i = 0; i < s.kh; i++)
+                        for (int j = 0; j < s.kw; j++) {
+                            int iy = oy * s.sh - s.pt + i * s.dh, ix = ox * s.sw - s.pl + j * s.dw;
+                            if (iy < 0 || ix < 0 || iy >= s.ih || ix >= s.iw)
+                                continue;
+                            ref[(size_t)c * taps + i * s.kw + j] +=
+                                g * at(&x, (((size_t)n * s.ih + iy) * s.iw + ix) * s.c + c);
+                        }
+                }
+    double worst = 0, scale = 1e-30;
+    for (int c = 0; c < s.c; c++) {
+        for (int k = 0; k < taps; k++) {
+            worst = fmax(worst, fabs(dw[c * taps + k] - ref[(size_t)c * taps + k]));
+            scale = fmax(scale, fabs(ref[(size_t)c * taps + k]));
+        }
+        worst = fmax(worst, fabs(db[c] - ref[(size_t)s.c * taps + c]));
+    }
+    printf("depthwise weight grad %s %dx%d/%d c %d: max |diff| %.2e of %.2e\n",
+           t == PN_F32 ? "fp32" : "bf16", s.kh, s.kw, s.sh, s.c, worst, scale);
+    assert_true(worst < 1e-4 * scale); /* fp32 sums of exact bf16 or fp32 products */
+    free(x.v);
+    free(dy.v);
+    free(dw);
+    free(db);
+    free(ref);
+}
+
+static void test_depthwise_weight_grad(void **state)
+{
+    (void)state;
+    /* n, c, ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl */
+    const pn_dw_shape shapes[] = {{3, 24, 9, 9, 5, 5, 5, 5, 2, 2, 1, 1, 2, 2},
+                                  {2, 40, 7, 7, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        check_dw_grad(PN_F32, shapes[i]);
+        check_dw_grad(PN_BF16, shapes[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batchnorm_kernels),
         cmocka_unit_test(test_maxpool_kernels),
+        cmocka_unit_test(test_depthwise_weight_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

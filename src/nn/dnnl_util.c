@@ -29,6 +29,28 @@ pn_status pn_make_pd(pn_net *net, const void *op_desc, const_dnnl_primitive_attr
     return PN_OK;
 }
 
+pn_status pn_make_pd_prefer(pn_net *net, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                            const char *prefer, dnnl_primitive_desc_t *pd, const char *what,
+                            pn_error *err)
+{
+    dnnl_primitive_desc_iterator_t it;
+    PN_DNNL(dnnl_primitive_desc_iterator_create(&it, op_desc, NULL, net->ctx->engine, hint), err, what);
+    *pd = NULL;
+    do {
+        dnnl_primitive_desc_t cand = dnnl_primitive_desc_iterator_fetch(it);
+        const char *impl = "";
+        dnnl_primitive_desc_query(cand, dnnl_query_impl_info_str, 0, &impl);
+        if (!strstr(impl, prefer)) {
+            dnnl_primitive_desc_destroy(cand);
+            continue;
+        }
+        *pd = cand;
+        break;
+    } while (dnnl_primitive_desc_iterator_next(it) == dnnl_success);
+    dnnl_primitive_desc_iterator_destroy(it);
+    return *pd ? PN_OK : pn_make_pd(net, op_desc, NULL, hint, pd, what, err);
+}
+
 pn_status pn_make_prim(dnnl_primitive_desc_t pd, dnnl_primitive_t *p, const char *what,
                        pn_error *err)
 {

@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "nn/dw_nhwc.h"
+#include "nn/internal.h"
 
-static void load(const void *p, pn_dtype t, size_t off, size_t c, float *out)
+PN_SIMD_CLONES static void load(const void *p, pn_dtype t, size_t off, size_t c, float *out)
 {
     if (t == PN_F32) {
         memcpy(out, (const float *)p + off, (size_t)c * sizeof(float));
@@ -17,6 +18,39 @@ static void load(const void *p, pn_dtype t, size_t off, size_t c, float *out)
     const uint16_t *s = (const uint16_t *)p + off;
     for (size_t k = 0; k < c; k++)
         out[k] = pn_bf16_to_f32(s[k]);
+}
+
+/* Adds output row (n, oy)'s contribution to the per-tap sums acc[taps][c]
+ * and the bias sums; g and xr are scratch rows. */
+PN_SIMD_CLONES static void accumulate_row(const void *x, const void *dy, pn_dtype t,
+                                          const pn_dw_shape *s, int n, int oy, float *restrict acc,
+                                          float *restrict bacc, float *restrict g,
+                                          float *restrict xr)
+{
+    size_t c = (size_t)s->c;
+    /* Each dy row and input row is converted once, not once per tap. */
+    load(dy, t, ((size_t)n * s->oh + oy) * s->ow * c, s->ow * c, g);
+    for (int ox = 0; ox < s->ow; ox++)
+        for (size_t k = 0; k < c; k++)
+            bacc[k] += g[(size_t)ox * c + k];
+    for (int i = 0; i < s->kh; i++) {
+        int iy = oy * s->sh - s->pt + i * s->dh;
+        if (iy < 0 || iy >= s->ih)
+            continue;
+        load(x, t, ((size_t)n * s->ih + iy) * s->iw * c, s->iw * c, xr);
+        for (int j = 0; j < s->kw; j++) {
+            float *a = acc + (size_t)(i * s->kw + j) * c;
+            for (int ox = 0; ox < s->ow; ox++) {
+                int ix = ox * s->sw - s->pl + j * s->dw;
+                if (ix < 0 || ix >= s->iw)
+                    continue;
+                const float *gr = g + (size_t)ox * c, *xv = xr + (size_t)ix * c;
+#pragma omp simd
+                for (size_t k = 0; k < c; k++)
+                    a[k] += gr[k] * xv[k];
+            }
+        }
+    }
 }
 
 int pn_dw_nhwc_backward_weights(const void *x, const void *dy, pn_dtype t, const pn_dw_shape *s,
@@ -34,31 +68,8 @@ int pn_dw_nhwc_backward_weights(const void *x, const void *dy, pn_dtype t, const
         float *acc = work + (size_t)omp_get_thread_num() * per_thread;
         float *bacc = acc + (size_t)taps * c, *g = bacc + c, *xr = g + (size_t)s->ow * c;
 #pragma omp for schedule(static)
-        for (int r = 0; r < rows; r++) {
-            int n = r / s->oh, oy = r % s->oh;
-            /* Each dy row and input row is converted once, not once per tap. */
-            load(dy, t, ((size_t)n * s->oh + oy) * s->ow * c, s->ow * c, g);
-            for (int ox = 0; ox < s->ow; ox++)
-                for (int k = 0; k < c; k++)
-                    bacc[k] += g[(size_t)ox * c + k];
-            for (int i = 0; i < s->kh; i++) {
-                int iy = oy * s->sh - s->pt + i * s->dh;
-                if (iy < 0 || iy >= s->ih)
-                    continue;
-                load(x, t, ((size_t)n * s->ih + iy) * s->iw * c, s->iw * c, xr);
-                for (int j = 0; j < s->kw; j++) {
-                    float *a = acc + (size_t)(i * s->kw + j) * c;
-                    for (int ox = 0; ox < s->ow; ox++) {
-                        int ix = ox * s->sw - s->pl + j * s->dw;
-                        if (ix < 0 || ix >= s->iw)
-                            continue;
-                        const float *gr = g + (size_t)ox * c, *xv = xr + (size_t)ix * c;
-                        for (int k = 0; k < c; k++)
-                            a[k] += gr[k] * xv[k];
-                    }
-                }
-            }
-        }
+        for (int r = 0; r < rows; r++)
+            accumulate_row(x, dy, t, s, r / s->oh, r % s->oh, acc, bacc, g, xr);
     }
     /* Reduce the per-thread sums into [C][kh][kw] (our weight layout) and [C]. */
     for (int k = 0; k < c; k++) {

@@ -91,6 +91,15 @@ struct pn_net {
 };
 
 /* ---- helpers used by the layers ---- */
+/* Element loops compiled twice, for AVX-512 and for any x86-64, the loader
+ * picking one: 16 lanes instead of SSE2's 4 (Adam's divisions and square
+ * roots, the squeeze-excitation passes). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define PN_SIMD_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define PN_SIMD_CLONES
+#endif
+
 static inline double pn_now_s(void)
 {
     struct timespec t;
@@ -147,6 +156,11 @@ pn_status pn_exec(pn_net *net, dnnl_primitive_t p, int nargs, const dnnl_exec_ar
 pn_status pn_make_pd(pn_net *net, const void *op_desc, const_dnnl_primitive_attr_t attr,
                      const_dnnl_primitive_desc_t hint, dnnl_primitive_desc_t *pd,
                      const char *what, pn_error *err);
+/* As pn_make_pd, but takes the first implementation whose name contains
+ * `prefer` when oneDNN offers one (else its default choice). */
+pn_status pn_make_pd_prefer(pn_net *net, const void *op_desc, const_dnnl_primitive_desc_t hint,
+                            const char *prefer, dnnl_primitive_desc_t *pd, const char *what,
+                            pn_error *err);
 pn_status pn_make_prim(dnnl_primitive_desc_t pd, dnnl_primitive_t *p, const char *what,
                        pn_error *err);
 

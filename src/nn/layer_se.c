@@ -83,41 +83,121 @@ static pn_status ensure_work(se_priv *p, int n, pn_error *err)
     return PN_OK;
 }
 
-/* out[n][o] = b[o] + sum_i w[o][i] * in[n][i] */
-static void dense(const float *in, const float *w, const float *b, float *out, int n, int in_f,
-                  int out_f)
+/* out[k][o] = b[o] + sum_i w[o][i] * in[k][i], images in parallel. */
+PN_SIMD_CLONES static void dense(const float *in, const float *w, const float *b, float *out,
+                                 int n, int in_f, int out_f)
 {
+#pragma omp parallel for schedule(static)
     for (int k = 0; k < n; k++)
         for (int o = 0; o < out_f; o++) {
-            float acc = b[o];
+            const float *wr = w + (size_t)o * in_f, *xr = in + (size_t)k * in_f;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
             for (int i = 0; i < in_f; i++)
-                acc += w[(size_t)o * in_f + i] * in[(size_t)k * in_f + i];
-            out[(size_t)k * out_f + o] = acc;
+                acc += wr[i] * xr[i];
+            out[(size_t)k * out_f + o] = b[o] + acc;
         }
+}
+
+/* The full-tensor passes work on rows of c channels of one image. */
+PN_SIMD_CLONES static void sum_rows(const void *x, pn_dtype t, size_t row0, int rows, int c,
+                                    float *sum)
+{
+    memset(sum, 0, (size_t)c * sizeof(float));
+    for (int i = 0; i < rows; i++) {
+        size_t off = (row0 + (size_t)i) * c;
+        if (t == PN_F32) {
+            const float *xr = (const float *)x + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                sum[ch] += xr[ch];
+        } else {
+            const uint16_t *xr = (const uint16_t *)x + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                sum[ch] += pn_bf16_to_f32(xr[ch]);
+        }
+    }
+}
+
+/* y = x * s[ch] */
+PN_SIMD_CLONES static void scale_rows(const void *x, void *y, pn_dtype t, size_t row0, int rows,
+                                      int c, const float *s)
+{
+    size_t begin = row0 * c, end = (row0 + (size_t)rows) * c;
+    for (size_t off = begin; off < end; off += (size_t)c) {
+        if (t == PN_F32) {
+            const float *xr = (const float *)x + off;
+            float *yr = (float *)y + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                yr[ch] = xr[ch] * s[ch];
+        } else {
+            const uint16_t *xr = (const uint16_t *)x + off;
+            uint16_t *yr = (uint16_t *)y + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                yr[ch] = pn_f32_to_bf16(pn_bf16_to_f32(xr[ch]) * s[ch]);
+        }
+    }
+}
+
+/* ds[ch] = sum over rows of dy * x (dL/dscale) */
+PN_SIMD_CLONES static void dot_rows(const void *dy, const void *x, pn_dtype t, size_t row0,
+                                    int rows, int c, float *ds)
+{
+    memset(ds, 0, (size_t)c * sizeof(float));
+    for (int i = 0; i < rows; i++) {
+        size_t off = (row0 + (size_t)i) * c;
+        if (t == PN_F32) {
+            const float *gr = (const float *)dy + off, *xr = (const float *)x + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                ds[ch] += gr[ch] * xr[ch];
+        } else {
+            const uint16_t *gr = (const uint16_t *)dy + off, *xr = (const uint16_t *)x + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                ds[ch] += pn_bf16_to_f32(gr[ch]) * pn_bf16_to_f32(xr[ch]);
+        }
+    }
+}
+
+/* dx = dy * s[ch] + d[ch] */
+PN_SIMD_CLONES static void scale_add_rows(const void *dy, void *dx, pn_dtype t, size_t row0,
+                                          int rows, int c, const float *s, const float *d)
+{
+    size_t begin = row0 * c, end = (row0 + (size_t)rows) * c;
+    for (size_t off = begin; off < end; off += (size_t)c) {
+        if (t == PN_F32) {
+            const float *gr = (const float *)dy + off;
+            float *o = (float *)dx + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                o[ch] = gr[ch] * s[ch] + d[ch];
+        } else {
+            const uint16_t *gr = (const uint16_t *)dy + off;
+            uint16_t *o = (uint16_t *)dx + off;
+#pragma omp simd
+            for (int ch = 0; ch < c; ch++)
+                o[ch] = pn_f32_to_bf16(pn_bf16_to_f32(gr[ch]) * s[ch] + d[ch]);
+        }
+    }
 }
 
 static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
 {
+    (void)train;
     se_priv *p = l->priv;
     int n = net->cur_n, c = p->c, hw = l->out.h * l->out.w;
     pn_status st = ensure_work(p, n, err);
     if (st)
         return st;
     const void *x = pn_layer_in(net, l, 0)->data;
-    pn_dtype t = net->dt;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < n; k++) {
         float *pool = p->pooled + (size_t)k * c;
-        memset(pool, 0, (size_t)c * sizeof(float));
-        for (int i = 0; i < hw; i++) {
-            size_t row = ((size_t)k * hw + i) * c;
-            if (t == PN_F32)
-                for (int ch = 0; ch < c; ch++)
-                    pool[ch] += ((const float *)x)[row + ch];
-            else
-                for (int ch = 0; ch < c; ch++)
-                    pool[ch] += pn_bf16_to_f32(((const uint16_t *)x)[row + ch]);
-        }
+        sum_rows(x, net->dt, (size_t)k * hw, hw, c, pool);
         for (int ch = 0; ch < c; ch++)
             pool[ch] /= (float)hw;
     }
@@ -127,100 +207,90 @@ static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     dense(p->a1, pn_layer_param(net, l, P_W2)->data, pn_layer_param(net, l, P_B2)->data, p->z2, n, p->s, c);
     for (size_t i = 0; i < (size_t)n * c; i++)
         p->scale[i] = pn_act_apply(p->gate, p->z2[i]);
-    size_t rows = (size_t)n * hw;
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-        const float *s = p->scale + (r / (size_t)hw) * c;
-        if (t == PN_F32) {
-            const float *xr = (const float *)x + r * c;
-            float *yr = (float *)l->out.data + r * c;
-            for (int ch = 0; ch < c; ch++)
-                yr[ch] = xr[ch] * s[ch];
-        } else {
-            const uint16_t *xr = (const uint16_t *)x + r * c;
-            uint16_t *yr = (uint16_t *)l->out.data + r * c;
-            for (int ch = 0; ch < c; ch++)
-                yr[ch] = pn_f32_to_bf16(pn_bf16_to_f32(xr[ch]) * s[ch]);
-        }
-    }
+    for (int k = 0; k < n; k++)
+        scale_rows(x, l->out.data, net->dt, (size_t)k * hw, hw, c, p->scale + (size_t)k * c);
     return PN_OK;
 }
 
+/* o[i] += a * v[i] */
+PN_SIMD_CLONES static void axpy(float *restrict o, float a, const float *restrict v, int n)
+{
+#pragma omp simd
+    for (int i = 0; i < n; i++)
+        o[i] += a * v[i];
+}
+
 /* Backward through the two dense layers: fills dz1 and the weight gradients,
- * and turns p->dscale (dL/dscale) into dL/dpooled in place. */
+ * and turns p->dscale (dL/dscale) into dL/dpooled in place. Every loop runs
+ * along a contiguous row (axpy), and each thread owns the rows it writes. */
 static void backward_dense(se_priv *p, pn_layer *l, pn_net *net, int n)
 {
     int c = p->c, s = p->s;
     const float *w1 = pn_layer_param(net, l, P_W1)->data, *w2 = pn_layer_param(net, l, P_W2)->data;
     float *gw1 = pn_layer_param(net, l, P_W1)->grad, *gb1 = pn_layer_param(net, l, P_B1)->grad;
     float *gw2 = pn_layer_param(net, l, P_W2)->grad, *gb2 = pn_layer_param(net, l, P_B2)->grad;
-    memset(gw1, 0, (size_t)s * c * sizeof(float));
-    memset(gw2, 0, (size_t)s * c * sizeof(float));
+    float *dz2 = p->dscale;
     for (size_t i = 0; i < (size_t)n * c; i++) /* dL/dscale -> dL/dz2 */
-        p->dscale[i] *= pn_act_grad(p->gate, p->z2[i]);
-    /* Each thread owns whole columns (j of fc2, ch of fc1), so the weight
-     * gradients are written without races. */
+        dz2[i] *= pn_act_grad(p->gate, p->z2[i]);
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < s; j++) {
-        float gb = 0;
+    for (int ch = 0; ch < c; ch++) { /* fc2: gw2[ch][:] = sum_k dz2[k][ch] a1[k][:] */
+        float *g = gw2 + (size_t)ch * s, gb = 0;
+        memset(g, 0, (size_t)s * sizeof(float));
         for (int k = 0; k < n; k++) {
-            const float *dz2 = p->dscale + (size_t)k * c;
-            float acc = 0, a = p->a1[(size_t)k * s + j];
-            for (int ch = 0; ch < c; ch++) {
-                acc += w2[(size_t)ch * s + j] * dz2[ch];
-                gw2[(size_t)ch * s + j] += dz2[ch] * a;
-            }
-            float d = acc * pn_act_grad(p->act, p->z1[(size_t)k * s + j]);
-            p->dz1[(size_t)k * s + j] = d;
-            gb += d;
+            axpy(g, dz2[(size_t)k * c + ch], p->a1 + (size_t)k * s, s);
+            gb += dz2[(size_t)k * c + ch];
+        }
+        gb2[ch] = gb;
+    }
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < n; k++) { /* dz1[k][:] = act'(z1) * sum_ch dz2[k][ch] w2[ch][:] */
+        float *d = p->dz1 + (size_t)k * s;
+        memset(d, 0, (size_t)s * sizeof(float));
+        for (int ch = 0; ch < c; ch++)
+            axpy(d, dz2[(size_t)k * c + ch], w2 + (size_t)ch * s, s);
+        for (int j = 0; j < s; j++)
+            d[j] *= pn_act_grad(p->act, p->z1[(size_t)k * s + j]);
+    }
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < s; j++) { /* fc1: gw1[j][:] = sum_k dz1[k][j] pooled[k][:] */
+        float *g = gw1 + (size_t)j * c, gb = 0;
+        memset(g, 0, (size_t)c * sizeof(float));
+        for (int k = 0; k < n; k++) {
+            axpy(g, p->dz1[(size_t)k * s + j], p->pooled + (size_t)k * c, c);
+            gb += p->dz1[(size_t)k * s + j];
         }
         gb1[j] = gb;
     }
 #pragma omp parallel for schedule(static)
-    for (int ch = 0; ch < c; ch++) {
-        float gb = 0;
-        for (int k = 0; k < n; k++) {
-            const float *dz1 = p->dz1 + (size_t)k * s;
-            float pooled = p->pooled[(size_t)k * c + ch], acc = 0;
-            gb += p->dscale[(size_t)k * c + ch];
-            for (int j = 0; j < s; j++) {
-                acc += w1[(size_t)j * c + ch] * dz1[j];
-                gw1[(size_t)j * c + ch] += dz1[j] * pooled;
-            }
-            p->dscale[(size_t)k * c + ch] = acc; /* now dL/dpooled */
-        }
-        gb2[ch] = gb;
+    for (int k = 0; k < n; k++) { /* dL/dpooled[k][:] = sum_j dz1[k][j] w1[j][:] */
+        float *d = p->dscale + (size_t)k * c;
+        memset(d, 0, (size_t)c * sizeof(float));
+        for (int j = 0; j < s; j++)
+            axpy(d, p->dz1[(size_t)k * s + j], w1 + (size_t)j * c, c);
     }
 }
 
 static pn_status se_backward(pn_layer *l, pn_net *net, pn_error *err)
 {
+    (void)err;
     se_priv *p = l->priv;
     int n = net->cur_n, c = p->c, hw = l->out.h * l->out.w;
     pn_buf *in = pn_layer_in(net, l, 0);
-    pn_dtype t = net->dt;
 #pragma omp parallel for schedule(static)
-    for (int k = 0; k < n; k++) {
-        float *ds = p->dscale + (size_t)k * c;
-        memset(ds, 0, (size_t)c * sizeof(float));
-        for (int i = 0; i < hw; i++) {
-            size_t row = ((size_t)k * hw + i) * c;
-            for (int ch = 0; ch < c; ch++)
-                ds[ch] += pn_ld(l->out.grad, t, row + ch) * pn_ld(in->data, t, row + ch);
-        }
-    }
+    for (int k = 0; k < n; k++)
+        dot_rows(l->out.grad, in->data, net->dt, (size_t)k * hw, hw, c, p->dscale + (size_t)k * c);
     backward_dense(p, l, net, n);
     if (!pn_net_needs_input_grad(net, l, 0))
         return PN_OK;
     void *dx = pn_grad_begin(net, in);
-    size_t rows = (size_t)n * hw;
     float inv_hw = 1.0f / (float)hw;
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-        size_t k = r / (size_t)hw;
-        const float *s = p->scale + k * c, *dpool = p->dscale + k * c;
+    for (int k = 0; k < n; k++) {
+        float *d = p->dscale + (size_t)k * c; /* dL/dpooled -> the mean's share per position */
         for (int ch = 0; ch < c; ch++)
-            pn_st(dx, t, r * c + ch, pn_ld(l->out.grad, t, r * c + ch) * s[ch] + dpool[ch] * inv_hw);
+            d[ch] *= inv_hw;
+        scale_add_rows(l->out.grad, dx, net->dt, (size_t)k * hw, hw, c, p->scale + (size_t)k * c, d);
     }
     pn_grad_end(net, in, dx, n);
     return PN_OK;

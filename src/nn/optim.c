@@ -22,15 +22,6 @@ static void flush_denormals(void)
 static void flush_denormals(void) {}
 #endif
 
-/* The element loops are compiled twice, for AVX-512 and for any x86-64, and
- * the loader picks one: 16 lanes instead of SSE's 4 for the divisions and
- * square roots of Adam. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define PN_SIMD_CLONES __attribute__((target_clones("avx512f", "default")))
-#else
-#define PN_SIMD_CLONES
-#endif
-
 struct pn_optim {
     pn_optim_config cfg;
     pn_net *net;
