@@ -484,7 +484,7 @@ static void grads_of(pn_dtype precision, int no_fusion, const char *cfg, const f
 {
     pn_error err = {0};
     pn_net *net;
-    pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_relu_fusion = no_fusion};
+    pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_act_fusion = no_fusion};
     assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
     assert_int_equal(pn_net_precision(net), precision);
     randomise_params(net, 5);
@@ -546,26 +546,29 @@ static void test_bf16_matches_fp32(void **state)
     free(r);
 }
 
-/* Batch norm -> ReLU runs fused: one batch-norm kernel with the ReLU mask
- * recomputed from its input in backward. A finite-difference check of the
- * pair is swamped by kinks (every step moves many normalised values across
- * 0), so the fused gradients are compared with the unfused network's, whose
- * two layers the checks above cover. 20 channels: a full and a partial
- * 16-channel vector in the AVX-512 kernels. */
-static void check_fused_bn_relu(pn_dtype precision, double tolerance)
+/* Batch norm -> ReLU or hardswish runs fused: one batch-norm kernel with the
+ * activation's derivative recomputed from its input in backward. A
+ * finite-difference check of the pair is swamped by kinks (every step moves
+ * many normalised values across 0 or +-3), so the fused gradients are
+ * compared with the unfused network's, whose two layers the checks above
+ * cover. 20 channels: a full and a partial 16-channel vector in the AVX-512
+ * kernels. */
+static void check_fused_bn_act(const char *act, pn_dtype precision, double tolerance)
 {
-    const char *cfg = NET(8, 3, 2) PRE(4)
-        "[conv]\nname = c\nfilters = 20\nsize = 3\nbatchnorm = 1\nactivation = relu\n"
-        "[conv]\nname = d\nfilters = 20\nsize = 1\nbatchnorm = 1\nactivation = relu\n" HEAD;
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, NET(8, 3, 2) PRE(4)
+             "[conv]\nname = c\nfilters = 20\nsize = 3\nbatchnorm = 1\nactivation = %s\n"
+             "[conv]\nname = d\nfilters = 20\nsize = 1\nbatchnorm = 1\nactivation = %s\n" HEAD,
+             act, act);
     for (int no_fusion = 0; no_fusion <= 1; no_fusion++) { /* the option does what it says */
         pn_error err = {0};
         pn_net *net;
-        pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_relu_fusion = no_fusion};
+        pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_act_fusion = no_fusion};
         assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
-        int fused_relus = 0;
+        int fused = 0;
         for (int i = 0; i < net->n_layers; i++)
-            fused_relus += net->layers[i].fuse_relu;
-        assert_int_equal(fused_relus, no_fusion ? 0 : 2);
+            fused += net->layers[i].fused_act != PN_ACT_LINEAR;
+        assert_int_equal(fused, no_fusion ? 0 : 2);
         pn_net_destroy(net);
     }
     int n = 3;
@@ -581,7 +584,7 @@ static void check_fused_bn_relu(pn_dtype precision, double tolerance)
         max_g = fmax(max_g, fabs(plain[i]));
         max_d = fmax(max_d, fabs(plain[i] - fused[i]));
     }
-    printf("fused vs unfused bn+relu (%s): max |diff| %.3g, max |g| %.3g\n",
+    printf("fused vs unfused bn+%s (%s): max |diff| %.3g, max |g| %.3g\n", act,
            precision == PN_BF16 ? "bf16" : "fp32", max_d, max_g);
     assert_true(max_g > 0);
     assert_true(max_d <= tolerance * max_g);
@@ -591,11 +594,16 @@ static void check_fused_bn_relu(pn_dtype precision, double tolerance)
     free(r);
 }
 
-static void test_batchnorm_fused_relu(void **state)
+static void test_batchnorm_fused_act(void **state)
 {
-    check_fused_bn_relu(PN_F32, 1e-5); /* the same fp32 arithmetic in another order */
-    if (pn_ctx_has_native_bf16(g_ctx))
-        check_fused_bn_relu(PN_BF16, 1e-2); /* bf16 storage of the intermediate y in the unfused net */
+    const char *acts[] = {"relu", "hardswish"};
+    for (int i = 0; i < 2; i++) {
+        /* fp32: the same arithmetic in another order (hardswish: oneDNN's
+         * z * clamp(z/6 + 1/2) vs z * clamp(z + 3) / 6) */
+        check_fused_bn_act(acts[i], PN_F32, 1e-5);
+        if (pn_ctx_has_native_bf16(g_ctx)) /* bf16: the unfused net stores the intermediate y */
+            check_fused_bn_act(acts[i], PN_BF16, 2e-2);
+    }
 }
 
 int main(void)
@@ -606,7 +614,7 @@ int main(void)
         cmocka_unit_test(test_conv_depthwise),
         cmocka_unit_test(test_batchnorm_train),
         cmocka_unit_test(test_batchnorm_frozen),
-        cmocka_unit_test(test_batchnorm_fused_relu),
+        cmocka_unit_test(test_batchnorm_fused_act),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_fused_activation_on_conv_fc),

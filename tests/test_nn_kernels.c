@@ -77,7 +77,7 @@ static void reference_stats(const tensor *x, size_t rows, int c, double *mean, d
     }
 }
 
-static void check_bn(const pn_bn_kernels *k, pn_dtype t, size_t rows, int c, int relu)
+static void check_bn(const pn_bn_kernels *k, pn_dtype t, size_t rows, int c, pn_bn_act act)
 {
     /* mean 50, std 2: E[x^2] - E[x]^2 in fp32 would lose every digit */
     tensor x = make(t, rows * c, 50.0f, 2.0f, 1), dy = make(t, rows * c, 0.0f, 1.0f, 2);
@@ -106,14 +106,14 @@ static void check_bn(const pn_bn_kernels *k, pn_dtype t, size_t rows, int c, int
     tensor dx[2] = {make(t, rows * c, 0, 0, 3), make(t, rows * c, 0, 0, 3)};
     const pn_bn_kernels *ks[2] = {k, ref};
     for (int i = 0; i < 2; i++) {
-        pn_bn_nhwc_apply(ks[i], x.v, y[i].v, t, rows, c, scale, shift, relu);
+        pn_bn_nhwc_apply(ks[i], x.v, y[i].v, t, rows, c, scale, shift, act);
         assert_int_equal(pn_bn_nhwc_backward(ks[i], x.v, dy.v, dx[i].v, t, rows, c, mean, invstd,
-                                             gamma, 0, relu, scale, shift, dgamma[i], dbeta[i]), 0);
+                                             gamma, 0, act, scale, shift, dgamma[i], dbeta[i]), 0);
     }
     /* fp32: FMA vs separate multiply-add; bf16: one rounding of the output */
     double tol = t == PN_F32 ? 1e-5 : 1e-2;
-    printf("%-7s %s rows %zu c %d relu %d: y %.1e dx %.1e dgamma %.1e dbeta %.1e\n", k->name,
-           t == PN_F32 ? "fp32" : "bf16", rows, c, relu, rel_diff(&y[0], &y[1]),
+    printf("%-7s %s rows %zu c %d act %d: y %.1e dx %.1e dgamma %.1e dbeta %.1e\n", k->name,
+           t == PN_F32 ? "fp32" : "bf16", rows, c, (int)act, rel_diff(&y[0], &y[1]),
            rel_diff(&dx[0], &dx[1]), rel_diff_f(dgamma[0], dgamma[1], c),
            rel_diff_f(dbeta[0], dbeta[1], c));
     assert_true(rel_diff(&y[0], &y[1]) < tol);
@@ -121,7 +121,7 @@ static void check_bn(const pn_bn_kernels *k, pn_dtype t, size_t rows, int c, int
     assert_true(rel_diff_f(dgamma[0], dgamma[1], c) < 1e-4);
     assert_true(rel_diff_f(dbeta[0], dbeta[1], c) < 1e-4);
     /* the ReLU really cut: some outputs are exactly 0 */
-    if (relu) {
+    if (act == PN_BN_RELU) {
         size_t zeros = 0;
         for (size_t i = 0; i < y[0].n; i++)
             zeros += at(&y[0], i) == 0;
@@ -157,9 +157,9 @@ static void test_batchnorm_kernels(void **state)
         if (!sets[s])
             continue;
         for (int i = 0; i < 4; i++)
-            for (int relu = 0; relu <= 1; relu++) {
-                check_bn(sets[s], PN_F32, rows[i], channels[i], relu);
-                check_bn(sets[s], PN_BF16, rows[i], channels[i], relu);
+            for (pn_bn_act act = PN_BN_LINEAR; act <= PN_BN_HARDSWISH; act++) {
+                check_bn(sets[s], PN_F32, rows[i], channels[i], act);
+                check_bn(sets[s], PN_BF16, rows[i], channels[i], act);
             }
     }
 }

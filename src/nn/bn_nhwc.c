@@ -19,11 +19,16 @@ static void store(void *p, pn_dtype t, size_t i, float v)
         ((uint16_t *)p)[i] = pn_f32_to_bf16(v);
 }
 
-static float masked_grad(const void *x, const void *dy, pn_dtype t, size_t i, int k, int relu,
-                         const float *scale, const float *shift)
+static float act_grad(const void *x, const void *dy, pn_dtype t, size_t i, int k, pn_bn_act act,
+                      const float *scale, const float *shift)
 {
     float g = load(dy, t, i);
-    return relu && !(load(x, t, i) * scale[k] + shift[k] > 0) ? 0.0f : g;
+    if (act == PN_BN_LINEAR)
+        return g;
+    float z = load(x, t, i) * scale[k] + shift[k];
+    if (act == PN_BN_RELU) /* selects, as the vector kernel's mask does (0 * inf would be NaN) */
+        return z > 0 ? g : 0.0f;
+    return g * pn_bn_act_grad(act, z);
 }
 
 static void scalar_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
@@ -38,23 +43,21 @@ static void scalar_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
 }
 
 static void scalar_apply(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
-                         const float *scale, const float *shift, int relu)
+                         const float *scale, const float *shift, pn_bn_act act)
 {
     for (size_t r = r0; r < r1; r++)
-        for (int k = 0; k < c; k++) {
-            float v = load(x, t, r * c + k) * scale[k] + shift[k];
-            store(y, t, r * c + k, relu && v < 0 ? 0.0f : v);
-        }
+        for (int k = 0; k < c; k++)
+            store(y, t, r * c + k, pn_bn_act_apply(act, load(x, t, r * c + k) * scale[k] + shift[k]));
 }
 
 static void scalar_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1,
-                             int c, const float *mean, int relu, const float *scale,
+                             int c, const float *mean, pn_bn_act act, const float *scale,
                              const float *shift, double *sg, double *sgx)
 {
     for (size_t r = r0; r < r1; r++)
         for (int k = 0; k < c; k++) {
             size_t i = r * c + k;
-            float g = masked_grad(x, dy, t, i, k, relu, scale, shift);
+            float g = act_grad(x, dy, t, i, k, act, scale, shift);
             sg[k] += g;
             sgx[k] += (double)g * (load(x, t, i) - mean[k]);
         }
@@ -62,12 +65,12 @@ static void scalar_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r
 
 static void scalar_grad_apply(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0,
                               size_t r1, int c, const float *ka, const float *kb, const float *kc,
-                              int relu, const float *scale, const float *shift)
+                              pn_bn_act act, const float *scale, const float *shift)
 {
     for (size_t r = r0; r < r1; r++)
         for (int k = 0; k < c; k++) {
             size_t i = r * c + k;
-            float g = masked_grad(x, dy, t, i, k, relu, scale, shift);
+            float g = act_grad(x, dy, t, i, k, act, scale, shift);
             store(dx, t, i, ka[k] * g + kb[k] * load(x, t, i) + kc[k]);
         }
 }
@@ -103,7 +106,8 @@ typedef struct sum_job {
     size_t rows;
     int c;
     const float *pivot_or_mean, *scale, *shift;
-    int relu, grad;
+    pn_bn_act act;
+    int grad;
 } sum_job;
 
 static int run_sums(const sum_job *j, double *out0, double *out1)
@@ -121,7 +125,7 @@ static int run_sums(const sum_job *j, double *out0, double *out1)
         for (size_t b = 0; b < blocks; b++) {
             size_t r0 = b * block, r1 = r0 + block < j->rows ? r0 + block : j->rows;
             if (j->grad)
-                j->k->grad_sums(j->x, j->dy, j->t, r0, r1, j->c, j->pivot_or_mean, j->relu,
+                j->k->grad_sums(j->x, j->dy, j->t, r0, r1, j->c, j->pivot_or_mean, j->act,
                                 j->scale, j->shift, a0, a1);
             else
                 j->k->stats(j->x, j->t, r0, r1, j->c, j->pivot_or_mean, a0, a1);
@@ -149,7 +153,7 @@ int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t r
          * cancellation when |mean| >> std (E[x^2] - E[x]^2 would lose it). */
         for (int i = 0; i < c; i++)
             pivot[i] = load(x, t, (size_t)i);
-        sum_job j = {k, x, NULL, t, rows, c, pivot, NULL, NULL, 0, 0};
+        sum_job j = {k, x, NULL, t, rows, c, pivot, NULL, NULL, PN_BN_LINEAR, 0};
         rc = run_sums(&j, s, s + c);
         for (int i = 0; !rc && i < c; i++) {
             double m = s[i] / (double)rows, v = s[c + i] / (double)rows - m * m;
@@ -163,24 +167,24 @@ int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t r
 }
 
 void pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t, size_t rows,
-                      int c, const float *scale, const float *shift, int relu)
+                      int c, const float *scale, const float *shift, pn_bn_act act)
 {
     size_t block = block_rows(c), blocks = (rows + block - 1) / block;
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
         size_t r0 = b * block, r1 = r0 + block < rows ? r0 + block : rows;
-        k->apply(x, y, t, r0, r1, c, scale, shift, relu);
+        k->apply(x, y, t, r0, r1, c, scale, shift, act);
     }
 }
 
 int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, void *dx,
                         pn_dtype t, size_t rows, int c, const float *mean, const float *invstd,
-                        const float *gamma, int global_stats, int relu, const float *scale,
+                        const float *gamma, int global_stats, pn_bn_act act, const float *scale,
                         const float *shift, float *dgamma, float *dbeta)
 {
     double *s = malloc(2 * (size_t)c * sizeof(double));
     float *coef = malloc(3 * (size_t)c * sizeof(float));
-    sum_job j = {k, x, dy, t, rows, c, mean, scale, shift, relu, 1};
+    sum_job j = {k, x, dy, t, rows, c, mean, scale, shift, act, 1};
     if (!s || !coef || run_sums(&j, s, s + c)) {
         free(s);
         free(coef);
@@ -205,7 +209,7 @@ int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, v
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
         size_t r0 = b * block, r1 = r0 + block < rows ? r0 + block : rows;
-        k->grad_apply(x, dy, dx, t, r0, r1, c, ka, kb, kc, relu, scale, shift);
+        k->grad_apply(x, dy, dx, t, r0, r1, c, ka, kb, kc, act, scale, shift);
     }
     free(s);
     free(coef);

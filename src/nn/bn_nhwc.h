@@ -7,14 +7,42 @@
  * number of passes over the activations is what counts:
  *   forward  (batch statistics): 1 read for mean and variance, 1 read + 1 write;
  *   backward: 2 reads for the two sums, 2 reads + 1 write for dx.
- * A fused ReLU's mask is recomputed from x (y > 0 exactly when
- * x * scale + shift > 0), so the backward pass never reads y. */
+ * A fused activation (ReLU or hardswish) is applied in the same pass, and
+ * its derivative is recomputed from x (z = x * scale + shift) in backward,
+ * so the backward pass never reads y. */
 #ifndef PNEUMO_NN_BN_NHWC_H
 #define PNEUMO_NN_BN_NHWC_H
 
 #include <stddef.h>
 
 #include "pneumo/tensor.h"
+
+/* The activation fused after the normalisation. */
+typedef enum pn_bn_act { PN_BN_LINEAR, PN_BN_RELU, PN_BN_HARDSWISH } pn_bn_act;
+
+/* The activations, shared by the kernels so both sets compute the same:
+ * hardswish(z) = z * min(max(z + 3, 0), 6) / 6, its derivative PyTorch's;
+ * multiplications by 1/6 and 1/3, not divisions, which would dominate the
+ * vector kernels' time. */
+static inline float pn_bn_act_apply(pn_bn_act act, float z)
+{
+    if (act == PN_BN_RELU)
+        return z < 0 ? 0.0f : z;
+    if (act == PN_BN_HARDSWISH) {
+        float t = z + 3 < 0 ? 0.0f : z + 3 > 6 ? 6.0f : z + 3;
+        return z * t * (1.0f / 6);
+    }
+    return z;
+}
+
+static inline float pn_bn_act_grad(pn_bn_act act, float z)
+{
+    if (act == PN_BN_RELU)
+        return z > 0 ? 1.0f : 0.0f;
+    if (act == PN_BN_HARDSWISH)
+        return z < -3 ? 0.0f : z <= 3 ? z * (1.0f / 3) + 0.5f : 1.0f;
+    return 1.0f;
+}
 
 /* One implementation of the per-block loops (rows [r0, r1) of a rows x c
  * tensor); the drivers below split rows between threads. Sums are added to
@@ -24,17 +52,17 @@ typedef struct pn_bn_kernels {
     /* s1 += sum(x - pivot), s2 += sum((x - pivot)^2) */
     void (*stats)(const void *x, pn_dtype t, size_t r0, size_t r1, int c, const float *pivot,
                   double *s1, double *s2);
-    /* y = x * scale + shift, then max(0, y) when relu */
+    /* y = act(x * scale + shift) */
     void (*apply)(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
-                  const float *scale, const float *shift, int relu);
-    /* g = dy, masked where a fused ReLU cut (relu: x * scale + shift <= 0);
+                  const float *scale, const float *shift, pn_bn_act act);
+    /* g = dy * act'(x * scale + shift);
      * sg += sum(g), sgx += sum(g * (x - mean)) */
     void (*grad_sums)(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1, int c,
-                      const float *mean, int relu, const float *scale, const float *shift,
+                      const float *mean, pn_bn_act act, const float *scale, const float *shift,
                       double *sg, double *sgx);
     /* dx = ka * g + kb * x + kc, g as in grad_sums */
     void (*grad_apply)(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0, size_t r1,
-                       int c, const float *ka, const float *kb, const float *kc, int relu,
+                       int c, const float *ka, const float *kb, const float *kc, pn_bn_act act,
                        const float *scale, const float *shift);
 } pn_bn_kernels;
 
@@ -48,16 +76,16 @@ const pn_bn_kernels *pn_bn_kernels_best(void);
 /* Per-channel mean and biased variance over rows x c. Returns -1 on OOM. */
 int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t rows, int c,
                      float *mean, float *var);
-/* y = x * scale[c] + shift[c], then max(0, y) when relu (y may alias x). */
+/* y = act(x * scale[c] + shift[c]) (y may alias x). */
 void pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t, size_t rows,
-                      int c, const float *scale, const float *shift, int relu);
+                      int c, const float *scale, const float *shift, pn_bn_act act);
 /* Gradients of y = gamma * (x - mean) * invstd + beta; with global_stats the
- * statistics are constants. relu: a ReLU was fused after the normalisation,
- * whose forward used scale/shift (gamma * invstd, beta - mean * scale).
+ * statistics are constants. act: the activation fused after the
+ * normalisation, whose forward used scale/shift (gamma * invstd, beta - mean * scale).
  * Returns -1 on OOM. */
 int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, void *dx,
                         pn_dtype t, size_t rows, int c, const float *mean, const float *invstd,
-                        const float *gamma, int global_stats, int relu, const float *scale,
+                        const float *gamma, int global_stats, pn_bn_act act, const float *scale,
                         const float *shift, float *dgamma, float *dbeta);
 
 #endif

@@ -19,13 +19,32 @@ static inline AVX512 void add_to_double(__m512 v, double *acc, int c, int k)
         acc[k + i] += tmp[i];
 }
 
-/* dy, zeroed where the fused ReLU's input x * scale + shift was not > 0. */
-static inline AVX512 __m512 masked_grad(__m512 x, __m512 g, int relu, __m512 sc, __m512 sh)
+/* pn_bn_act_apply, 16 lanes */
+static inline AVX512 __m512 act_apply(pn_bn_act act, __m512 z)
 {
-    if (!relu)
+    if (act == PN_BN_RELU) /* max(0, z) returns z when z is NaN, like z < 0 ? 0 : z */
+        return _mm512_max_ps(_mm512_setzero_ps(), z);
+    if (act == PN_BN_HARDSWISH) {
+        __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(z, _mm512_set1_ps(3)), _mm512_setzero_ps()),
+                                 _mm512_set1_ps(6));
+        return _mm512_mul_ps(_mm512_mul_ps(z, t), _mm512_set1_ps(1.0f / 6));
+    }
+    return z;
+}
+
+/* dy * act'(x * scale + shift), as pn_bn_act_grad */
+static inline AVX512 __m512 act_grad(__m512 x, __m512 g, pn_bn_act act, __m512 sc, __m512 sh)
+{
+    if (act == PN_BN_LINEAR)
         return g;
-    __mmask16 keep = _mm512_cmp_ps_mask(_mm512_fmadd_ps(x, sc, sh), _mm512_setzero_ps(), _CMP_GT_OQ);
-    return _mm512_maskz_mov_ps(keep, g);
+    __m512 z = _mm512_fmadd_ps(x, sc, sh);
+    if (act == PN_BN_RELU)
+        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ), g);
+    __m512 mid = _mm512_fmadd_ps(z, _mm512_set1_ps(1.0f / 3), _mm512_set1_ps(0.5f));
+    __m512 d = _mm512_mask_mov_ps(mid, _mm512_cmp_ps_mask(z, _mm512_set1_ps(3), _CMP_GT_OQ),
+                                  _mm512_set1_ps(1));
+    d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_set1_ps(-3), _CMP_NLT_UQ), d);
+    return _mm512_mul_ps(g, d);
 }
 
 static AVX512 void v_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
@@ -55,21 +74,19 @@ static AVX512 void v_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int 
 }
 
 static AVX512 void v_apply(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
-                           const float *scale, const float *shift, int relu)
+                           const float *scale, const float *shift, pn_bn_act act)
 {
     for (size_t r = r0; r < r1; r++)
         for (int k = 0; k < c; k += 16) {
             __mmask16 m = tail_mask(c, k);
             __m512 v = _mm512_fmadd_ps(ld(x, t, r * c + k, m), _mm512_maskz_loadu_ps(m, scale + k),
                                        _mm512_maskz_loadu_ps(m, shift + k));
-            if (relu) /* max(0, v) returns v when v is NaN, like v < 0 ? 0 : v */
-                v = _mm512_max_ps(_mm512_setzero_ps(), v);
-            st(y, t, r * c + k, m, v);
+            st(y, t, r * c + k, m, act_apply(act, v));
         }
 }
 
 static AVX512 void v_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1,
-                               int c, const float *mean, int relu, const float *scale,
+                               int c, const float *mean, pn_bn_act act, const float *scale,
                                const float *shift, double *sg, double *sgx)
 {
     for (int k = 0; k < c; k += 16) {
@@ -80,8 +97,8 @@ static AVX512 void v_grad_sums(const void *x, const void *dy, pn_dtype t, size_t
         size_t r = r0;
         for (; r + 1 < r1; r += 2) {
             __m512 x0 = ld(x, t, r * c + k, m), x1 = ld(x, t, (r + 1) * c + k, m);
-            __m512 g0 = masked_grad(x0, ld(dy, t, r * c + k, m), relu, sc, sh);
-            __m512 g1 = masked_grad(x1, ld(dy, t, (r + 1) * c + k, m), relu, sc, sh);
+            __m512 g0 = act_grad(x0, ld(dy, t, r * c + k, m), act, sc, sh);
+            __m512 g1 = act_grad(x1, ld(dy, t, (r + 1) * c + k, m), act, sc, sh);
             a0 = _mm512_add_ps(a0, g0);
             a1 = _mm512_add_ps(a1, g1);
             b0 = _mm512_fmadd_ps(g0, _mm512_sub_ps(x0, mu), b0);
@@ -89,7 +106,7 @@ static AVX512 void v_grad_sums(const void *x, const void *dy, pn_dtype t, size_t
         }
         if (r < r1) {
             __m512 x0 = ld(x, t, r * c + k, m);
-            __m512 g0 = masked_grad(x0, ld(dy, t, r * c + k, m), relu, sc, sh);
+            __m512 g0 = act_grad(x0, ld(dy, t, r * c + k, m), act, sc, sh);
             a0 = _mm512_add_ps(a0, g0);
             b0 = _mm512_fmadd_ps(g0, _mm512_sub_ps(x0, mu), b0);
         }
@@ -100,15 +117,16 @@ static AVX512 void v_grad_sums(const void *x, const void *dy, pn_dtype t, size_t
 
 static AVX512 void v_grad_apply(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0,
                                 size_t r1, int c, const float *ka, const float *kb,
-                                const float *kc, int relu, const float *scale, const float *shift)
+                                const float *kc, pn_bn_act act, const float *scale,
+                                const float *shift)
 {
     for (size_t r = r0; r < r1; r++)
         for (int k = 0; k < c; k += 16) {
             __mmask16 m = tail_mask(c, k);
             size_t i = r * c + k;
             __m512 xv = ld(x, t, i, m);
-            __m512 g = masked_grad(xv, ld(dy, t, i, m), relu, _mm512_maskz_loadu_ps(m, scale + k),
-                                   _mm512_maskz_loadu_ps(m, shift + k));
+            __m512 g = act_grad(xv, ld(dy, t, i, m), act, _mm512_maskz_loadu_ps(m, scale + k),
+                                _mm512_maskz_loadu_ps(m, shift + k));
             __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, ka + k), g,
                                        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, kb + k), xv,
                                                        _mm512_maskz_loadu_ps(m, kc + k)));

@@ -68,8 +68,8 @@ pn_status pn_net_fuse_for_inference(pn_net *net, pn_error *err)
             pn_status st = fold_batchnorm(net, conv, next, err);
             if (st)
                 return st;
-            if (next->fuse_relu) { /* the ReLU it carried becomes the conv's post-op */
-                pn_conv_geometry_mut(conv)->post_act = PN_ACT_RELU;
+            if (next->fused_act != PN_ACT_LINEAR) { /* the activation it carried becomes the conv's post-op */
+                pn_conv_geometry_mut(conv)->post_act = next->fused_act;
                 pn_conv_rebuild(conv);
                 continue;
             }

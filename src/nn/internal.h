@@ -27,6 +27,11 @@ typedef struct pn_buf {
 
 typedef struct pn_layer pn_layer;
 
+typedef enum pn_act_kind {
+    PN_ACT_LINEAR, PN_ACT_RELU, PN_ACT_RELU6, PN_ACT_HARDSWISH, PN_ACT_HARDSIGMOID,
+    PN_ACT_SIGMOID, PN_ACT_SILU
+} pn_act_kind;
+
 enum { PN_RELAYOUT_SLOTS = 2 }; /* shared buffers for activations in a primitive's layout (pn_relayout) */
 
 typedef struct pn_layer_ops {
@@ -51,7 +56,8 @@ struct pn_layer {
     size_t first_param, n_params; /* range in net->params */
     int fused_away;   /* inference fusion: output aliases the input, forward is a no-op */
     int in_place;     /* output overwrites the input buffer (activations whose backward uses the output) */
-    int fuse_relu;    /* batch norm applies the following ReLU itself (that layer is fused away) */
+    pn_act_kind fused_act; /* batch norm applies the following ReLU or hardswish itself
+                              (that layer is fused away); PN_ACT_LINEAR when none */
     double prof_fwd_s, prof_bwd_s; /* time spent, while net->profiling */
     void *priv;
 };
@@ -234,10 +240,6 @@ static inline void pn_st(void *p, pn_dtype t, size_t i, float v)
 }
 
 /* Activation functions shared by [activation], [se] and the fusion code. */
-typedef enum pn_act_kind {
-    PN_ACT_LINEAR, PN_ACT_RELU, PN_ACT_RELU6, PN_ACT_HARDSWISH, PN_ACT_HARDSIGMOID,
-    PN_ACT_SIGMOID, PN_ACT_SILU
-} pn_act_kind;
 pn_status pn_act_parse(const char *name, pn_act_kind *out, pn_error *err);
 const char *pn_act_name(pn_act_kind k);
 float pn_act_apply(pn_act_kind k, float x);

@@ -80,6 +80,12 @@ static int bn_mode(pn_net *net, pn_layer *l, int train)
     return pn_layer_trains(net, l) || net->calibrating_bn ? 1 : 2;
 }
 
+static pn_bn_act bn_act(const pn_layer *l)
+{
+    return l->fused_act == PN_ACT_RELU ? PN_BN_RELU
+           : l->fused_act == PN_ACT_HARDSWISH ? PN_BN_HARDSWISH : PN_BN_LINEAR;
+}
+
 /* y = scale * x + shift with the statistics of p->mode (batch or running). */
 static void apply(pn_layer *l, pn_net *net)
 {
@@ -94,7 +100,7 @@ static void apply(pn_layer *l, pn_net *net)
     }
     size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
     pn_bn_nhwc_apply(p->kernels, pn_layer_in(net, l, 0)->data, l->out.data, net->dt, rows,
-                     l->out.c, p->scale, p->shift, l->fuse_relu);
+                     l->out.c, p->scale, p->shift, bn_act(l));
 }
 
 /* Sets the running statistics to this batch's and rescales gamma/beta so the
@@ -160,7 +166,7 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
     size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
     if (pn_bn_nhwc_backward(p->kernels, in->data, l->out.grad, dsrc, net->dt, rows, l->out.c,
                             mean, p->invstd, pn_layer_param(net, l, P_GAMMA)->data, global,
-                            l->fuse_relu, p->scale, p->shift, pn_layer_param(net, l, P_GAMMA)->grad,
+                            bn_act(l), p->scale, p->shift, pn_layer_param(net, l, P_GAMMA)->grad,
                             pn_layer_param(net, l, P_BETA)->grad))
         return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
     if (want)

@@ -224,18 +224,20 @@ static int readers_of(const pn_net *net, int index)
     return readers;
 }
 
-/* batch norm -> ReLU, the norm read by nothing else: the batch-norm kernels
- * apply the ReLU in the same pass (training too), and the ReLU layer drops
- * out of the graph. */
-static void fuse_bn_relu(pn_net *net)
+/* batch norm -> ReLU or hardswish, the norm read by nothing else: the
+ * batch-norm kernels apply the activation in the same pass (training too),
+ * recompute its derivative from their input in backward, and the activation
+ * layer drops out of the graph with its two passes over the tensor. */
+static void fuse_bn_act(pn_net *net)
 {
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *act = &net->layers[i];
         int bn = act->inputs[0];
-        if (act->ops != &pn_layer_activation_ops || pn_activation_kind(act) != PN_ACT_RELU ||
+        if (act->ops != &pn_layer_activation_ops ||
+            (pn_activation_kind(act) != PN_ACT_RELU && pn_activation_kind(act) != PN_ACT_HARDSWISH) ||
             net->layers[bn].ops != &pn_layer_batchnorm_ops || readers_of(net, bn) != 1)
             continue;
-        net->layers[bn].fuse_relu = 1;
+        net->layers[bn].fused_act = pn_activation_kind(act);
         act->fused_away = 1;
         for (int j = i + 1; j < net->n_layers; j++)
             for (int k = 0; k < net->layers[j].n_inputs; k++)
@@ -247,7 +249,7 @@ static void fuse_bn_relu(pn_net *net)
 static void mark_in_place(pn_net *net, int fuse)
 {
     if (fuse)
-        fuse_bn_relu(net);
+        fuse_bn_act(net);
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *l = &net->layers[i];
         dnnl_alg_kind_t alg;
@@ -332,7 +334,7 @@ pn_status pn_net_create(pn_ctx *ctx, const char *cfg_text, const pn_net_options 
     for (int i = 1; !st && i < b.cfg.n_sections; i++)
         st = build_section(net, &b, &b.cfg.sections[i], err);
     if (!st)
-        mark_in_place(net, !(opt && opt->no_bn_relu_fusion));
+        mark_in_place(net, !(opt && opt->no_bn_act_fusion));
     pn_layer *last = net->n_layers ? &net->layers[net->n_layers - 1] : NULL;
     if (!st && (last->out.c != net->classes || last->out.h != 1 || last->out.w != 1))
         st = pn_fail(err, PN_EFORMAT, "cfg: the last block outputs %dx%dx%d, not the %d class logits",
