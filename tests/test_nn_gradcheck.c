@@ -509,6 +509,62 @@ static void grads_of(pn_dtype precision, int no_fusion, const char *cfg, const f
     pn_net_destroy(net);
 }
 
+static void compare_bf16_fp32(const char *cfg, int n, int size, double tolerance)
+{
+    float *x = random_floats((size_t)n * size * size * 3, 1.0f, 31);
+    float *r = random_floats((size_t)n * 2, 1.0f, 32);
+    float *g32, *g16;
+    size_t n32, n16;
+    grads_of(PN_F32, 0, cfg, x, r, n, &g32, &n32);
+    grads_of(PN_BF16, 0, cfg, x, r, n, &g16, &n16);
+    assert_int_equal(n32, n16);
+    double max_g = 0, max_d = 0;
+    for (size_t i = 0; i < n32; i++) {
+        max_g = fmax(max_g, fabs(g32[i]));
+        max_d = fmax(max_d, fabs(g32[i] - g16[i]));
+    }
+    printf("bf16 vs fp32 gradients: max |diff| %.3g, max |g| %.3g, relative %.2e\n", max_d, max_g,
+           max_d / max_g);
+    assert_true(max_g > 0);
+    assert_true(max_d / max_g < tolerance);
+    free(g32);
+    free(g16);
+    free(x);
+    free(r);
+}
+
+/* bf16 weight gradients of 3x3 convolutions with small outputs are one
+ * matrix product over an im2col copy (conv_wgrad_gemm.c): stride 1 and 2,
+ * padding, and a layer check that the path is really taken. */
+static void test_bf16_gemm_weight_grad(void **state)
+{
+    if (!pn_ctx_has_native_bf16(g_ctx)) {
+        printf("SKIP bf16 GEMM weight gradient: no native bf16\n");
+        return;
+    }
+    const char *cfg = NET(8, 3, 2) PRE(16)
+        "[conv]\nname = a\nfilters = 32\nsize = 3\nstride = 2\nbatchnorm = 1\nactivation = relu\n"
+        "[conv]\nname = b\nfilters = 48\nsize = 3\nbias = 0\n" HEAD;
+    pn_error err = {0};
+    pn_net *net;
+    pn_net_options opt = {.precision = PN_BF16, .seed = 11};
+    pn_status cst = pn_net_create(g_ctx, cfg, &opt, &net, &err);
+    if (cst)
+        fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(cst, PN_OK);
+    float *x = random_floats(2 * 8 * 8 * 3, 1.0f, 5), r[4] = {1, -1, 0.5f, 0.25f};
+    assert_int_equal(pn_net_forward(net, x, 2, PN_FWD_TRAIN, &err), PN_OK);
+    assert_int_equal(pn_net_backward(net, r, &err), PN_OK);
+    int gemm = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].ops == &pn_layer_conv_ops && strcmp(net->layers[i].name, "pre"))
+            gemm += pn_conv_uses_gemm_wgrad(&net->layers[i]);
+    assert_int_equal(gemm, 2);
+    free(x);
+    pn_net_destroy(net);
+    compare_bf16_fp32(cfg, 4, 8, 5e-2);
+}
+
 static void test_bf16_matches_fp32(void **state)
 {
     if (!pn_ctx_has_native_bf16(g_ctx)) {
@@ -521,29 +577,9 @@ static void test_bf16_matches_fp32(void **state)
         "[conv]\nname = c2\nfilters = 16\ngroups = dw\nbatchnorm = 1\nactivation = hardswish\n"
         "[se]\nname = se\nsqueeze = 4\n"
         "[conv]\nname = c3\nfilters = 24\nsize = 1\nbatchnorm = 1\n" HEAD;
-    int n = 4;
-    float *x = random_floats((size_t)n * 16 * 16 * 3, 1.0f, 31);
-    float *r = random_floats((size_t)n * 2, 1.0f, 32);
-    float *g32, *g16;
-    size_t n32, n16;
-    grads_of(PN_F32, 0, cfg, x, r, n, &g32, &n32);
-    grads_of(PN_BF16, 0, cfg, x, r, n, &g16, &n16);
-    assert_int_equal(n32, n16);
     /* bf16 keeps 8 mantissa bits (2^-9 = 0.2% per rounding); over a few layers
      * errors grow to ~1% of the gradient's scale: tolerance 5e-2 of max|g|. */
-    double max_g = 0, max_d = 0;
-    for (size_t i = 0; i < n32; i++) {
-        max_g = fmax(max_g, fabs(g32[i]));
-        max_d = fmax(max_d, fabs(g32[i] - g16[i]));
-    }
-    printf("bf16 vs fp32 gradients: max |diff| %.3g, max |g| %.3g, relative %.2e\n", max_d, max_g,
-           max_d / max_g);
-    assert_true(max_g > 0);
-    assert_true(max_d / max_g < 5e-2);
-    free(g32);
-    free(g16);
-    free(x);
-    free(r);
+    compare_bf16_fp32(cfg, 4, 16, 5e-2);
 }
 
 /* Batch norm -> ReLU or hardswish runs fused: one batch-norm kernel with the
@@ -628,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_softmax_cross_entropy),
         cmocka_unit_test(test_bce_with_logits),
         cmocka_unit_test(test_bf16_matches_fp32),
+        cmocka_unit_test(test_bf16_gemm_weight_grad),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -181,20 +181,29 @@ pn_status pn_relayout_init(pn_relayout *r, pn_net *net, const dnnl_memory_desc_t
     return PN_OK;
 }
 
+void *pn_net_slot(pn_net *net, int slot, size_t bytes, pn_error *err)
+{
+    if (net->relayout_bytes[slot] < bytes) {
+        free(net->relayout[slot]);
+        size_t rounded = (bytes + 63) / 64 * 64;
+        if (!(net->relayout[slot] = aligned_alloc(64, rounded))) {
+            net->relayout_bytes[slot] = 0;
+            pn_fail(err, PN_ENOMEM, "out of memory (%zu-byte work buffer)", bytes);
+            return NULL;
+        }
+        net->relayout_bytes[slot] = rounded;
+    }
+    return net->relayout[slot];
+}
+
 pn_status pn_relayout_in(pn_relayout *r, pn_net *net, int slot, void *user_buf, int to_prim,
                          pn_error *err)
 {
-    if (net->relayout_bytes[slot] < r->prim_bytes) {
-        free(net->relayout[slot]);
-        size_t bytes = (r->prim_bytes + 63) / 64 * 64;
-        if (!(net->relayout[slot] = aligned_alloc(64, bytes))) {
-            net->relayout_bytes[slot] = 0;
-            return pn_fail(err, PN_ENOMEM, "out of memory (relayout buffer)");
-        }
-        net->relayout_bytes[slot] = bytes;
-    }
+    void *buf = pn_net_slot(net, slot, r->prim_bytes, err);
+    if (!buf)
+        return err ? err->code : PN_ENOMEM;
     dnnl_memory_set_data_handle(r->user, user_buf);
-    dnnl_memory_set_data_handle(r->prim, net->relayout[slot]);
+    dnnl_memory_set_data_handle(r->prim, buf);
     if (!to_prim)
         return PN_OK;
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, r->user}, {DNNL_ARG_TO, r->prim}};

@@ -193,6 +193,11 @@ typedef struct pn_relayout {
     dnnl_primitive_t to_prim, to_user;
     size_t prim_bytes;
 } pn_relayout;
+/* The net's shared work buffer `slot`, grown to at least `bytes` (contents
+ * are not kept when it grows); NULL with err set when out of memory. Valid
+ * until the next call for the same slot; layers use it within one forward
+ * or backward. */
+void *pn_net_slot(pn_net *net, int slot, size_t bytes, pn_error *err);
 pn_status pn_relayout_init(pn_relayout *r, pn_net *net, const dnnl_memory_desc_t *user_md,
                            const dnnl_memory_desc_t *prim_md, pn_error *err);
 /* Points r at user_buf and relayout slot `slot`, then reorders user -> prim

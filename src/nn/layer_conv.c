@@ -11,6 +11,7 @@
 
 #include "nn/internal.h"
 #include "nn/wprims.h"
+#include "nn/conv_wgrad_gemm.h"
 #include "nn/dw_nhwc.h"
 #include "nn/layer_conv.h"
 
@@ -19,10 +20,14 @@ typedef struct conv_priv {
     pn_wprims w;
     int manual_dw_grad; /* depthwise weight gradient by dw_nhwc.c (oneDNN has no JIT kernel) */
     int winograd;       /* the built primitives use Winograd */
+    int gemm_wgrad;     /* weight gradient by conv_wgrad_gemm.c */
+    pn_wgrad_gemm wg;
 } conv_priv;
 
 const pn_conv_geom *pn_conv_geometry(const pn_layer *l) { return &((conv_priv *)l->priv)->g; }
 pn_conv_geom *pn_conv_geometry_mut(pn_layer *l) { return &((conv_priv *)l->priv)->g; }
+int pn_conv_uses_gemm_wgrad(const pn_layer *l) { return ((const conv_priv *)l->priv)->gemm_wgrad; }
+
 const char *pn_conv_algorithm(const pn_layer *l)
 {
     return ((const conv_priv *)l->priv)->winograd ? "winograd" : "direct";
@@ -99,8 +104,11 @@ static pn_status conv_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn
 static void conv_reset(pn_layer *l)
 {
     conv_priv *p = l->priv;
-    if (p)
-        pn_wprims_reset(&p->w);
+    if (!p)
+        return;
+    pn_wprims_reset(&p->w);
+    pn_wgrad_gemm_free(&p->wg);
+    p->gemm_wgrad = 0;
 }
 
 void pn_conv_rebuild(pn_layer *l) { conv_reset(l); }
@@ -226,18 +234,25 @@ static pn_status build_forward(pn_layer *l, pn_net *net, int n, int train, conv_
     return PN_OK;
 }
 
-/* oneDNN 2.6's AMX kernel for bf16 weight gradients is slow on small
- * images: for 1x1 convolutions with 7x7 to 14x14 outputs its GEMM-based one
- * is 2-3x faster (measured on MobileNetV3's and ResNet's shapes); from 28x28
- * up the AMX kernel is as fast or faster. */
-static int gemm_weight_grad_pays(const pn_conv_geom *g, const pn_layer *l, const pn_net *net)
+/* oneDNN 2.6's AMX kernel for bf16 weight gradients is slow on some shapes
+ * (measured on MobileNetV3's and ResNet's): for 1x1 convolutions with 7x7 to
+ * 14x14 outputs its GEMM-based kernel is 2-3x faster, and for a 3x3 stem on
+ * 3 input channels its AVX-512 one is 1.4x faster (for ResNet's 7x7 stem it
+ * is 2x slower). NULL: oneDNN's own choice. */
+static const char *weight_grad_kernel(const pn_conv_geom *g, const pn_layer *l, const pn_net *net)
 {
+    if (net->dt != PN_BF16 || g->groups != 1)
+        return NULL;
     int pixels = l->out.h * l->out.w;
-    return net->dt == PN_BF16 && g->groups == 1 && g->kh == 1 && g->kw == 1 && pixels >= 49 &&
-           pixels <= 196;
+    if (g->kh == 1 && g->kw == 1 && pixels >= 49 && pixels <= 196)
+        return "gemm";
+    if (g->in_c < 8 && g->kh * g->kw <= 9)
+        return "jit_bf16";
+    return NULL;
 }
 
-static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, pn_error *err)
+static pn_status build_backward(pn_layer *l, pn_net *net, int n, const conv_descs *d,
+                                pn_error *err)
 {
     conv_priv *p = l->priv;
     const pn_conv_geom *g = &p->g;
@@ -260,13 +275,17 @@ static pn_status build_backward(pn_layer *l, pn_net *net, const conv_descs *d, p
     if (st)
         return st;
 
+    if (pn_wgrad_gemm_pays(g, l, net)) {
+        p->gemm_wgrad = 1;
+        return pn_wgrad_gemm_init(&p->wg, net, l, n, err);
+    }
     dnnl_convolution_desc_t wd;
     PN_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&wd, d->alg, &d->src,
             &d->dw_any, g->has_bias ? &d->bias : NULL, &d->dst, d->strides, d->dilates, d->pad_l,
             d->pad_r), err, l->name);
-    if ((st = gemm_weight_grad_pays(g, l, net)
-                  ? pn_make_pd_prefer(net, &wd, p->w.fwd_pd, "gemm", &pd, l->name, err)
-                  : pn_make_pd(net, &wd, NULL, p->w.fwd_pd, &pd, l->name, err)))
+    const char *prefer = weight_grad_kernel(g, l, net);
+    if ((st = prefer ? pn_make_pd_prefer(net, &wd, p->w.fwd_pd, prefer, &pd, l->name, err)
+                     : pn_make_pd(net, &wd, NULL, p->w.fwd_pd, &pd, l->name, err)))
         return st;
     const char *impl = "";
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
@@ -299,14 +318,14 @@ static pn_status conv_build(pn_layer *l, pn_net *net, int n, int train, pn_error
     if (!st)
         st = build_forward(l, net, n, train, &d, err);
     if (!st && train)
-        st = build_backward(l, net, &d, err);
+        st = build_backward(l, net, n, &d, err);
     if (st && winograd) { /* no Winograd kernel for this shape here: direct */
         conv_reset(l);
         if (err)
             *err = (pn_error){0};
         winograd = 0;
         if (!(st = make_descs(l, net, n, 0, &d, err)) && !(st = build_forward(l, net, n, train, &d, err)))
-            st = build_backward(l, net, &d, err);
+            st = build_backward(l, net, n, &d, err);
     }
     p->winograd = winograd;
     if (st)
@@ -345,7 +364,9 @@ static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
     conv_priv *p = l->priv;
     pn_status st = PN_OK;
     if (pn_layer_trains(net, l))
-        st = p->manual_dw_grad ? dw_weight_grad(l, net, err) : pn_wprims_backward_weights(&p->w, net, l, err);
+        st = p->manual_dw_grad ? dw_weight_grad(l, net, err)
+             : p->gemm_wgrad   ? pn_wgrad_gemm_run(&p->wg, net, l, err)
+                               : pn_wprims_backward_weights(&p->w, net, l, err);
     if (st || !pn_net_needs_input_grad(net, l, 0))
         return st;
     return pn_wprims_backward_data(&p->w, net, l, err);

@@ -17,6 +17,8 @@ const pn_conv_geom *pn_conv_geometry(const pn_layer *l);
 pn_conv_geom *pn_conv_geometry_mut(pn_layer *l);
 /* "winograd" or "direct": what the last built primitives use. */
 const char *pn_conv_algorithm(const pn_layer *l);
+/* The weight gradient is a matrix product (conv_wgrad_gemm.c). */
+int pn_conv_uses_gemm_wgrad(const pn_layer *l);
 /* Drops primitives so the next forward rebuilds them (after fusion). */
 void pn_conv_rebuild(pn_layer *l);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nn/internal.h"
+#include "nn/vec.h"
 
 /* ---- the input layer: converts the caller's float32 NHWC into the compute type ---- */
 static pn_status input_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
@@ -498,13 +499,7 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
         net->step++;
     net->prof_steps += net->profiling;
     pn_layer *in = &net->layers[0];
-    size_t count = pn_buf_numel(&in->out, n);
-    if (net->dt == PN_F32)
-        memcpy(in->out.data, input, count * sizeof(float));
-    else
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < count; i++)
-            ((uint16_t *)in->out.data)[i] = pn_f32_to_bf16(input[i]);
+    pn_vec_from_f32(input, in->out.data, net->dt, pn_buf_numel(&in->out, n));
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *l = &net->layers[i];
         if (l->fused_away)

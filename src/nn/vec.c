@@ -1,3 +1,6 @@
+#include <string.h>
+
+#include "nn/internal.h"
 #include "nn/vec.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -14,6 +17,27 @@ static AVX512 void add_avx512(const void *a, const void *b, void *out, pn_dtype 
     }
 }
 #endif
+
+PN_SIMD_CLONES static void to_bf16(const float *restrict in, uint16_t *restrict out, size_t n)
+{
+#pragma omp simd
+    for (size_t i = 0; i < n; i++)
+        out[i] = pn_f32_to_bf16(in[i]);
+}
+
+void pn_vec_from_f32(const float *in, void *out, pn_dtype t, size_t n)
+{
+    if (t == PN_F32) {
+        memcpy(out, in, n * sizeof(float));
+        return;
+    }
+    size_t chunk = 1 << 16, chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t begin = c * chunk, end = begin + chunk < n ? begin + chunk : n;
+        to_bf16(in + begin, (uint16_t *)out + begin, end - begin);
+    }
+}
 
 void pn_vec_add(const void *a, const void *b, void *out, pn_dtype t, size_t n)
 {

@@ -10,5 +10,7 @@
 
 /* out[i] = a[i] + b[i] (out may alias a or b), threads over the range. */
 void pn_vec_add(const void *a, const void *b, void *out, pn_dtype t, size_t n);
+/* out[i] = in[i] (fp32) stored as t (rounded to nearest even for bf16). */
+void pn_vec_from_f32(const float *in, void *out, pn_dtype t, size_t n);
 
 #endif
