@@ -6,6 +6,11 @@
 
 #include "nn/internal.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include "nn/avx512_util.h"
+#define HAVE_AVX512_KERNELS 1
+#endif
+
 enum { P_W1, P_B1, P_W2, P_B2 };
 
 typedef struct se_priv {
@@ -100,7 +105,7 @@ PN_SIMD_CLONES static void dense(const float *in, const float *w, const float *b
 }
 
 /* The full-tensor passes work on rows of c channels of one image. */
-PN_SIMD_CLONES static void sum_rows(const void *x, pn_dtype t, size_t row0, int rows, int c,
+PN_SIMD_CLONES static void sum_rows_c(const void *x, pn_dtype t, size_t row0, int rows, int c,
                                     float *sum)
 {
     memset(sum, 0, (size_t)c * sizeof(float));
@@ -121,7 +126,7 @@ PN_SIMD_CLONES static void sum_rows(const void *x, pn_dtype t, size_t row0, int 
 }
 
 /* y = x * s[ch] */
-PN_SIMD_CLONES static void scale_rows(const void *x, void *y, pn_dtype t, size_t row0, int rows,
+PN_SIMD_CLONES static void scale_rows_c(const void *x, void *y, pn_dtype t, size_t row0, int rows,
                                       int c, const float *s)
 {
     size_t begin = row0 * c, end = (row0 + (size_t)rows) * c;
@@ -143,7 +148,7 @@ PN_SIMD_CLONES static void scale_rows(const void *x, void *y, pn_dtype t, size_t
 }
 
 /* ds[ch] = sum over rows of dy * x (dL/dscale) */
-PN_SIMD_CLONES static void dot_rows(const void *dy, const void *x, pn_dtype t, size_t row0,
+PN_SIMD_CLONES static void dot_rows_c(const void *dy, const void *x, pn_dtype t, size_t row0,
                                     int rows, int c, float *ds)
 {
     memset(ds, 0, (size_t)c * sizeof(float));
@@ -164,7 +169,7 @@ PN_SIMD_CLONES static void dot_rows(const void *dy, const void *x, pn_dtype t, s
 }
 
 /* dx = dy * s[ch] + d[ch] */
-PN_SIMD_CLONES static void scale_add_rows(const void *dy, void *dx, pn_dtype t, size_t row0,
+PN_SIMD_CLONES static void scale_add_rows_c(const void *dy, void *dx, pn_dtype t, size_t row0,
                                           int rows, int c, const float *s, const float *d)
 {
     size_t begin = row0 * c, end = (row0 + (size_t)rows) * c;
@@ -183,6 +188,120 @@ PN_SIMD_CLONES static void scale_add_rows(const void *dy, void *dx, pn_dtype t, 
                 o[ch] = pn_f32_to_bf16(pn_bf16_to_f32(gr[ch]) * s[ch] + d[ch]);
         }
     }
+}
+
+#ifdef HAVE_AVX512_KERNELS
+/* AVX-512 versions: a channel group walks down the rows with its sums or
+ * scales in registers. */
+static AVX512 void sum_rows_v(const void *x, pn_dtype t, size_t row0, int rows, int c, float *sum)
+{
+    for (int k = 0; k < c; k += 16) {
+        __mmask16 m = tail_mask(c, k);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int i = 0;
+        for (; i + 1 < rows; i += 2) {
+            a0 = _mm512_add_ps(a0, ld(x, t, (row0 + i) * c + k, m));
+            a1 = _mm512_add_ps(a1, ld(x, t, (row0 + i + 1) * c + k, m));
+        }
+        if (i < rows)
+            a0 = _mm512_add_ps(a0, ld(x, t, (row0 + i) * c + k, m));
+        _mm512_mask_storeu_ps(sum + k, m, _mm512_add_ps(a0, a1));
+    }
+}
+
+static AVX512 void scale_rows_v(const void *x, void *y, pn_dtype t, size_t row0, int rows, int c,
+                                const float *s)
+{
+    for (int k = 0; k < c; k += 16) {
+        __mmask16 m = tail_mask(c, k);
+        __m512 sv = _mm512_maskz_loadu_ps(m, s + k);
+        for (int i = 0; i < rows; i++) {
+            size_t off = (row0 + i) * c + k;
+            st(y, t, off, m, _mm512_mul_ps(ld(x, t, off, m), sv));
+        }
+    }
+}
+
+static AVX512 void dot_rows_v(const void *dy, const void *x, pn_dtype t, size_t row0, int rows,
+                              int c, float *ds)
+{
+    for (int k = 0; k < c; k += 16) {
+        __mmask16 m = tail_mask(c, k);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        int i = 0;
+        for (; i + 1 < rows; i += 2) {
+            size_t o0 = (row0 + i) * c + k, o1 = o0 + c;
+            a0 = _mm512_fmadd_ps(ld(dy, t, o0, m), ld(x, t, o0, m), a0);
+            a1 = _mm512_fmadd_ps(ld(dy, t, o1, m), ld(x, t, o1, m), a1);
+        }
+        if (i < rows) {
+            size_t o0 = (row0 + i) * c + k;
+            a0 = _mm512_fmadd_ps(ld(dy, t, o0, m), ld(x, t, o0, m), a0);
+        }
+        _mm512_mask_storeu_ps(ds + k, m, _mm512_add_ps(a0, a1));
+    }
+}
+
+static AVX512 void scale_add_rows_v(const void *dy, void *dx, pn_dtype t, size_t row0, int rows,
+                                    int c, const float *s, const float *d)
+{
+    for (int k = 0; k < c; k += 16) {
+        __mmask16 m = tail_mask(c, k);
+        __m512 sv = _mm512_maskz_loadu_ps(m, s + k), dv = _mm512_maskz_loadu_ps(m, d + k);
+        for (int i = 0; i < rows; i++) {
+            size_t off = (row0 + i) * c + k;
+            st(dx, t, off, m, _mm512_fmadd_ps(ld(dy, t, off, m), sv, dv));
+        }
+    }
+}
+#endif
+
+/* The passes over one image's rows, on the fastest kernels this CPU runs. */
+static void sum_rows(const void *x, pn_dtype t, size_t row0, int rows, int c, float *sum)
+{
+#ifdef HAVE_AVX512_KERNELS
+    if (pn_cpu_has_avx512()) {
+        sum_rows_v(x, t, row0, rows, c, sum);
+        return;
+    }
+#endif
+    sum_rows_c(x, t, row0, rows, c, sum);
+}
+
+static void scale_rows(const void *x, void *y, pn_dtype t, size_t row0, int rows, int c,
+                       const float *s)
+{
+#ifdef HAVE_AVX512_KERNELS
+    if (pn_cpu_has_avx512()) {
+        scale_rows_v(x, y, t, row0, rows, c, s);
+        return;
+    }
+#endif
+    scale_rows_c(x, y, t, row0, rows, c, s);
+}
+
+static void dot_rows(const void *dy, const void *x, pn_dtype t, size_t row0, int rows, int c,
+                     float *ds)
+{
+#ifdef HAVE_AVX512_KERNELS
+    if (pn_cpu_has_avx512()) {
+        dot_rows_v(dy, x, t, row0, rows, c, ds);
+        return;
+    }
+#endif
+    dot_rows_c(dy, x, t, row0, rows, c, ds);
+}
+
+static void scale_add_rows(const void *dy, void *dx, pn_dtype t, size_t row0, int rows, int c,
+                           const float *s, const float *d)
+{
+#ifdef HAVE_AVX512_KERNELS
+    if (pn_cpu_has_avx512()) {
+        scale_add_rows_v(dy, dx, t, row0, rows, c, s, d);
+        return;
+    }
+#endif
+    scale_add_rows_c(dy, dx, t, row0, rows, c, s, d);
 }
 
 static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
