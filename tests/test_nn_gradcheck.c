@@ -283,8 +283,19 @@ static void test_conv_winograd(void **state)
         assert_string_equal(alg, "winograd");
     else
         printf("SKIP Winograd check: CPU %s has no oneDNN Winograd kernel\n", pn_ctx_isa_name(g_ctx));
-    free(x);
     pn_net_destroy(net);
+    /* algorithm = direct opts out; anything else is a cfg error */
+    const char *direct = NET(8, 3, 2) PRE(16) "[conv]\nname = c\nfilters = 16\nsize = 3\nalgorithm = direct\n" HEAD;
+    assert_int_equal(pn_net_create(g_ctx, direct, &opt, &net, &err), PN_OK);
+    assert_int_equal(pn_net_forward(net, x, 2, PN_FWD_TRAIN, &err), PN_OK);
+    for (int i = 0; i < net->n_layers; i++)
+        if (!strcmp(net->layers[i].name, "c"))
+            assert_string_equal(pn_conv_algorithm(&net->layers[i]), "direct");
+    pn_net_destroy(net);
+    const char *bad = NET(8, 3, 2) PRE(16) "[conv]\nname = c\nfilters = 16\nalgorithm = fast\n" HEAD;
+    assert_int_equal(pn_net_create(g_ctx, bad, &opt, &net, &err), PN_EFORMAT);
+    assert_non_null(strstr(err.msg, "algorithm"));
+    free(x);
 }
 
 static void test_batchnorm_frozen(void **state)
