@@ -16,11 +16,24 @@ static AVX512 void add_avx512(const void *a, const void *b, void *out, pn_dtype 
         st(out, t, i, m, _mm512_add_ps(ld(a, t, i, m), ld(b, t, i, m)));
     }
 }
+
+static AVX512 void to_bf16_avx512(const float *in, uint16_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        st(out, PN_BF16, i, m, _mm512_maskz_loadu_ps(m, in + i));
+    }
+}
 #endif
 
-PN_SIMD_CLONES static void to_bf16(const float *restrict in, uint16_t *restrict out, size_t n)
+static void to_bf16(const float *in, uint16_t *out, size_t n)
 {
-#pragma omp simd
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (pn_cpu_has_avx512()) {
+        to_bf16_avx512(in, out, n);
+        return;
+    }
+#endif
     for (size_t i = 0; i < n; i++)
         out[i] = pn_f32_to_bf16(in[i]);
 }
