@@ -248,6 +248,10 @@ static void test_conv_depthwise(void **state)
     gc_case c = {NET(8, 3, 2) PRE(4)
                  "[conv]\nname = dw\ngroups = dw\nsize = 3x5\npad = 1\nstride = 2\n" HEAD, 2, 1.0f, NULL, 0};
     gradcheck("conv depthwise 3x5", &c);
+    /* stride 1: the input gradient by dw_nhwc.c where the CPU has AVX-512;
+     * 20 channels, a partial 16-channel vector */
+    gc_case c1 = {NET(8, 3, 2) PRE(20) "[conv]\nname = dw\ngroups = dw\nsize = 5\n" HEAD, 2, 1.0f, NULL, 0};
+    gradcheck("conv depthwise 5x5 stride 1", &c1);
 }
 
 static void test_batchnorm_train(void **state)

@@ -290,12 +290,90 @@ static void test_depthwise_weight_grad(void **state)
     }
 }
 
+/* Depthwise forward and (stride 1) input gradient against direct sums. */
+static void check_dw_forward_backward(pn_dtype t, pn_dw_shape s)
+{
+    size_t nin = (size_t)s.n * s.ih * s.iw * s.c, nout = (size_t)s.n * s.oh * s.ow * s.c;
+    int taps = s.kh * s.kw;
+    tensor x = make(t, nin, 0.0f, 1.0f, 21), dy = make(t, nout, 0.0f, 1.0f, 22);
+    tensor y = make(t, nout, 0, 0, 1), dx = make(t, nin, 0, 0, 1);
+    float *w = malloc((size_t)s.c * taps * sizeof(float)), *wt = malloc((size_t)s.c * taps * sizeof(float));
+    double *ref_dx = calloc(nin, sizeof(double));
+    assert_true(w && wt && ref_dx);
+    pn_rng r = pn_rng_seed(23, 1, 1);
+    for (int i = 0; i < s.c * taps; i++)
+        w[i] = pn_rng_normal(&r);
+    pn_dw_transpose_weights(w, s.c, s.kh, s.kw, 0, wt);
+    assert_int_equal(pn_dw_nhwc_forward(x.v, wt, y.v, t, &s), 0);
+    double worst_y = 0, worst_dx = 0, scale = 1e-30;
+    for (int n = 0; n < s.n; n++)
+        for (int oy = 0; oy < s.oh; oy++)
+            for (int ox = 0; ox < s.ow; ox++)
+                for (int c = 0; c < s.c; c++) {
+                    double acc = 0;
+                    size_t o = (((size_t)n * s.oh + oy) * s.ow + ox) * s.c + c;
+                    for (int i = 0; i < s.kh; i++)
+                        for (int j = 0; j < s.kw; j++) {
+                            int iy = oy * s.sh - s.pt + i, ix = ox * s.sw - s.pl + j;
+                            if (iy < 0 || ix < 0 || iy >= s.ih || ix >= s.iw)
+                                continue;
+                            size_t in = (((size_t)n * s.ih + iy) * s.iw + ix) * s.c + c;
+                            acc += at(&x, in) * w[c * taps + i * s.kw + j];
+                            ref_dx[in] += at(&dy, o) * w[c * taps + i * s.kw + j];
+                        }
+                    worst_y = fmax(worst_y, fabs(at(&y, o) - acc));
+                    scale = fmax(scale, fabs(acc));
+                }
+    double tol = t == PN_F32 ? 1e-5 : 1e-2; /* bf16: one rounding of the output */
+    printf("depthwise forward %s %dx%d/%d pad %d,%d c %d: max |diff| %.2e of %.2e\n",
+           t == PN_F32 ? "fp32" : "bf16", s.kh, s.kw, s.sh, s.pt, s.pl, s.c, worst_y, scale);
+    assert_true(worst_y <= tol * scale);
+    if (s.sh == 1 && s.sw == 1) {
+        pn_dw_transpose_weights(w, s.c, s.kh, s.kw, 1, wt);
+        assert_int_equal(pn_dw_nhwc_backward_data(dy.v, wt, dx.v, t, &s), 0);
+        double dscale = 1e-30;
+        for (size_t i = 0; i < nin; i++) {
+            worst_dx = fmax(worst_dx, fabs(at(&dx, i) - ref_dx[i]));
+            dscale = fmax(dscale, fabs(ref_dx[i]));
+        }
+        printf("depthwise input gradient: max |diff| %.2e of %.2e\n", worst_dx, dscale);
+        assert_true(worst_dx <= tol * dscale);
+    }
+    free(x.v);
+    free(dy.v);
+    free(y.v);
+    free(dx.v);
+    free(w);
+    free(wt);
+    free(ref_dx);
+}
+
+static void test_depthwise_forward_backward(void **state)
+{
+    (void)state;
+    /* n, c, ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl */
+    const pn_dw_shape shapes[] = {{2, 24, 9, 9, 9, 9, 5, 5, 1, 1, 1, 1, 2, 2},
+                                  {2, 40, 8, 8, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0},  /* TF SAME, stride 2 */
+                                  {1, 16, 7, 11, 7, 11, 3, 3, 1, 1, 1, 1, 1, 1},
+                                  {3, 72, 13, 13, 7, 7, 5, 5, 2, 2, 1, 1, 2, 2},
+                                  {2, 20, 12, 12, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1}};
+    if (!pn_dw_nhwc_fast_available(&shapes[0])) {
+        printf("SKIP depthwise forward kernels: no AVX-512 here (oneDNN's run instead)\n");
+        return;
+    }
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        check_dw_forward_backward(PN_F32, shapes[i]);
+        check_dw_forward_backward(PN_BF16, shapes[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batchnorm_kernels),
         cmocka_unit_test(test_maxpool_kernels),
         cmocka_unit_test(test_depthwise_weight_grad),
+        cmocka_unit_test(test_depthwise_forward_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,13 +1,16 @@
-/* Depthwise-convolution weight gradient for NHWC tensors, used where oneDNN
- * only offers a generic grouped kernel (bf16 with 5x5 depthwise kernels
- * falls to a slow path in oneDNN 2.6). The inner loop runs over channels,
- * which are contiguous in NHWC. */
+/* Depthwise convolution kernels for NHWC tensors (see dw_nhwc.h). The inner
+ * loops run over channels, which are contiguous in NHWC. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/dw_nhwc.h"
 #include "nn/internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include "nn/avx512_util.h"
+#define HAVE_AVX512_KERNELS 1
+#endif
 
 PN_SIMD_CLONES static void load(const void *p, pn_dtype t, size_t off, size_t c, float *out)
 {
@@ -89,3 +92,134 @@ int pn_dw_nhwc_backward_weights(const void *x, const void *dy, pn_dtype t, const
     free(work);
     return 0;
 }
+
+void pn_dw_transpose_weights(const float *w, int c, int kh, int kw, int flip, float *wt)
+{
+    int taps = kh * kw;
+    for (int k = 0; k < c; k++)
+        for (int tap = 0; tap < taps; tap++)
+            wt[(size_t)(flip ? taps - 1 - tap : tap) * c + k] = w[(size_t)k * taps + tap];
+}
+
+#define MAX_KERNEL 7
+#define BLOCK 8 /* output pixels per step: 8 accumulators of 16 channels */
+
+int pn_dw_nhwc_fast_available(const pn_dw_shape *s)
+{
+#ifdef HAVE_AVX512_KERNELS
+    return pn_cpu_has_avx512() && s->dh == 1 && s->dw == 1 && s->kh <= MAX_KERNEL &&
+           s->kw <= MAX_KERNEL;
+#else
+    (void)s;
+    return 0;
+#endif
+}
+
+#ifdef HAVE_AVX512_KERNELS
+/* One output row from the kh input rows it reads (fp32, zero-padded: image
+ * column ix at buffer column ix + pl; NULL for rows outside the image). */
+static AVX512 void forward_row(const float *const *xrows, const float *wt, void *y, pn_dtype t,
+                               const pn_dw_shape *s, size_t yoff)
+{
+    int c = s->c;
+    size_t step = (size_t)s->sw * c;
+    for (int k = 0; k < c; k += 16) {
+        __mmask16 m = tail_mask(c, k);
+        for (int ox0 = 0; ox0 < s->ow; ox0 += BLOCK) {
+            __m512 acc[BLOCK];
+            for (int u = 0; u < BLOCK; u++)
+                acc[u] = _mm512_setzero_ps();
+            for (int i = 0; i < s->kh; i++) {
+                if (!xrows[i])
+                    continue;
+                for (int j = 0; j < s->kw; j++) {
+                    __m512 wv = _mm512_maskz_loadu_ps(m, wt + (size_t)(i * s->kw + j) * c + k);
+                    const float *p = xrows[i] + ((size_t)ox0 * s->sw + (size_t)j) * c + k;
+                    for (int u = 0; u < BLOCK; u++) /* past the row's end: padding, not stored */
+                        acc[u] = _mm512_fmadd_ps(_mm512_loadu_ps(p + u * step), wv, acc[u]);
+                }
+            }
+            for (int u = 0; u < BLOCK && ox0 + u < s->ow; u++)
+                st(y, t, yoff + (size_t)(ox0 + u) * c + k, m, acc[u]);
+        }
+    }
+}
+
+static AVX512 void to_f32_row(const void *x, pn_dtype t, size_t off, size_t n, float *out)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(out + i, m, ld(x, t, off + i, m));
+    }
+}
+
+int pn_dw_nhwc_forward(const void *x, const float *wt, void *y, pn_dtype t, const pn_dw_shape *s)
+{
+    size_t rowlen = (size_t)s->iw * s->c;
+    /* padded width: every block's loads stay inside, zeros left of column 0 */
+    int blocks = (s->ow + BLOCK - 1) / BLOCK;
+    size_t width = (size_t)(blocks * BLOCK - 1) * s->sw + (size_t)s->kw;
+    if (width < (size_t)(s->iw + s->pl))
+        width = (size_t)(s->iw + s->pl);
+    size_t padded = width * s->c + 16; /* + a partial channel group's full-width loads */
+    int rows = s->n * s->oh, failed = 0;
+#pragma omp parallel
+    {
+        /* a ring of kh converted rows: consecutive output rows share kh - stride of them */
+        float *buf = calloc((size_t)s->kh * padded, sizeof(float));
+        long tag[MAX_KERNEL];
+        const float *xrows[MAX_KERNEL];
+        for (int q = 0; q < s->kh; q++)
+            tag[q] = -1;
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            if (!buf)
+                continue;
+            int n = r / s->oh, oy = r % s->oh;
+            for (int i = 0; i < s->kh; i++) {
+                int iy = oy * s->sh - s->pt + i;
+                xrows[i] = NULL;
+                if (iy < 0 || iy >= s->ih)
+                    continue;
+                int q = iy % s->kh;
+                long want = (long)n * s->ih + iy;
+                if (tag[q] != want) {
+                    to_f32_row(x, t, (size_t)want * rowlen, rowlen, buf + q * padded + (size_t)s->pl * s->c);
+                    tag[q] = want;
+                }
+                xrows[i] = buf + q * padded;
+            }
+            forward_row(xrows, wt, y, t, s, ((size_t)n * s->oh + oy) * s->ow * s->c);
+        }
+        free(buf);
+    }
+    return failed ? -1 : 0;
+}
+
+int pn_dw_nhwc_backward_data(const void *dy, const float *wt_flipped, void *dx, pn_dtype t,
+                             const pn_dw_shape *s)
+{
+    /* dx[iy][ix] = sum dy[iy + pt - i][ix + pl - j] w[i][j]: a stride-1
+     * forward over dy with the flipped kernel and the complementary padding */
+    pn_dw_shape f = {s->n, s->c, s->oh, s->ow, s->ih, s->iw, s->kh, s->kw, 1, 1, 1, 1,
+                     s->kh - 1 - s->pt, s->kw - 1 - s->pl};
+    return pn_dw_nhwc_forward(dy, wt_flipped, dx, t, &f);
+}
+#else
+int pn_dw_nhwc_forward(const void *x, const float *wt, void *y, pn_dtype t, const pn_dw_shape *s)
+{
+    (void)x, (void)wt, (void)y, (void)t, (void)s;
+    return -1; /* pn_dw_nhwc_fast_available() is 0: never called */
+}
+
+int pn_dw_nhwc_backward_data(const void *dy, const float *wt_flipped, void *dx, pn_dtype t,
+                             const pn_dw_shape *s)
+{
+    (void)dy, (void)wt_flipped, (void)dx, (void)t, (void)s;
+    return -1;
+}
+#endif
