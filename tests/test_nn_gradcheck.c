@@ -524,28 +524,41 @@ static void grads_of(pn_dtype precision, int no_fusion, const char *cfg, const f
     pn_net_destroy(net);
 }
 
-static void compare_bf16_fp32(const char *cfg, int n, int size, double tolerance)
+/* The gradients of one cfg computed two ways (precision, BN-activation
+ * fusion) on the same input: max |a - b| must stay below tolerance * max |a|. */
+typedef struct grad_run {
+    pn_dtype precision;
+    int no_fusion;
+} grad_run;
+
+static void compare_grads(const char *label, const char *cfg, int n, int size, grad_run ref,
+                          grad_run test, uint64_t seed, double tolerance)
 {
-    float *x = random_floats((size_t)n * size * size * 3, 1.0f, 31);
-    float *r = random_floats((size_t)n * 2, 1.0f, 32);
-    float *g32, *g16;
-    size_t n32, n16;
-    grads_of(PN_F32, 0, cfg, x, r, n, &g32, &n32);
-    grads_of(PN_BF16, 0, cfg, x, r, n, &g16, &n16);
-    assert_int_equal(n32, n16);
+    float *x = random_floats((size_t)n * size * size * 3, 1.0f, seed);
+    float *r = random_floats((size_t)n * 2, 1.0f, seed + 1);
+    float *ga, *gb;
+    size_t na, nb;
+    grads_of(ref.precision, ref.no_fusion, cfg, x, r, n, &ga, &na);
+    grads_of(test.precision, test.no_fusion, cfg, x, r, n, &gb, &nb);
+    assert_int_equal(na, nb);
     double max_g = 0, max_d = 0;
-    for (size_t i = 0; i < n32; i++) {
-        max_g = fmax(max_g, fabs(g32[i]));
-        max_d = fmax(max_d, fabs(g32[i] - g16[i]));
+    for (size_t i = 0; i < na; i++) {
+        max_g = fmax(max_g, fabs(ga[i]));
+        max_d = fmax(max_d, fabs(ga[i] - gb[i]));
     }
-    printf("bf16 vs fp32 gradients: max |diff| %.3g, max |g| %.3g, relative %.2e\n", max_d, max_g,
-           max_d / max_g);
+    printf("%s: max |diff| %.3g, max |g| %.3g, relative %.2e\n", label, max_d, max_g, max_d / max_g);
     assert_true(max_g > 0);
-    assert_true(max_d / max_g < tolerance);
-    free(g32);
-    free(g16);
+    assert_true(max_d < tolerance * max_g);
+    free(ga);
+    free(gb);
     free(x);
     free(r);
+}
+
+static void compare_bf16_fp32(const char *cfg, int n, int size, double tolerance)
+{
+    compare_grads("bf16 vs fp32 gradients", cfg, n, size, (grad_run){PN_F32, 0},
+                  (grad_run){PN_BF16, 0}, 31, tolerance);
 }
 
 /* bf16 weight gradients of 3x3 convolutions with small outputs are one
@@ -622,27 +635,11 @@ static void check_fused_bn_act(const char *act, pn_dtype precision, double toler
         assert_int_equal(fused, no_fusion ? 0 : 2);
         pn_net_destroy(net);
     }
-    int n = 3;
-    float *x = random_floats((size_t)n * 8 * 8 * 3, 1.0f, 41);
-    float *r = random_floats((size_t)n * 2, 1.0f, 42);
-    float *fused, *plain;
-    size_t nf, np;
-    grads_of(precision, 0, cfg, x, r, n, &fused, &nf);
-    grads_of(precision, 1, cfg, x, r, n, &plain, &np);
-    assert_int_equal(nf, np);
-    double max_g = 0, max_d = 0;
-    for (size_t i = 0; i < nf; i++) {
-        max_g = fmax(max_g, fabs(plain[i]));
-        max_d = fmax(max_d, fabs(plain[i] - fused[i]));
-    }
-    printf("fused vs unfused bn+%s (%s): max |diff| %.3g, max |g| %.3g\n", act,
-           precision == PN_BF16 ? "bf16" : "fp32", max_d, max_g);
-    assert_true(max_g > 0);
-    assert_true(max_d <= tolerance * max_g);
-    free(fused);
-    free(plain);
-    free(x);
-    free(r);
+    char label[64];
+    snprintf(label, sizeof label, "fused vs unfused bn+%s (%s)", act,
+             precision == PN_BF16 ? "bf16" : "fp32");
+    compare_grads(label, cfg, 3, 8, (grad_run){precision, 1}, (grad_run){precision, 0}, 41,
+                  tolerance);
 }
 
 static void test_batchnorm_fused_act(void **state)

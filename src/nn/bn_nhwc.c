@@ -5,27 +5,15 @@
 #include <string.h>
 
 #include "nn/bn_nhwc.h"
-
-static float load(const void *p, pn_dtype t, size_t i)
-{
-    return t == PN_F32 ? ((const float *)p)[i] : pn_bf16_to_f32(((const uint16_t *)p)[i]);
-}
-
-static void store(void *p, pn_dtype t, size_t i, float v)
-{
-    if (t == PN_F32)
-        ((float *)p)[i] = v;
-    else
-        ((uint16_t *)p)[i] = pn_f32_to_bf16(v);
-}
+#include "nn/internal.h"
 
 static float act_grad(const void *x, const void *dy, pn_dtype t, size_t i, int k, pn_bn_act act,
                       const float *scale, const float *shift)
 {
-    float g = load(dy, t, i);
+    float g = pn_ld(dy, t, i);
     if (act == PN_BN_LINEAR)
         return g;
-    float z = load(x, t, i) * scale[k] + shift[k];
+    float z = pn_ld(x, t, i) * scale[k] + shift[k];
     if (act == PN_BN_RELU) /* selects, as the vector kernel's mask does (0 * inf would be NaN) */
         return z > 0 ? g : 0.0f;
     return g * pn_bn_act_grad(act, z);
@@ -36,7 +24,7 @@ static void scalar_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
 {
     for (size_t r = r0; r < r1; r++)
         for (int k = 0; k < c; k++) {
-            double d = load(x, t, r * c + k) - pivot[k];
+            double d = pn_ld(x, t, r * c + k) - pivot[k];
             s1[k] += d;
             s2[k] += d * d;
         }
@@ -47,7 +35,8 @@ static void scalar_apply(const void *x, void *y, pn_dtype t, size_t r0, size_t r
 {
     for (size_t r = r0; r < r1; r++)
         for (int k = 0; k < c; k++)
-            store(y, t, r * c + k, pn_bn_act_apply(act, load(x, t, r * c + k) * scale[k] + shift[k]));
+            pn_st(y, t, r * c + k,
+                  pn_bn_act_apply(act, pn_ld(x, t, r * c + k) * scale[k] + shift[k]));
 }
 
 static void scalar_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1,
@@ -59,7 +48,7 @@ static void scalar_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r
             size_t i = r * c + k;
             float g = act_grad(x, dy, t, i, k, act, scale, shift);
             sg[k] += g;
-            sgx[k] += (double)g * (load(x, t, i) - mean[k]);
+            sgx[k] += (double)g * (pn_ld(x, t, i) - mean[k]);
         }
 }
 
@@ -71,7 +60,7 @@ static void scalar_grad_apply(const void *x, const void *dy, void *dx, pn_dtype 
         for (int k = 0; k < c; k++) {
             size_t i = r * c + k;
             float g = act_grad(x, dy, t, i, k, act, scale, shift);
-            store(dx, t, i, ka[k] * g + kb[k] * load(x, t, i) + kc[k]);
+            pn_st(dx, t, i, ka[k] * g + kb[k] * pn_ld(x, t, i) + kc[k]);
         }
 }
 
@@ -152,7 +141,7 @@ int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t r
         /* Sums of x - pivot with the first row as pivot: one pass, and no
          * cancellation when |mean| >> std (E[x^2] - E[x]^2 would lose it). */
         for (int i = 0; i < c; i++)
-            pivot[i] = load(x, t, (size_t)i);
+            pivot[i] = pn_ld(x, t, (size_t)i);
         sum_job j = {k, x, NULL, t, rows, c, pivot, NULL, NULL, PN_BN_LINEAR, 0};
         rc = run_sums(&j, s, s + c);
         for (int i = 0; !rc && i < c; i++) {

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "nn/maxpool_nhwc.h"
+#include "nn/internal.h"
 
 /* Output windows (rows [o0, o1)) that contain input row i: o*s - p <= i <= o*s - p + k - 1. */
 static void windows_over(int i, int k, int s, int p, int out, int *o0, int *o1)
@@ -12,19 +13,6 @@ static void windows_over(int i, int k, int s, int p, int out, int *o0, int *o1)
     *o0 = lo <= 0 ? 0 : (lo + s - 1) / s;
     int hi = (i + p) / s + 1;
     *o1 = hi < out ? hi : out;
-}
-
-static float load(const void *p, pn_dtype t, size_t i)
-{
-    return t == PN_F32 ? ((const float *)p)[i] : pn_bf16_to_f32(((const uint16_t *)p)[i]);
-}
-
-static void store(void *p, pn_dtype t, size_t i, float v)
-{
-    if (t == PN_F32)
-        ((float *)p)[i] = v;
-    else
-        ((uint16_t *)p)[i] = pn_f32_to_bf16(v);
 }
 
 static size_t pixel(const pn_pool_shape *s, int n, int y, int x, int h, int w)
@@ -48,14 +36,14 @@ static void scalar_forward_row(const void *x, void *y, uint8_t *argmax, pn_dtype
                     int ix = ox * s->sw - s->pl + wx;
                     if (ix < 0 || ix >= s->iw)
                         continue;
-                    float v = load(x, t, pixel(s, n, iy, ix, s->ih, s->iw) + c);
+                    float v = pn_ld(x, t, pixel(s, n, iy, ix, s->ih, s->iw) + c);
                     if (v > best || isnan(v)) {
                         best = v;
                         at = wy * s->kw + wx;
                     }
                 }
             }
-            store(y, t, o + c, best);
+            pn_st(y, t, o + c, best);
             if (argmax)
                 argmax[o + c] = (uint8_t)at;
         }
@@ -78,9 +66,9 @@ static void scalar_backward_row(const void *dy, const uint8_t *argmax, void *dx,
                     int p = (iy - (oy * s->sh - s->pt)) * s->kw + (ix - (ox * s->sw - s->pl));
                     size_t o = pixel(s, n, oy, ox, s->oh, s->ow) + c;
                     if (argmax[o] == p)
-                        g += load(dy, t, o);
+                        g += pn_ld(dy, t, o);
                 }
-            store(dx, t, i + c, g);
+            pn_st(dx, t, i + c, g);
         }
     }
 }
