@@ -44,14 +44,36 @@ static inline float pn_bn_act_grad(pn_bn_act act, float z)
     return 1.0f;
 }
 
+/* The vector kernels walk a block of rows as one flat array in memory order
+ * (channel-group walks down the rows ran at ~60% of this machine's bandwidth:
+ * strided cache-line touches defeat the prefetcher). Their per-channel
+ * arrays are therefore "period" arrays of pn_bn_period(c) entries, entry j
+ * belonging to channel j % c, and blocks start at rows that are multiples of
+ * pn_bn_period(c) / c. The period is a multiple of lcm(c, 16), so it is whole
+ * vectors, and at least 64 entries, so the sums' in-memory accumulators are
+ * revisited no sooner than every fourth vector (store-to-load latency). */
+static inline size_t pn_bn_period(int c)
+{
+    int a = c, b = 16;
+    while (b) {
+        int r = a % b;
+        a = b;
+        b = r;
+    }
+    size_t lcm = (size_t)c * 16 / (size_t)a;
+    return lcm * ((64 + lcm - 1) / lcm);
+}
+
 /* One implementation of the per-block loops (rows [r0, r1) of a rows x c
- * tensor); the drivers below split rows between threads. Sums are added to
- * the caller's double accumulators. */
+ * tensor); the drivers below split rows between threads. Coefficient and sum
+ * arrays are period arrays (above); the portable kernels use their first c
+ * entries. Sums are added to the caller's double accumulators; tmp is
+ * scratch of 2 * pn_bn_period(c) floats. */
 typedef struct pn_bn_kernels {
     const char *name;
     /* s1 += sum(x - pivot), s2 += sum((x - pivot)^2) */
     void (*stats)(const void *x, pn_dtype t, size_t r0, size_t r1, int c, const float *pivot,
-                  double *s1, double *s2);
+                  double *s1, double *s2, float *tmp);
     /* y = act(x * scale + shift) */
     void (*apply)(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
                   const float *scale, const float *shift, pn_bn_act act);
@@ -59,7 +81,7 @@ typedef struct pn_bn_kernels {
      * sg += sum(g), sgx += sum(g * (x - mean)) */
     void (*grad_sums)(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1, int c,
                       const float *mean, pn_bn_act act, const float *scale, const float *shift,
-                      double *sg, double *sgx);
+                      double *sg, double *sgx, float *tmp);
     /* dx = ka * g + kb * x + kc, g as in grad_sums */
     void (*grad_apply)(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0, size_t r1,
                        int c, const float *ka, const float *kb, const float *kc, pn_bn_act act,
@@ -73,11 +95,13 @@ const pn_bn_kernels *pn_bn_kernels_avx512(void);
 /* The fastest this CPU runs. */
 const pn_bn_kernels *pn_bn_kernels_best(void);
 
+/* The drivers take plain per-channel arrays (c entries). */
+
 /* Per-channel mean and biased variance over rows x c. Returns -1 on OOM. */
 int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t rows, int c,
                      float *mean, float *var);
-/* y = act(x * scale[c] + shift[c]) (y may alias x). */
-void pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t, size_t rows,
+/* y = act(x * scale[c] + shift[c]) (y may alias x). Returns -1 on OOM. */
+int pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t, size_t rows,
                       int c, const float *scale, const float *shift, pn_bn_act act);
 /* Gradients of y = gamma * (x - mean) * invstd + beta; with global_stats the
  * statistics are constants. act: the activation fused after the

@@ -1,8 +1,9 @@
-/* AVX-512 batch-norm kernels: 16 channels per vector (masked at the end of a
- * row, so any channel count runs at full speed), fp32 math, bf16 converted in
- * registers. Sums walk one channel group down a block of rows with the
- * partial sums in registers; the element-wise kernels walk rows in memory
- * order. Compiled for AVX-512 with target attributes and chosen at run time,
+/* AVX-512 batch-norm kernels: fp32 math, bf16 converted in registers. Each
+ * walks its block as one flat array, 16 values per vector, with per-value
+ * coefficients from period arrays (bn_nhwc.h) and, for the sums, fp32
+ * accumulators of one period in L1 that are added to the double sums at the
+ * end of the block. Full vectors everywhere but the block's last partial
+ * period. Compiled for AVX-512 with target attributes and chosen at run time,
  * so the binary still runs on CPUs without it. */
 #include <stdint.h>
 
@@ -10,14 +11,6 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "nn/avx512_util.h"
-
-static inline AVX512 void add_to_double(__m512 v, double *acc, int c, int k)
-{
-    float tmp[16];
-    _mm512_storeu_ps(tmp, v);
-    for (int i = 0; i < 16 && k + i < c; i++)
-        acc[k + i] += tmp[i];
-}
 
 /* pn_bn_act_apply, 16 lanes */
 static inline AVX512 __m512 act_apply(pn_bn_act act, __m512 z)
@@ -47,73 +40,108 @@ static inline AVX512 __m512 act_grad(__m512 x, __m512 g, pn_bn_act act, __m512 s
     return _mm512_mul_ps(g, d);
 }
 
-static AVX512 void v_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
-                           const float *pivot, double *s1, double *s2)
+static inline AVX512 __m512 coef(const float *p, size_t j) { return _mm512_loadu_ps(p + j); }
+
+static inline AVX512 void zero_acc(float *acc, size_t n)
 {
-    for (int k = 0; k < c; k += 16) {
-        __mmask16 m = tail_mask(c, k);
-        __m512 p = _mm512_maskz_loadu_ps(m, pivot + k);
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, q0 = a0, q1 = a0;
-        size_t r = r0;
-        for (; r + 1 < r1; r += 2) { /* two chains: the adds' latency, not loads, would bind */
-            __m512 d0 = _mm512_sub_ps(ld(x, t, r * c + k, m), p);
-            __m512 d1 = _mm512_sub_ps(ld(x, t, (r + 1) * c + k, m), p);
-            a0 = _mm512_add_ps(a0, d0);
-            a1 = _mm512_add_ps(a1, d1);
-            q0 = _mm512_fmadd_ps(d0, d0, q0);
-            q1 = _mm512_fmadd_ps(d1, d1, q1);
-        }
-        if (r < r1) {
-            __m512 d0 = _mm512_sub_ps(ld(x, t, r * c + k, m), p);
-            a0 = _mm512_add_ps(a0, d0);
-            q0 = _mm512_fmadd_ps(d0, d0, q0);
-        }
-        add_to_double(_mm512_add_ps(a0, a1), s1, c, k);
-        add_to_double(_mm512_add_ps(q0, q1), s2, c, k);
-    }
+    for (size_t j = 0; j < n; j += 16)
+        _mm512_storeu_ps(acc + j, _mm512_setzero_ps());
 }
 
-/* The element-wise kernels walk a channel group down the block's rows, like
- * the sums, so the group's coefficients stay in registers. */
+static inline AVX512 void add_acc(float *acc, size_t j, __m512 v)
+{
+    _mm512_storeu_ps(acc + j, _mm512_add_ps(_mm512_loadu_ps(acc + j), v));
+}
+
+/* The block's last, partial period: mask of the vector at offset j of it. */
+static inline AVX512 __mmask16 rest_mask(size_t rest, size_t j) { return tail_mask((int)rest, (int)j); }
+
+/* s += acc over one period */
+static inline void fold(const float *acc, double *s, size_t period)
+{
+    for (size_t j = 0; j < period; j++)
+        s[j] += acc[j];
+}
+
+static inline AVX512 void stats_step(const void *x, pn_dtype t, size_t i, size_t j, __mmask16 m,
+                                     const float *pivot, float *a, float *q)
+{
+    __m512 d = _mm512_maskz_sub_ps(m, ld(x, t, i, m), coef(pivot, j));
+    add_acc(a, j, d);
+    _mm512_storeu_ps(q + j, _mm512_fmadd_ps(d, d, _mm512_loadu_ps(q + j)));
+}
+
+static AVX512 void v_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
+                           const float *pivot, double *s1, double *s2, float *tmp)
+{
+    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
+    float *a = tmp, *q = tmp + period;
+    zero_acc(tmp, 2 * period);
+    for (; p + period <= n; p += period)
+        for (size_t j = 0; j < period; j += 16)
+            stats_step(x, t, i0 + p + j, j, 0xffff, pivot, a, q);
+    for (size_t j = 0; p + j < n; j += 16)
+        stats_step(x, t, i0 + p + j, j, rest_mask(n - p, j), pivot, a, q);
+    fold(a, s1, period);
+    fold(q, s2, period);
+}
+
+static inline AVX512 void apply_step(const void *x, void *y, pn_dtype t, size_t i, size_t j,
+                                     __mmask16 m, const float *scale, const float *shift,
+                                     pn_bn_act act)
+{
+    st(y, t, i, m, act_apply(act, _mm512_fmadd_ps(ld(x, t, i, m), coef(scale, j), coef(shift, j))));
+}
+
 static AVX512 void v_apply(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
                            const float *scale, const float *shift, pn_bn_act act)
 {
-    for (int k = 0; k < c; k += 16) {
-        __mmask16 m = tail_mask(c, k);
-        __m512 sc = _mm512_maskz_loadu_ps(m, scale + k), sh = _mm512_maskz_loadu_ps(m, shift + k);
-        for (size_t r = r0; r < r1; r++)
-            st(y, t, r * c + k, m, act_apply(act, _mm512_fmadd_ps(ld(x, t, r * c + k, m), sc, sh)));
-    }
+    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
+    for (; p + period <= n; p += period)
+        for (size_t j = 0; j < period; j += 16)
+            apply_step(x, y, t, i0 + p + j, j, 0xffff, scale, shift, act);
+    for (size_t j = 0; p + j < n; j += 16)
+        apply_step(x, y, t, i0 + p + j, j, rest_mask(n - p, j), scale, shift, act);
+}
+
+/* Masked-off lanes load x = dy = 0, so g = 0 and they add nothing. */
+static inline AVX512 void grad_sums_step(const void *x, const void *dy, pn_dtype t, size_t i,
+                                         size_t j, __mmask16 m, const float *mean, pn_bn_act act,
+                                         const float *scale, const float *shift, float *a,
+                                         float *b)
+{
+    __m512 xv = ld(x, t, i, m);
+    __m512 g = act_grad(xv, ld(dy, t, i, m), act, coef(scale, j), coef(shift, j));
+    add_acc(a, j, g);
+    _mm512_storeu_ps(b + j, _mm512_fmadd_ps(g, _mm512_sub_ps(xv, coef(mean, j)),
+                                            _mm512_loadu_ps(b + j)));
 }
 
 static AVX512 void v_grad_sums(const void *x, const void *dy, pn_dtype t, size_t r0, size_t r1,
                                int c, const float *mean, pn_bn_act act, const float *scale,
-                               const float *shift, double *sg, double *sgx)
+                               const float *shift, double *sg, double *sgx, float *tmp)
 {
-    for (int k = 0; k < c; k += 16) {
-        __mmask16 m = tail_mask(c, k);
-        __m512 mu = _mm512_maskz_loadu_ps(m, mean + k);
-        __m512 sc = _mm512_maskz_loadu_ps(m, scale + k), sh = _mm512_maskz_loadu_ps(m, shift + k);
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-        size_t r = r0;
-        for (; r + 1 < r1; r += 2) {
-            __m512 x0 = ld(x, t, r * c + k, m), x1 = ld(x, t, (r + 1) * c + k, m);
-            __m512 g0 = act_grad(x0, ld(dy, t, r * c + k, m), act, sc, sh);
-            __m512 g1 = act_grad(x1, ld(dy, t, (r + 1) * c + k, m), act, sc, sh);
-            a0 = _mm512_add_ps(a0, g0);
-            a1 = _mm512_add_ps(a1, g1);
-            b0 = _mm512_fmadd_ps(g0, _mm512_sub_ps(x0, mu), b0);
-            b1 = _mm512_fmadd_ps(g1, _mm512_sub_ps(x1, mu), b1);
-        }
-        if (r < r1) {
-            __m512 x0 = ld(x, t, r * c + k, m);
-            __m512 g0 = act_grad(x0, ld(dy, t, r * c + k, m), act, sc, sh);
-            a0 = _mm512_add_ps(a0, g0);
-            b0 = _mm512_fmadd_ps(g0, _mm512_sub_ps(x0, mu), b0);
-        }
-        add_to_double(_mm512_add_ps(a0, a1), sg, c, k);
-        add_to_double(_mm512_add_ps(b0, b1), sgx, c, k);
-    }
+    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
+    float *a = tmp, *b = tmp + period;
+    zero_acc(tmp, 2 * period);
+    for (; p + period <= n; p += period)
+        for (size_t j = 0; j < period; j += 16)
+            grad_sums_step(x, dy, t, i0 + p + j, j, 0xffff, mean, act, scale, shift, a, b);
+    for (size_t j = 0; p + j < n; j += 16)
+        grad_sums_step(x, dy, t, i0 + p + j, j, rest_mask(n - p, j), mean, act, scale, shift, a,
+                       b);
+    fold(a, sg, period);
+    fold(b, sgx, period);
+}
+
+static inline AVX512 void grad_apply_step(const void *x, const void *dy, void *dx, pn_dtype t,
+                                          size_t i, size_t j, __mmask16 m, const float *ka,
+                                          const float *kb, const float *kc, pn_bn_act act,
+                                          const float *scale, const float *shift)
+{
+    __m512 xv = ld(x, t, i, m);
+    __m512 g = act_grad(xv, ld(dy, t, i, m), act, coef(scale, j), coef(shift, j));
+    st(dx, t, i, m, _mm512_fmadd_ps(coef(ka, j), g, _mm512_fmadd_ps(coef(kb, j), xv, coef(kc, j))));
 }
 
 static AVX512 void v_grad_apply(const void *x, const void *dy, void *dx, pn_dtype t, size_t r0,
@@ -121,18 +149,13 @@ static AVX512 void v_grad_apply(const void *x, const void *dy, void *dx, pn_dtyp
                                 const float *kc, pn_bn_act act, const float *scale,
                                 const float *shift)
 {
-    for (int k = 0; k < c; k += 16) {
-        __mmask16 m = tail_mask(c, k);
-        __m512 a = _mm512_maskz_loadu_ps(m, ka + k), b = _mm512_maskz_loadu_ps(m, kb + k);
-        __m512 d = _mm512_maskz_loadu_ps(m, kc + k);
-        __m512 sc = _mm512_maskz_loadu_ps(m, scale + k), sh = _mm512_maskz_loadu_ps(m, shift + k);
-        for (size_t r = r0; r < r1; r++) {
-            size_t i = r * c + k;
-            __m512 xv = ld(x, t, i, m);
-            __m512 g = act_grad(xv, ld(dy, t, i, m), act, sc, sh);
-            st(dx, t, i, m, _mm512_fmadd_ps(a, g, _mm512_fmadd_ps(b, xv, d)));
-        }
-    }
+    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
+    for (; p + period <= n; p += period)
+        for (size_t j = 0; j < period; j += 16)
+            grad_apply_step(x, dy, dx, t, i0 + p + j, j, 0xffff, ka, kb, kc, act, scale, shift);
+    for (size_t j = 0; p + j < n; j += 16)
+        grad_apply_step(x, dy, dx, t, i0 + p + j, j, rest_mask(n - p, j), ka, kb, kc, act, scale,
+                        shift);
 }
 
 const pn_bn_kernels *pn_bn_kernels_avx512(void)

@@ -87,7 +87,7 @@ static pn_bn_act bn_act(const pn_layer *l)
 }
 
 /* y = scale * x + shift with the statistics of p->mode (batch or running). */
-static void apply(pn_layer *l, pn_net *net)
+static pn_status apply(pn_layer *l, pn_net *net, pn_error *err)
 {
     bn_priv *p = l->priv;
     const float *gamma = pn_layer_param(net, l, P_GAMMA)->data, *beta = pn_layer_param(net, l, P_BETA)->data;
@@ -99,8 +99,10 @@ static void apply(pn_layer *l, pn_net *net)
         p->shift[c] = beta[c] - mean[c] * p->scale[c];
     }
     size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
-    pn_bn_nhwc_apply(p->kernels, pn_layer_in(net, l, 0)->data, l->out.data, net->dt, rows,
-                     l->out.c, p->scale, p->shift, bn_act(l));
+    if (pn_bn_nhwc_apply(p->kernels, pn_layer_in(net, l, 0)->data, l->out.data, net->dt, rows,
+                         l->out.c, p->scale, p->shift, bn_act(l)))
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+    return PN_OK;
 }
 
 /* Sets the running statistics to this batch's and rescales gamma/beta so the
@@ -148,8 +150,7 @@ static pn_status bn_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
         else
             update_running(l, net);
     }
-    apply(l, net);
-    return PN_OK;
+    return apply(l, net, err);
 }
 
 static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
