@@ -398,6 +398,11 @@ static void test_se(void **state)
     gc_case c2 = {NET(8, 3, 2) PRE(4) "[se]\nname = se\nsqueeze = 3\nactivation = silu\ngate = sigmoid\n" HEAD,
                   2, 1.0f, NULL, 0};
     gradcheck("se silu/sigmoid", &c2);
+    /* after a batch norm that the SE block applies itself (bn_se.h, on
+     * AVX-512): the norm's gradients come from the SE's backward */
+    gc_case c3 = {NET(8, 3, 2) PRE(20) "[batchnorm]\nname = bn\n[se]\nname = se\nsqueeze = 4\n" HEAD,
+                  3, 1.0f, NULL, 0};
+    gradcheck("batchnorm -> se", &c3);
 }
 
 /* ---- losses: value against PyTorch's formula, gradient against FD ---- */
@@ -499,7 +504,7 @@ static void grads_of(pn_dtype precision, int no_fusion, const char *cfg, const f
 {
     pn_error err = {0};
     pn_net *net;
-    pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_act_fusion = no_fusion};
+    pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_fusion = no_fusion};
     assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
     assert_int_equal(pn_net_precision(net), precision);
     randomise_params(net, 5);
@@ -627,7 +632,7 @@ static void check_fused_bn_act(const char *act, pn_dtype precision, double toler
     for (int no_fusion = 0; no_fusion <= 1; no_fusion++) { /* the option does what it says */
         pn_error err = {0};
         pn_net *net;
-        pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_act_fusion = no_fusion};
+        pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_fusion = no_fusion};
         assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
         int fused = 0;
         for (int i = 0; i < net->n_layers; i++)
@@ -640,6 +645,77 @@ static void check_fused_bn_act(const char *act, pn_dtype precision, double toler
              precision == PN_BF16 ? "bf16" : "fp32");
     compare_grads(label, cfg, 3, 8, (grad_run){precision, 1}, (grad_run){precision, 0}, 41,
                   tolerance);
+}
+
+/* Batch norm -> SE runs fused where the CPU has AVX-512 (bn_se.h): the SE
+ * block applies the norm and runs its backward. Its gradients against the
+ * unfused layers' (checked above), with ReLU and hardswish between; 20
+ * channels, so a partial vector ends every period; 5x5 images, so images end
+ * mid-period. A watched batch-norm output ends the fusion and is stored. */
+static void check_fused_bn_se(const char *act, pn_dtype precision, double tolerance)
+{
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, NET(10, 3, 2) PRE(20)
+             "[conv]\nname = dw\ngroups = dw\nsize = 3\nstride = 2\nbatchnorm = 1\nactivation = %s\n"
+             "[se]\nname = se\nsqueeze = 4\n"
+             "[conv]\nname = d\nfilters = 8\nsize = 1\n" HEAD, act);
+    for (int no_fusion = 0; no_fusion <= 1; no_fusion++) {
+        pn_error err = {0};
+        pn_net *net;
+        pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_fusion = no_fusion};
+        assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
+        int deferred = 0;
+        for (int i = 0; i < net->n_layers; i++)
+            deferred += net->layers[i].deferred;
+        assert_int_equal(deferred, no_fusion || !strstr(pn_ctx_isa_name(g_ctx), "avx512") ? 0 : 1);
+        pn_net_destroy(net);
+    }
+    char label[64];
+    snprintf(label, sizeof label, "fused vs unfused bn+%s -> se (%s)", act,
+             precision == PN_BF16 ? "bf16" : "fp32");
+    compare_grads(label, cfg, 3, 10, (grad_run){precision, 1}, (grad_run){precision, 0}, 43,
+                  tolerance);
+    /* the watched norm output (fused: it includes the activation) against
+     * the unfused net's activation layer */
+    float *x = random_floats(3 * 10 * 10 * 3, 1.0f, 44), *watched[2];
+    int count = 0;
+    for (int no_fusion = 0; no_fusion <= 1; no_fusion++) {
+        pn_error err = {0};
+        pn_net *net;
+        pn_net_options opt = {.precision = precision, .seed = 11, .no_bn_fusion = no_fusion};
+        assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
+        assert_int_equal(pn_net_watch(net, no_fusion ? "dw.act" : "dw.bn", &err), PN_OK);
+        for (int i = 0; i < net->n_layers; i++) /* watching ended the fusion */
+            assert_int_equal(net->layers[i].deferred, 0);
+        assert_int_equal(pn_net_forward(net, x, 3, PN_FWD_TRAIN, &err), PN_OK);
+        float *act_out, *grad;
+        int c, h, w;
+        assert_int_equal(pn_net_watched(net, &act_out, &grad, &c, &h, &w, &err), PN_OK);
+        count = 3 * c * h * w;
+        watched[no_fusion] = malloc((size_t)count * sizeof(float));
+        memcpy(watched[no_fusion], act_out, (size_t)count * sizeof(float));
+        pn_net_destroy(net);
+    }
+    double worst = 0, largest = 0;
+    for (int i = 0; i < count; i++) {
+        worst = fmax(worst, fabs(watched[0][i] - watched[1][i]));
+        largest = fmax(largest, fabs(watched[1][i]));
+    }
+    assert_true(largest > 0);
+    assert_true(worst <= tolerance * largest);
+    free(watched[0]);
+    free(watched[1]);
+    free(x);
+}
+
+static void test_batchnorm_se_fused(void **state)
+{
+    const char *acts[] = {"relu", "hardswish"};
+    for (int i = 0; i < 2; i++) {
+        check_fused_bn_se(acts[i], PN_F32, 1e-5);
+        if (pn_ctx_has_native_bf16(g_ctx))
+            check_fused_bn_se(acts[i], PN_BF16, 2e-2);
+    }
 }
 
 static void test_batchnorm_fused_act(void **state)
@@ -663,6 +739,7 @@ int main(void)
         cmocka_unit_test(test_batchnorm_train),
         cmocka_unit_test(test_batchnorm_frozen),
         cmocka_unit_test(test_batchnorm_fused_act),
+        cmocka_unit_test(test_batchnorm_se_fused),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_fused_activation_on_conv_fc),

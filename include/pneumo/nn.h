@@ -33,7 +33,8 @@ typedef struct pn_net_options {
     int classes;        /* 0 = as in the cfg */
     pn_dtype precision; /* compute type; PN_BF16 falls back to PN_F32 without native bf16 */
     uint64_t seed;      /* initialisation and dropout */
-    int no_bn_act_fusion; /* keep batch norm -> ReLU/hardswish as two layers (a reference for tests) */
+    int no_bn_fusion; /* no training fusions of batch norm with the following activation or
+                         squeeze-excitation block (a reference for tests) */
 } pn_net_options;
 
 typedef struct pn_param {

@@ -95,16 +95,15 @@ static size_t block_rows(int c)
  * store does not forward to the next load of the same accumulator (measured:
  * statistics 3x slower). Periods are whole vectors, so every period array
  * carved from one allocation stays aligned. */
-static void *alloc_lines(size_t bytes)
+void *pn_bn_alloc_lines(size_t bytes)
 {
     return aligned_alloc(64, (bytes + 63) / 64 * 64);
 }
 
-/* v (c entries) repeated over a period array; NULL on OOM. */
-static float *periodic(const float *v, int c)
+float *pn_bn_periodic(const float *v, int c)
 {
     size_t period = pn_bn_period(c);
-    float *e = alloc_lines(period * sizeof(float));
+    float *e = pn_bn_alloc_lines(period * sizeof(float));
     for (size_t j = 0; e && j < period; j++)
         e[j] = v[j % (size_t)c];
     return e;
@@ -129,7 +128,7 @@ static int run_sums(const sum_job *j, double *out0, double *out1)
     size_t c = (size_t)j->c, period = pn_bn_period(j->c), block = block_rows(j->c);
     size_t blocks = (j->rows + block - 1) / block, per_thread = 2 * period;
     double *part = calloc((size_t)threads * per_thread, sizeof(double));
-    float *tmp = alloc_lines((size_t)threads * per_thread * sizeof(float));
+    float *tmp = pn_bn_alloc_lines((size_t)threads * per_thread * sizeof(float));
     if (!part || !tmp) {
         free(part);
         free(tmp);
@@ -173,7 +172,7 @@ int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t r
          * cancellation when |mean| >> std (E[x^2] - E[x]^2 would lose it). */
         for (int i = 0; i < c; i++)
             pivot[i] = pn_ld(x, t, (size_t)i);
-        sum_job j = {k, x, NULL, t, rows, c, pivot_p = periodic(pivot, c), NULL, NULL,
+        sum_job j = {k, x, NULL, t, rows, c, pivot_p = pn_bn_periodic(pivot, c), NULL, NULL,
                      PN_BN_LINEAR, 0};
         rc = pivot_p ? run_sums(&j, s, s + c) : -1;
         for (int i = 0; !rc && i < c; i++) {
@@ -191,7 +190,7 @@ int pn_bn_nhwc_stats(const pn_bn_kernels *k, const void *x, pn_dtype t, size_t r
 int pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t, size_t rows,
                      int c, const float *scale, const float *shift, pn_bn_act act)
 {
-    float *scale_p = periodic(scale, c), *shift_p = periodic(shift, c);
+    float *scale_p = pn_bn_periodic(scale, c), *shift_p = pn_bn_periodic(shift, c);
     size_t block = block_rows(c), blocks = (rows + block - 1) / block;
     if (scale_p && shift_p) {
 #pragma omp parallel for schedule(static)
@@ -206,6 +205,29 @@ int pn_bn_nhwc_apply(const pn_bn_kernels *k, const void *x, void *y, pn_dtype t,
     return rc;
 }
 
+void pn_bn_grad_coefficients(const double *sg, const double *sgx, size_t rows, int c,
+                             const float *mean, const float *invstd, const float *gamma,
+                             int global_stats, float *dgamma, float *dbeta, float *ka, float *kb,
+                             float *kc)
+{
+    size_t period = pn_bn_period(c);
+    /* dx = ka*g + kb*x + kc, per channel:
+     *   batch stats: ka = gamma*is, kb = -ka*is^2*sum(g(x-m))/M, kc = -ka*sum(g)/M - kb*m
+     *   global stats: ka = gamma*is, kb = kc = 0 */
+    for (int i = 0; i < c; i++) {
+        dbeta[i] = (float)sg[i];
+        dgamma[i] = (float)(sgx[i] * invstd[i]);
+        double a = (double)gamma[i] * invstd[i];
+        double b = global_stats ? 0 : -a * invstd[i] * invstd[i] * sgx[i] / (double)rows;
+        double d = global_stats ? 0 : -a * sg[i] / (double)rows - b * mean[i];
+        for (size_t e = (size_t)i; e < period; e += (size_t)c) {
+            ka[e] = (float)a;
+            kb[e] = (float)b;
+            kc[e] = (float)d;
+        }
+    }
+}
+
 /* The backward's five per-channel arrays as period arrays, in one allocation. */
 enum { CO_MEAN, CO_SCALE, CO_SHIFT, CO_KA, CO_KB, CO_KC, CO_COUNT };
 
@@ -216,7 +238,7 @@ int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, v
 {
     size_t period = pn_bn_period(c);
     double *s = malloc(2 * (size_t)c * sizeof(double));
-    float *co = alloc_lines(CO_COUNT * period * sizeof(float));
+    float *co = pn_bn_alloc_lines(CO_COUNT * period * sizeof(float));
     if (!s || !co) {
         free(s);
         free(co);
@@ -236,22 +258,8 @@ int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, v
         free(co);
         return -1;
     }
-    const double *sg = s, *sgx = s + c;
-    /* dx = ka*g + kb*x + kc, per channel:
-     *   batch stats: ka = gamma*is, kb = -ka*is^2*sum(g(x-m))/M, kc = -ka*sum(g)/M - kb*m
-     *   global stats: ka = gamma*is, kb = kc = 0 */
-    for (int i = 0; i < c; i++) {
-        dbeta[i] = (float)sg[i];
-        dgamma[i] = (float)(sgx[i] * invstd[i]);
-        double a = (double)gamma[i] * invstd[i];
-        double b = global_stats ? 0 : -a * invstd[i] * invstd[i] * sgx[i] / (double)rows;
-        double d = global_stats ? 0 : -a * sg[i] / (double)rows - b * mean[i];
-        for (size_t e = (size_t)i; e < period; e += (size_t)c) {
-            cp[CO_KA][e] = (float)a;
-            cp[CO_KB][e] = (float)b;
-            cp[CO_KC][e] = (float)d;
-        }
-    }
+    pn_bn_grad_coefficients(s, s + c, rows, c, mean, invstd, gamma, global_stats, dgamma, dbeta,
+                            cp[CO_KA], cp[CO_KB], cp[CO_KC]);
     size_t block = block_rows(c), blocks = (rows + block - 1) / block;
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {

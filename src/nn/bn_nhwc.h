@@ -95,6 +95,19 @@ const pn_bn_kernels *pn_bn_kernels_avx512(void);
 /* The fastest this CPU runs. */
 const pn_bn_kernels *pn_bn_kernels_best(void);
 
+/* v (c entries) repeated over a period array, 64-byte aligned; NULL on OOM. */
+float *pn_bn_periodic(const float *v, int c);
+/* aligned_alloc(64) of bytes rounded up to whole cache lines (period arrays,
+ * kernel scratch: see bn_nhwc.c for why). */
+void *pn_bn_alloc_lines(size_t bytes);
+/* From the gradient sums over rows x c (sg = sum g, sgx = sum g (x - mean)):
+ * dgamma, dbeta (c entries) and the period arrays ka, kb, kc of
+ * dx = ka * g + kb * x + kc. */
+void pn_bn_grad_coefficients(const double *sg, const double *sgx, size_t rows, int c,
+                             const float *mean, const float *invstd, const float *gamma,
+                             int global_stats, float *dgamma, float *dbeta, float *ka, float *kb,
+                             float *kc);
+
 /* The drivers take plain per-channel arrays (c entries). */
 
 /* Per-channel mean and biased variance over rows x c. Returns -1 on OOM. */

@@ -11,36 +11,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "nn/avx512_util.h"
-
-/* pn_bn_act_apply, 16 lanes */
-static inline AVX512 __m512 act_apply(pn_bn_act act, __m512 z)
-{
-    if (act == PN_BN_RELU) /* max(0, z) returns z when z is NaN, like z < 0 ? 0 : z */
-        return _mm512_max_ps(_mm512_setzero_ps(), z);
-    if (act == PN_BN_HARDSWISH) {
-        __m512 t = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(z, _mm512_set1_ps(3)), _mm512_setzero_ps()),
-                                 _mm512_set1_ps(6));
-        return _mm512_mul_ps(_mm512_mul_ps(z, t), _mm512_set1_ps(1.0f / 6));
-    }
-    return z;
-}
-
-/* dy * act'(x * scale + shift), as pn_bn_act_grad */
-static inline AVX512 __m512 act_grad(__m512 x, __m512 g, pn_bn_act act, __m512 sc, __m512 sh)
-{
-    if (act == PN_BN_LINEAR)
-        return g;
-    __m512 z = _mm512_fmadd_ps(x, sc, sh);
-    if (act == PN_BN_RELU)
-        return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GT_OQ), g);
-    __m512 mid = _mm512_fmadd_ps(z, _mm512_set1_ps(1.0f / 3), _mm512_set1_ps(0.5f));
-    __m512 d = _mm512_mask_mov_ps(mid, _mm512_cmp_ps_mask(z, _mm512_set1_ps(3), _CMP_GT_OQ),
-                                  _mm512_set1_ps(1));
-    d = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(z, _mm512_set1_ps(-3), _CMP_NLT_UQ), d);
-    return _mm512_mul_ps(g, d);
-}
-
-static inline AVX512 __m512 coef(const float *p, size_t j) { return _mm512_loadu_ps(p + j); }
+#include "nn/bn_act_avx512.h"
 
 static inline AVX512 void zero_acc(float *acc, size_t n)
 {

@@ -57,6 +57,7 @@ static pn_status fold_batchnorm(pn_net *net, pn_layer *conv, pn_layer *bn, pn_er
 pn_status pn_net_fuse_for_inference(pn_net *net, pn_error *err)
 {
     /* Buffers are re-made on the next forward so fused layers alias their producer's. */
+    pn_net_undefer(net); /* a folded norm's output is its conv's */
     pn_net_free_buffers(net);
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *conv = &net->layers[i];

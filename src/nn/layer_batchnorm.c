@@ -86,8 +86,9 @@ static pn_bn_act bn_act(const pn_layer *l)
            : l->fused_act == PN_ACT_HARDSWISH ? PN_BN_HARDSWISH : PN_BN_LINEAR;
 }
 
-/* y = scale * x + shift with the statistics of p->mode (batch or running). */
-static pn_status apply(pn_layer *l, pn_net *net, pn_error *err)
+/* scale and shift of y = scale * x + shift with the statistics of p->mode
+ * (batch or running). */
+static void coefficients(pn_layer *l, pn_net *net)
 {
     bn_priv *p = l->priv;
     const float *gamma = pn_layer_param(net, l, P_GAMMA)->data, *beta = pn_layer_param(net, l, P_BETA)->data;
@@ -98,11 +99,33 @@ static pn_status apply(pn_layer *l, pn_net *net, pn_error *err)
         p->scale[c] = gamma[c] * p->invstd[c];
         p->shift[c] = beta[c] - mean[c] * p->scale[c];
     }
+}
+
+static pn_status apply(pn_layer *l, pn_net *net, pn_error *err)
+{
+    bn_priv *p = l->priv;
+    coefficients(l, net);
+    if (l->deferred) /* the consumer applies it */
+        return PN_OK;
     size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
     if (pn_bn_nhwc_apply(p->kernels, pn_layer_in(net, l, 0)->data, l->out.data, net->dt, rows,
                          l->out.c, p->scale, p->shift, bn_act(l)))
         return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
     return PN_OK;
+}
+
+void pn_batchnorm_view(pn_layer *l, pn_net *net, pn_bn_view *v)
+{
+    bn_priv *p = l->priv;
+    v->scale = p->scale;
+    v->shift = p->shift;
+    v->global_stats = p->mode != 1;
+    v->mean = v->global_stats ? pn_layer_param(net, l, P_MEAN)->data : p->batch_mean;
+    v->invstd = p->invstd;
+    v->gamma = pn_layer_param(net, l, P_GAMMA)->data;
+    v->dgamma = pn_layer_param(net, l, P_GAMMA)->grad;
+    v->dbeta = pn_layer_param(net, l, P_BETA)->grad;
+    v->act = bn_act(l);
 }
 
 /* Sets the running statistics to this batch's and rescales gamma/beta so the
@@ -156,8 +179,8 @@ static pn_status bn_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
 static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
 {
     bn_priv *p = l->priv;
-    if (!pn_net_needs_input_grad(net, l, 0) && !pn_layer_trains(net, l))
-        return PN_OK;
+    if (l->deferred || (!pn_net_needs_input_grad(net, l, 0) && !pn_layer_trains(net, l)))
+        return PN_OK; /* deferred: the consumer's backward did it */
     /* dx is always computed; it goes to scratch when nobody needs it. */
     pn_buf *in = pn_layer_in(net, l, 0);
     int want = pn_net_needs_input_grad(net, l, 0);

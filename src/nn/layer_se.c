@@ -1,10 +1,15 @@
 /* Squeeze-and-excitation (MobileNetV3): y = x * gate(W2 act(W1 mean_hw(x) + b1) + b2),
- * channel-wise. The vectors are tiny (N x C), so this is hand-written; the two
- * full-tensor passes are parallel over the batch and spatial positions. */
+ * channel-wise. The vectors are tiny (N x C), so this is hand-written. Each
+ * thread takes whole images and runs both passes over an image back to back
+ * (pool, excite, scale; gate gradient, excite backward, input gradient), so
+ * the second pass finds the image in cache. The weight gradients are added
+ * over the batch afterwards. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/bn_se.h"
 #include "nn/internal.h"
+#include "nn/layer_batchnorm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "nn/avx512_util.h"
@@ -17,7 +22,7 @@ typedef struct se_priv {
     int c, s;
     pn_act_kind act, gate;
     int cap_n;
-    float *pooled, *z1, *a1, *z2, *scale, *dscale, *dz1;
+    float *pooled, *z1, *a1, *z2, *scale, *dscale, *dz1, *dz2;
 } se_priv;
 
 static pn_status se_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_error *err)
@@ -51,7 +56,7 @@ static pn_status se_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_e
 
 static void free_work(se_priv *p)
 {
-    float **v[] = {&p->pooled, &p->z1, &p->a1, &p->z2, &p->scale, &p->dscale, &p->dz1};
+    float **v[] = {&p->pooled, &p->z1, &p->a1, &p->z2, &p->scale, &p->dscale, &p->dz1, &p->dz2};
     for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
         free(*v[i]);
         *v[i] = NULL;
@@ -79,29 +84,28 @@ static pn_status ensure_work(se_priv *p, int n, pn_error *err)
     p->z2 = malloc(nc * sizeof(float));
     p->scale = malloc(nc * sizeof(float));
     p->dscale = malloc(nc * sizeof(float));
+    p->dz2 = malloc(nc * sizeof(float));
     p->z1 = malloc(ns * sizeof(float));
     p->a1 = malloc(ns * sizeof(float));
     p->dz1 = malloc(ns * sizeof(float));
-    if (!p->pooled || !p->z2 || !p->scale || !p->dscale || !p->z1 || !p->a1 || !p->dz1)
+    if (!p->pooled || !p->z2 || !p->scale || !p->dscale || !p->z1 || !p->a1 || !p->dz1 || !p->dz2)
         return pn_fail(err, PN_ENOMEM, "squeeze-excitation: out of memory");
     p->cap_n = n;
     return PN_OK;
 }
 
-/* out[k][o] = b[o] + sum_i w[o][i] * in[k][i], images in parallel. */
+/* out[o] = b[o] + sum_i w[o][i] * in[i] */
 PN_SIMD_CLONES static void dense(const float *in, const float *w, const float *b, float *out,
-                                 int n, int in_f, int out_f)
+                                 int in_f, int out_f)
 {
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < n; k++)
-        for (int o = 0; o < out_f; o++) {
-            const float *wr = w + (size_t)o * in_f, *xr = in + (size_t)k * in_f;
-            float acc = 0;
+    for (int o = 0; o < out_f; o++) {
+        const float *wr = w + (size_t)o * in_f;
+        float acc = 0;
 #pragma omp simd reduction(+ : acc)
-            for (int i = 0; i < in_f; i++)
-                acc += wr[i] * xr[i];
-            out[(size_t)k * out_f + o] = b[o] + acc;
-        }
+        for (int i = 0; i < in_f; i++)
+            acc += wr[i] * in[i];
+        out[o] = b[o] + acc;
+    }
 }
 
 /* The full-tensor passes work on rows of c channels of one image. */
@@ -304,6 +308,35 @@ static void scale_add_rows(const void *dy, void *dx, pn_dtype t, size_t row0, in
     scale_add_rows_c(dy, dx, t, row0, rows, c, s, d);
 }
 
+/* When the input is a deferred batch norm (bn_se.h), the passes over it read
+ * the batch norm's input and apply the normalisation on the fly. Returns 1
+ * then (f ready for the per-image calls, mean: the backward's), 0 when the
+ * input is an ordinary tensor, -1 on OOM. */
+static int fused_input(pn_layer *l, pn_net *net, int backward, pn_bn_se *f, pn_bn_view *v)
+{
+    pn_layer *bn = &net->layers[l->inputs[0]];
+    if (!bn->deferred)
+        return 0;
+    pn_batchnorm_view(bn, net, v);
+    *f = (pn_bn_se){.x = pn_layer_in(net, bn, 0)->data, .t = net->dt, .n = net->cur_n,
+                    .hw = l->out.h * l->out.w, .c = l->out.c, .scale = v->scale,
+                    .shift = v->shift, .act = v->act};
+    return pn_bn_se_begin(f, backward ? v->mean : NULL) ? -1 : 1;
+}
+
+/* pooled[k] (the mean) -> the gate scale[k] */
+static void excite(se_priv *p, pn_layer *l, pn_net *net, int k)
+{
+    int c = p->c, s = p->s;
+    float *z1 = p->z1 + (size_t)k * s, *a1 = p->a1 + (size_t)k * s, *z2 = p->z2 + (size_t)k * c;
+    dense(p->pooled + (size_t)k * c, pn_layer_param(net, l, P_W1)->data, pn_layer_param(net, l, P_B1)->data, z1, c, s);
+    for (int j = 0; j < s; j++)
+        a1[j] = pn_act_apply(p->act, z1[j]);
+    dense(a1, pn_layer_param(net, l, P_W2)->data, pn_layer_param(net, l, P_B2)->data, z2, s, c);
+    for (int ch = 0; ch < c; ch++)
+        p->scale[(size_t)k * c + ch] = pn_act_apply(p->gate, z2[ch]);
+}
+
 static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
 {
     (void)train;
@@ -313,22 +346,28 @@ static pn_status se_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     if (st)
         return st;
     const void *x = pn_layer_in(net, l, 0)->data;
+    pn_bn_se f;
+    pn_bn_view v;
+    int fused = fused_input(l, net, 0, &f, &v);
+    if (fused < 0)
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < n; k++) {
-        float *pool = p->pooled + (size_t)k * c;
-        sum_rows(x, net->dt, (size_t)k * hw, hw, c, pool);
+        float *pool = p->pooled + (size_t)k * c, *gate = p->scale + (size_t)k * c;
+        if (fused)
+            pn_bn_se_pool(&f, k, pool);
+        else
+            sum_rows(x, net->dt, (size_t)k * hw, hw, c, pool);
         for (int ch = 0; ch < c; ch++)
             pool[ch] /= (float)hw;
+        excite(p, l, net, k);
+        if (fused)
+            pn_bn_se_scale(&f, k, gate, l->out.data);
+        else
+            scale_rows(x, l->out.data, net->dt, (size_t)k * hw, hw, c, gate);
     }
-    dense(p->pooled, pn_layer_param(net, l, P_W1)->data, pn_layer_param(net, l, P_B1)->data, p->z1, n, c, p->s);
-    for (size_t i = 0; i < (size_t)n * p->s; i++)
-        p->a1[i] = pn_act_apply(p->act, p->z1[i]);
-    dense(p->a1, pn_layer_param(net, l, P_W2)->data, pn_layer_param(net, l, P_B2)->data, p->z2, n, p->s, c);
-    for (size_t i = 0; i < (size_t)n * c; i++)
-        p->scale[i] = pn_act_apply(p->gate, p->z2[i]);
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < n; k++)
-        scale_rows(x, l->out.data, net->dt, (size_t)k * hw, hw, c, p->scale + (size_t)k * c);
+    if (fused)
+        pn_bn_se_end(&f);
     return PN_OK;
 }
 
@@ -340,36 +379,43 @@ PN_SIMD_CLONES static void axpy(float *restrict o, float a, const float *restric
         o[i] += a * v[i];
 }
 
-/* Backward through the two dense layers: fills dz1 and the weight gradients,
- * and turns p->dscale (dL/dscale) into dL/dpooled in place. Every loop runs
- * along a contiguous row (axpy), and each thread owns the rows it writes. */
-static void backward_dense(se_priv *p, pn_layer *l, pn_net *net, int n)
+/* Image k backward through the two dense layers: dscale[k] (dL/dgate) in,
+ * dz2[k], dz1[k] out, and dscale[k] becomes the pooling's share of the
+ * input gradient per position, dL/dpooled / hw. */
+static void excite_backward(se_priv *p, pn_layer *l, pn_net *net, int k, int hw)
 {
     int c = p->c, s = p->s;
     const float *w1 = pn_layer_param(net, l, P_W1)->data, *w2 = pn_layer_param(net, l, P_W2)->data;
+    float *ds = p->dscale + (size_t)k * c, *dz2 = p->dz2 + (size_t)k * c, *dz1 = p->dz1 + (size_t)k * s;
+    for (int ch = 0; ch < c; ch++)
+        dz2[ch] = ds[ch] * pn_act_grad(p->gate, p->z2[(size_t)k * c + ch]);
+    memset(dz1, 0, (size_t)s * sizeof(float)); /* act'(z1) * sum_ch dz2[ch] w2[ch][:] */
+    for (int ch = 0; ch < c; ch++)
+        axpy(dz1, dz2[ch], w2 + (size_t)ch * s, s);
+    for (int j = 0; j < s; j++)
+        dz1[j] *= pn_act_grad(p->act, p->z1[(size_t)k * s + j]);
+    memset(ds, 0, (size_t)c * sizeof(float)); /* sum_j dz1[j] w1[j][:] / hw */
+    for (int j = 0; j < s; j++)
+        axpy(ds, dz1[j] / (float)hw, w1 + (size_t)j * c, c);
+}
+
+/* The dense layers' weight gradients over the batch, from dz2, dz1, a1 and
+ * pooled. Every loop runs along a contiguous row (axpy), and each thread owns
+ * the rows it writes. */
+static void dense_weight_grads(se_priv *p, pn_layer *l, pn_net *net, int n)
+{
+    int c = p->c, s = p->s;
     float *gw1 = pn_layer_param(net, l, P_W1)->grad, *gb1 = pn_layer_param(net, l, P_B1)->grad;
     float *gw2 = pn_layer_param(net, l, P_W2)->grad, *gb2 = pn_layer_param(net, l, P_B2)->grad;
-    float *dz2 = p->dscale;
-    for (size_t i = 0; i < (size_t)n * c; i++) /* dL/dscale -> dL/dz2 */
-        dz2[i] *= pn_act_grad(p->gate, p->z2[i]);
 #pragma omp parallel for schedule(static)
     for (int ch = 0; ch < c; ch++) { /* fc2: gw2[ch][:] = sum_k dz2[k][ch] a1[k][:] */
         float *g = gw2 + (size_t)ch * s, gb = 0;
         memset(g, 0, (size_t)s * sizeof(float));
         for (int k = 0; k < n; k++) {
-            axpy(g, dz2[(size_t)k * c + ch], p->a1 + (size_t)k * s, s);
-            gb += dz2[(size_t)k * c + ch];
+            axpy(g, p->dz2[(size_t)k * c + ch], p->a1 + (size_t)k * s, s);
+            gb += p->dz2[(size_t)k * c + ch];
         }
         gb2[ch] = gb;
-    }
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < n; k++) { /* dz1[k][:] = act'(z1) * sum_ch dz2[k][ch] w2[ch][:] */
-        float *d = p->dz1 + (size_t)k * s;
-        memset(d, 0, (size_t)s * sizeof(float));
-        for (int ch = 0; ch < c; ch++)
-            axpy(d, dz2[(size_t)k * c + ch], w2 + (size_t)ch * s, s);
-        for (int j = 0; j < s; j++)
-            d[j] *= pn_act_grad(p->act, p->z1[(size_t)k * s + j]);
     }
 #pragma omp parallel for schedule(static)
     for (int j = 0; j < s; j++) { /* fc1: gw1[j][:] = sum_k dz1[k][j] pooled[k][:] */
@@ -381,38 +427,53 @@ static void backward_dense(se_priv *p, pn_layer *l, pn_net *net, int n)
         }
         gb1[j] = gb;
     }
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < n; k++) { /* dL/dpooled[k][:] = sum_j dz1[k][j] w1[j][:] */
-        float *d = p->dscale + (size_t)k * c;
-        memset(d, 0, (size_t)c * sizeof(float));
-        for (int j = 0; j < s; j++)
-            axpy(d, p->dz1[(size_t)k * s + j], w1 + (size_t)j * c, c);
-    }
 }
 
 static pn_status se_backward(pn_layer *l, pn_net *net, pn_error *err)
 {
-    (void)err;
     se_priv *p = l->priv;
     int n = net->cur_n, c = p->c, hw = l->out.h * l->out.w;
     pn_buf *in = pn_layer_in(net, l, 0);
-#pragma omp parallel for schedule(static)
-    for (int k = 0; k < n; k++)
-        dot_rows(l->out.grad, in->data, net->dt, (size_t)k * hw, hw, c, p->dscale + (size_t)k * c);
-    backward_dense(p, l, net, n);
-    if (!pn_net_needs_input_grad(net, l, 0))
-        return PN_OK;
-    void *dx = pn_grad_begin(net, in);
-    float inv_hw = 1.0f / (float)hw;
+    pn_bn_se f;
+    pn_bn_view v;
+    int fused = fused_input(l, net, 1, &f, &v);
+    if (fused < 0)
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+    /* what flows on: this layer's input gradient, or the deferred batch norm's */
+    pn_layer *bn = fused ? &net->layers[l->inputs[0]] : NULL;
+    int want_dx = pn_net_needs_input_grad(net, fused ? bn : l, 0);
+    int bn_part = fused && (want_dx || pn_layer_trains(net, bn));
+    void *dx = !fused && want_dx ? pn_grad_begin(net, in) : NULL;
+    const void *dz = l->out.grad;
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < n; k++) {
-        float *d = p->dscale + (size_t)k * c; /* dL/dpooled -> the mean's share per position */
-        for (int ch = 0; ch < c; ch++)
-            d[ch] *= inv_hw;
-        scale_add_rows(l->out.grad, dx, net->dt, (size_t)k * hw, hw, c, p->scale + (size_t)k * c, d);
+        float *ds = p->dscale + (size_t)k * c, *gate = p->scale + (size_t)k * c;
+        if (fused)
+            pn_bn_se_gate_grad(&f, k, dz, ds);
+        else
+            dot_rows(dz, in->data, net->dt, (size_t)k * hw, hw, c, ds);
+        excite_backward(p, l, net, k, hw);
+        if (bn_part)
+            pn_bn_se_sums(&f, k, dz, gate, ds);
+        else if (dx)
+            scale_add_rows(dz, dx, net->dt, (size_t)k * hw, hw, c, gate, ds);
     }
-    pn_grad_end(net, in, dx, n);
-    return PN_OK;
+    dense_weight_grads(p, l, net, n);
+    if (dx)
+        pn_grad_end(net, in, dx, n);
+    pn_status st = PN_OK;
+    if (bn_part) { /* the deferred batch norm's backward */
+        pn_buf *bin = pn_layer_in(net, bn, 0);
+        void *bdx = want_dx ? pn_grad_begin(net, bin) : NULL;
+        if (pn_bn_se_backward(&f, dz, p->scale, p->dscale, v.invstd, v.gamma, v.global_stats,
+                              v.dgamma, v.dbeta, bdx))
+            st = pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+        else if (bdx)
+            pn_grad_end(net, bin, bdx, n);
+    }
+    if (fused)
+        pn_bn_se_end(&f);
+    return st;
 }
 
 const pn_layer_ops pn_layer_se_ops = {"se", se_init, se_forward, se_backward, se_reset, se_destroy};

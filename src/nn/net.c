@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/bn_se.h"
 #include "nn/internal.h"
 #include "nn/vec.h"
 
@@ -220,7 +221,7 @@ static int readers_of(const pn_net *net, int index)
 {
     int readers = 0;
     for (int j = 1; j < net->n_layers; j++)
-        for (int k = 0; k < net->layers[j].n_inputs; k++)
+        for (int k = 0; k < net->layers[j].n_inputs && !net->layers[j].fused_away; k++)
             readers += net->layers[j].inputs[k] == index;
     return readers;
 }
@@ -247,10 +248,38 @@ static void fuse_bn_act(pn_net *net)
     }
 }
 
+/* batch norm -> squeeze-excitation, the norm read by nothing else: the SE
+ * block applies the normalisation on the fly and runs its backward (bn_se.h),
+ * saving two passes over the tensor each way and its buffer. */
+static void fuse_bn_se(pn_net *net)
+{
+    if (!pn_bn_se_available())
+        return;
+    for (int i = 1; i < net->n_layers; i++) {
+        int bn = net->layers[i].inputs[0];
+        if (net->layers[i].ops == &pn_layer_se_ops &&
+            net->layers[bn].ops == &pn_layer_batchnorm_ops && readers_of(net, bn) == 1)
+            net->layers[bn].deferred = 1;
+    }
+}
+
+void pn_net_undefer(pn_net *net)
+{
+    int any = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        any |= net->layers[i].deferred;
+        net->layers[i].deferred = 0;
+    }
+    if (any) /* the batch norms' outputs need buffers now */
+        pn_net_free_buffers(net);
+}
+
 static void mark_in_place(pn_net *net, int fuse)
 {
-    if (fuse)
+    if (fuse) {
         fuse_bn_act(net);
+        fuse_bn_se(net);
+    }
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *l = &net->layers[i];
         dnnl_alg_kind_t alg;
@@ -335,7 +364,7 @@ pn_status pn_net_create(pn_ctx *ctx, const char *cfg_text, const pn_net_options 
     for (int i = 1; !st && i < b.cfg.n_sections; i++)
         st = build_section(net, &b, &b.cfg.sections[i], err);
     if (!st)
-        mark_in_place(net, !(opt && opt->no_bn_act_fusion));
+        mark_in_place(net, !(opt && opt->no_bn_fusion));
     pn_layer *last = net->n_layers ? &net->layers[net->n_layers - 1] : NULL;
     if (!st && (last->out.c != net->classes || last->out.h != 1 || last->out.w != 1))
         st = pn_fail(err, PN_EFORMAT, "cfg: the last block outputs %dx%dx%d, not the %d class logits",
@@ -465,7 +494,7 @@ static pn_status ensure_buffers(pn_net *net, int n, int with_grad, pn_error *err
         pn_layer *l = &net->layers[i];
         size_t bytes = pn_buf_numel(&l->out, batch) * es;
         largest = bytes > largest ? bytes : largest;
-        if (l->fused_away || l->in_place)
+        if (l->fused_away || l->in_place || l->deferred)
             continue;
         if (!(l->out.data = malloc(bytes)))
             return pn_fail(err, PN_ENOMEM, "out of memory for activations (batch %d)", batch);
@@ -636,6 +665,8 @@ pn_status pn_net_watch(pn_net *net, const char *layer_name, pn_error *err)
         return pn_fail(err, PN_EINVAL, "no layer named '%s'", layer_name);
     if (net->layers[i].fused_away)
         return pn_fail(err, PN_EINVAL, "layer '%s' was fused away", layer_name);
+    if (net->layers[i].deferred) /* a watched output must be stored */
+        pn_net_undefer(net);
     /* A watched output must survive the forward pass: no activation may overwrite it. */
     for (int j = i + 1; j < net->n_layers; j++)
         if (net->layers[j].in_place && net->layers[j].inputs[0] == i) {
