@@ -298,8 +298,13 @@ static void test_depthwise_weight_grad(void **state)
 {
     (void)state;
     /* n, c, ih, iw, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl */
+    /* the input rows are converted once into a ring shared by consecutive
+     * output rows: stride 2, stride 1 over many rows, and dilation 3, where
+     * the ring would put a kernel's three rows in one slot */
     const pn_dw_shape shapes[] = {{3, 24, 9, 9, 5, 5, 5, 5, 2, 2, 1, 1, 2, 2},
-                                  {2, 40, 7, 7, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1}};
+                                  {2, 40, 7, 7, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1},
+                                  {2, 24, 14, 14, 14, 14, 5, 5, 1, 1, 1, 1, 2, 2},
+                                  {2, 20, 9, 9, 3, 3, 3, 3, 1, 1, 3, 3, 0, 0}};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
         check_dw_grad(PN_F32, shapes[i]);
         check_dw_grad(PN_BF16, shapes[i]);

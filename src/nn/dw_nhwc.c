@@ -24,23 +24,21 @@ PN_SIMD_CLONES static void load(const void *p, pn_dtype t, size_t off, size_t c,
 }
 
 /* Adds output row (n, oy)'s contribution to the per-tap sums acc[taps][c]
- * and the bias sums; g and xr are scratch rows. */
-PN_SIMD_CLONES static void accumulate_row(const void *x, const void *dy, pn_dtype t,
-                                          const pn_dw_shape *s, int n, int oy, float *restrict acc,
-                                          float *restrict bacc, float *restrict g,
-                                          float *restrict xr)
+ * and the bias sums; g is a scratch row, xrows[i] kernel row i's input row
+ * in fp32 (NULL outside the image). */
+PN_SIMD_CLONES static void accumulate_row(const void *dy, pn_dtype t, const pn_dw_shape *s, int n,
+                                          int oy, const float *const *xrows, float *restrict acc,
+                                          float *restrict bacc, float *restrict g)
 {
     size_t c = (size_t)s->c;
-    /* Each dy row and input row is converted once, not once per tap. */
     load(dy, t, ((size_t)n * s->oh + oy) * s->ow * c, s->ow * c, g);
     for (int ox = 0; ox < s->ow; ox++)
         for (size_t k = 0; k < c; k++)
             bacc[k] += g[(size_t)ox * c + k];
     for (int i = 0; i < s->kh; i++) {
-        int iy = oy * s->sh - s->pt + i * s->dh;
-        if (iy < 0 || iy >= s->ih)
+        const float *xr = xrows[i];
+        if (!xr)
             continue;
-        load(x, t, ((size_t)n * s->ih + iy) * s->iw * c, s->iw * c, xr);
         for (int j = 0; j < s->kw; j++) {
             float *a = acc + (size_t)(i * s->kw + j) * c;
             for (int ox = 0; ox < s->ow; ox++) {
@@ -56,12 +54,35 @@ PN_SIMD_CLONES static void accumulate_row(const void *x, const void *dy, pn_dtyp
     }
 }
 
+/* Kernel row i's input row for output row (n, oy), converted to fp32 once: a
+ * ring of kh rows tagged by image row, since consecutive output rows (a
+ * thread's rows are consecutive) share kh - stride of them. Dilated kernels
+ * (rows dh apart could share a ring slot) convert every row every time. */
+static void ring_rows(const void *x, pn_dtype t, const pn_dw_shape *s, int n, int oy, float *ring,
+                      long *tag, const float **xrows)
+{
+    size_t rowlen = (size_t)s->iw * s->c;
+    for (int i = 0; i < s->kh; i++) {
+        int iy = oy * s->sh - s->pt + i * s->dh;
+        xrows[i] = NULL;
+        if (iy < 0 || iy >= s->ih)
+            continue;
+        int q = s->dh == 1 ? iy % s->kh : i;
+        long want = (long)n * s->ih + iy;
+        if (s->dh != 1 || tag[q] != want) {
+            load(x, t, (size_t)want * rowlen, rowlen, ring + (size_t)q * rowlen);
+            tag[q] = want;
+        }
+        xrows[i] = ring + (size_t)q * rowlen;
+    }
+}
+
 int pn_dw_nhwc_backward_weights(const void *x, const void *dy, pn_dtype t, const pn_dw_shape *s,
                                 float *dweights, float *dbias)
 {
-    int c = s->c, taps = s->kh * s->kw, threads = omp_get_max_threads();
-    /* per thread: acc[taps][c], bias[c], one dy row (ow*c), one input row (iw*c) */
-    size_t per_thread = (size_t)(taps + 1) * c + (size_t)s->ow * c + (size_t)s->iw * c;
+    int c = s->c, taps = s->kh * s->kw, threads = omp_get_max_threads(), failed = 0;
+    /* per thread: acc[taps][c], bias[c], one dy row (ow*c), kh input rows (iw*c) */
+    size_t per_thread = (size_t)(taps + 1) * c + (size_t)s->ow * c + (size_t)s->kh * s->iw * c;
     float *work = calloc((size_t)threads * per_thread, sizeof(float));
     if (!work)
         return -1;
@@ -69,10 +90,28 @@ int pn_dw_nhwc_backward_weights(const void *x, const void *dy, pn_dtype t, const
 #pragma omp parallel num_threads(threads)
     {
         float *acc = work + (size_t)omp_get_thread_num() * per_thread;
-        float *bacc = acc + (size_t)taps * c, *g = bacc + c, *xr = g + (size_t)s->ow * c;
+        float *bacc = acc + (size_t)taps * c, *g = bacc + c, *ring = g + (size_t)s->ow * c;
+        long *tag = malloc((size_t)s->kh * sizeof *tag);
+        const float **xrows = malloc((size_t)s->kh * sizeof *xrows);
+        if (!tag || !xrows) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        for (int q = 0; tag && q < s->kh; q++)
+            tag[q] = -1;
 #pragma omp for schedule(static)
-        for (int r = 0; r < rows; r++)
-            accumulate_row(x, dy, t, s, r / s->oh, r % s->oh, acc, bacc, g, xr);
+        for (int r = 0; r < rows; r++) {
+            if (!tag || !xrows)
+                continue;
+            ring_rows(x, t, s, r / s->oh, r % s->oh, ring, tag, xrows);
+            accumulate_row(dy, t, s, r / s->oh, r % s->oh, xrows, acc, bacc, g);
+        }
+        free(tag);
+        free(xrows);
+    }
+    if (failed) {
+        free(work);
+        return -1;
     }
     /* Reduce the per-thread sums into [C][kh][kw] (our weight layout) and [C]. */
     for (int k = 0; k < c; k++) {
