@@ -252,7 +252,31 @@ static void test_maxpool_kernels(void **state)
 
 /* Depthwise weight gradient: dW[c][i][j] = sum over outputs of dy * x at the
  * tap's input position; db[c] = sum dy. */
-static void check_dw_grad(pn_dtype t, pn_dw_shape s)
+/* A batch-norm prologue for the depthwise kernels: per-channel scale and
+ * shift (negative ones too, so ReLU cuts), hardswish or ReLU. */
+typedef struct test_prologue {
+    pn_dw_prologue pro;
+    float scale[128], shift[128];
+} test_prologue;
+
+static const pn_dw_prologue *make_prologue(test_prologue *tp, int c, pn_bn_act act)
+{
+    for (int k = 0; k < c; k++) {
+        tp->scale[k] = 0.5f + 0.05f * (float)(k % 9);
+        tp->shift[k] = 0.3f * (float)(k % 5) - 0.6f;
+    }
+    tp->pro = (pn_dw_prologue){tp->scale, tp->shift, act};
+    return &tp->pro;
+}
+
+/* the input as the kernels see it: pro(x) (fp32 math, as theirs) */
+static double input_at(const tensor *x, size_t i, int c, const pn_dw_prologue *pro)
+{
+    float v = (float)at(x, i);
+    return pro ? pn_bn_act_apply(pro->act, v * pro->scale[i % c] + pro->shift[i % c]) : v;
+}
+
+static void check_dw_grad(pn_dtype t, pn_dw_shape s, const pn_dw_prologue *pro)
 {
     size_t nin = (size_t)s.n * s.ih * s.iw * s.c, nout = (size_t)s.n * s.oh * s.ow * s.c;
     tensor x = make(t, nin, 0.5f, 1.0f, 11), dy = make(t, nout, 0.0f, 1.0f, 12);
@@ -260,7 +284,7 @@ static void check_dw_grad(pn_dtype t, pn_dw_shape s)
     float *dw = malloc((size_t)s.c * taps * sizeof(float)), *db = malloc((size_t)s.c * sizeof(float));
     double *ref = calloc((size_t)s.c * (taps + 1), sizeof(double));
     assert_true(dw && db && ref);
-    assert_int_equal(pn_dw_nhwc_backward_weights(x.v, dy.v, t, &s, dw, db), 0);
+    assert_int_equal(pn_dw_nhwc_backward_weights(x.v, pro, dy.v, t, &s, dw, db), 0);
     for (int n = 0; n < s.n; n++)
         for (int oy = 0; oy < s.oh; oy++)
             for (int ox = 0; ox < s.ow; ox++)
@@ -273,7 +297,7 @@ static void check_dw_grad(pn_dtype t, pn_dw_shape s)
                             if (iy < 0 || ix < 0 || iy >= s.ih || ix >= s.iw)
                                 continue;
                             ref[(size_t)c * taps + i * s.kw + j] +=
-                                g * at(&x, (((size_t)n * s.ih + iy) * s.iw + ix) * s.c + c);
+                                g * input_at(&x, (((size_t)n * s.ih + iy) * s.iw + ix) * s.c + c, s.c, pro);
                         }
                 }
     double worst = 0, scale = 1e-30;
@@ -284,8 +308,9 @@ static void check_dw_grad(pn_dtype t, pn_dw_shape s)
         }
         worst = fmax(worst, fabs(db[c] - ref[(size_t)s.c * taps + c]));
     }
-    printf("depthwise weight grad %s %dx%d/%d c %d: max |diff| %.2e of %.2e\n",
-           t == PN_F32 ? "fp32" : "bf16", s.kh, s.kw, s.sh, s.c, worst, scale);
+    printf("depthwise weight grad %s %dx%d/%d c %d%s: max |diff| %.2e of %.2e\n",
+           t == PN_F32 ? "fp32" : "bf16", s.kh, s.kw, s.sh, s.c, pro ? " with batch norm" : "",
+           worst, scale);
     assert_true(worst < 1e-4 * scale); /* fp32 sums of exact bf16 or fp32 products */
     free(x.v);
     free(dy.v);
@@ -305,14 +330,17 @@ static void test_depthwise_weight_grad(void **state)
                                   {2, 40, 7, 7, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1},
                                   {2, 24, 14, 14, 14, 14, 5, 5, 1, 1, 1, 1, 2, 2},
                                   {2, 20, 9, 9, 3, 3, 3, 3, 1, 1, 3, 3, 0, 0}};
+    test_prologue tp;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-        check_dw_grad(PN_F32, shapes[i]);
-        check_dw_grad(PN_BF16, shapes[i]);
+        check_dw_grad(PN_F32, shapes[i], NULL);
+        check_dw_grad(PN_BF16, shapes[i], NULL);
+        check_dw_grad(PN_F32, shapes[i], make_prologue(&tp, shapes[i].c, PN_BN_HARDSWISH));
+        check_dw_grad(PN_BF16, shapes[i], make_prologue(&tp, shapes[i].c, PN_BN_RELU));
     }
 }
 
 /* Depthwise forward and (stride 1) input gradient against direct sums. */
-static void check_dw_forward_backward(pn_dtype t, pn_dw_shape s)
+static void check_dw_forward_backward(pn_dtype t, pn_dw_shape s, const pn_dw_prologue *pro)
 {
     size_t nin = (size_t)s.n * s.ih * s.iw * s.c, nout = (size_t)s.n * s.oh * s.ow * s.c;
     int taps = s.kh * s.kw;
@@ -325,7 +353,7 @@ static void check_dw_forward_backward(pn_dtype t, pn_dw_shape s)
     for (int i = 0; i < s.c * taps; i++)
         w[i] = pn_rng_normal(&r);
     pn_dw_transpose_weights(w, s.c, s.kh, s.kw, 0, wt);
-    assert_int_equal(pn_dw_nhwc_forward(x.v, wt, y.v, t, &s), 0);
+    assert_int_equal(pn_dw_nhwc_forward(x.v, pro, wt, y.v, t, &s), 0);
     double worst_y = 0, worst_dx = 0, scale = 1e-30;
     for (int n = 0; n < s.n; n++)
         for (int oy = 0; oy < s.oh; oy++)
@@ -339,17 +367,18 @@ static void check_dw_forward_backward(pn_dtype t, pn_dw_shape s)
                             if (iy < 0 || ix < 0 || iy >= s.ih || ix >= s.iw)
                                 continue;
                             size_t in = (((size_t)n * s.ih + iy) * s.iw + ix) * s.c + c;
-                            acc += at(&x, in) * w[c * taps + i * s.kw + j];
+                            acc += input_at(&x, in, s.c, pro) * w[c * taps + i * s.kw + j];
                             ref_dx[in] += at(&dy, o) * w[c * taps + i * s.kw + j];
                         }
                     worst_y = fmax(worst_y, fabs(at(&y, o) - acc));
                     scale = fmax(scale, fabs(acc));
                 }
     double tol = t == PN_F32 ? 1e-5 : 1e-2; /* bf16: one rounding of the output */
-    printf("depthwise forward %s %dx%d/%d pad %d,%d c %d: max |diff| %.2e of %.2e\n",
-           t == PN_F32 ? "fp32" : "bf16", s.kh, s.kw, s.sh, s.pt, s.pl, s.c, worst_y, scale);
+    printf("depthwise forward %s %dx%d/%d pad %d,%d c %d%s: max |diff| %.2e of %.2e\n",
+           t == PN_F32 ? "fp32" : "bf16", s.kh, s.kw, s.sh, s.pt, s.pl, s.c,
+           pro ? " with batch norm" : "", worst_y, scale);
     assert_true(worst_y <= tol * scale);
-    if (s.sh == 1 && s.sw == 1) {
+    if (s.sh == 1 && s.sw == 1 && !pro) {
         pn_dw_transpose_weights(w, s.c, s.kh, s.kw, 1, wt);
         assert_int_equal(pn_dw_nhwc_backward_data(dy.v, wt, dx.v, t, &s), 0);
         double dscale = 1e-30;
@@ -377,14 +406,21 @@ static void test_depthwise_forward_backward(void **state)
                                   {2, 40, 8, 8, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0},  /* TF SAME, stride 2 */
                                   {1, 16, 7, 11, 7, 11, 3, 3, 1, 1, 1, 1, 1, 1},
                                   {3, 72, 13, 13, 7, 7, 5, 5, 2, 2, 1, 1, 2, 2},
-                                  {2, 20, 12, 12, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1}};
+                                  {2, 20, 12, 12, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1},
+                                  /* rows of 14 and 28: blocks of 14 pixels (7 above) */
+                                  {2, 24, 14, 14, 14, 14, 5, 5, 1, 1, 1, 1, 2, 2},
+                                  {1, 32, 56, 56, 28, 28, 3, 3, 2, 2, 1, 1, 0, 0}};
     if (!pn_dw_nhwc_fast_available(&shapes[0])) {
         printf("SKIP depthwise forward kernels: no AVX-512 here (oneDNN's run instead)\n");
         return;
     }
+    test_prologue tp;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
-        check_dw_forward_backward(PN_F32, shapes[i]);
-        check_dw_forward_backward(PN_BF16, shapes[i]);
+        check_dw_forward_backward(PN_F32, shapes[i], NULL);
+        check_dw_forward_backward(PN_BF16, shapes[i], NULL);
+        /* a batch norm applied as rows are read: padding must stay 0 */
+        check_dw_forward_backward(PN_F32, shapes[i], make_prologue(&tp, shapes[i].c, PN_BN_RELU));
+        check_dw_forward_backward(PN_BF16, shapes[i], make_prologue(&tp, shapes[i].c, PN_BN_HARDSWISH));
     }
 }
 

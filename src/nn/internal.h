@@ -58,8 +58,8 @@ struct pn_layer {
     int in_place;     /* output overwrites the input buffer (activations whose backward uses the output) */
     pn_act_kind fused_act; /* batch norm applies the following ReLU or hardswish itself
                               (that layer is fused away); PN_ACT_LINEAR when none */
-    int deferred;     /* batch norm whose only reader, an SE block, applies it on the fly
-                         (bn_se.h): its output is never stored, its backward runs in the SE's */
+    int deferred;     /* batch norm whose only reader applies it on the fly, so its output
+                         is never stored (pn_bn_deferral) */
     double prof_fwd_s, prof_bwd_s; /* time spent, while net->profiling */
     void *priv;
 };
@@ -143,6 +143,13 @@ static inline size_t pn_buf_numel(const pn_buf *b, int n) { return (size_t)n * b
 /* Whether layer l must produce the gradient of its input k (some layer
  * before it trains, or Grad-CAM watches it). */
 int pn_net_needs_input_grad(const pn_net *net, const pn_layer *l, int k);
+/* Training fusions of a batch norm into its only reader (pn_layer.deferred). */
+enum pn_bn_deferral {
+    PN_BN_STORED = 0, /* not deferred */
+    PN_BN_IN_SE,      /* an SE block applies it and runs its backward (bn_se.h) */
+    PN_BN_IN_CONV     /* a depthwise convolution applies it as it reads its input rows
+                         (dw_nhwc.h); the norm's backward runs as usual */
+};
 /* Ends every batch norm -> SE training fusion (pn_layer.deferred): for a
  * watched batch-norm output, and before inference fusion folds the norms. */
 void pn_net_undefer(pn_net *net);

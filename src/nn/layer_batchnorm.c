@@ -179,8 +179,8 @@ static pn_status bn_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
 static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
 {
     bn_priv *p = l->priv;
-    if (l->deferred || (!pn_net_needs_input_grad(net, l, 0) && !pn_layer_trains(net, l)))
-        return PN_OK; /* deferred: the consumer's backward did it */
+    if (l->deferred == PN_BN_IN_SE || (!pn_net_needs_input_grad(net, l, 0) && !pn_layer_trains(net, l)))
+        return PN_OK; /* in an SE block: its backward did this */
     /* dx is always computed; it goes to scratch when nobody needs it. */
     pn_buf *in = pn_layer_in(net, l, 0);
     int want = pn_net_needs_input_grad(net, l, 0);

@@ -13,6 +13,7 @@
 #include "nn/wprims.h"
 #include "nn/conv_wgrad_gemm.h"
 #include "nn/dw_nhwc.h"
+#include "nn/layer_batchnorm.h"
 #include "nn/layer_conv.h"
 
 typedef struct conv_priv {
@@ -25,6 +26,8 @@ typedef struct conv_priv {
     int fast_dw;        /* depthwise stride-1 input gradient by dw_nhwc.c */
     float *dw_wt_flip;  /* its weights as [tap][c], flipped */
     uint64_t dw_wver;
+    float *dw_wt;       /* the weights as [tap][c], for dw_nhwc.c's forward */
+    uint64_t dw_fwd_wver;
 } conv_priv;
 
 const pn_conv_geom *pn_conv_geometry(const pn_layer *l) { return &((conv_priv *)l->priv)->g; }
@@ -123,6 +126,7 @@ static void conv_destroy(pn_layer *l)
         conv_priv *p = l->priv;
         free(p->g.fused_bias);
         free(p->dw_wt_flip);
+        free(p->dw_wt);
     }
     free(l->priv);
     l->priv = NULL;
@@ -327,25 +331,65 @@ static pn_dw_shape dw_shape(pn_layer *l, pn_net *net, int n)
                          g->sh, g->sw, g->dh, g->dw, g->pt, g->pl};
 }
 
-/* The input-gradient kernel's flipped [tap][c] weights, refreshed when the
- * parameters change. */
-static pn_status sync_dw_weights(pn_layer *l, pn_net *net, pn_error *err)
+/* The weights as [tap][c] for dw_nhwc.c (flipped for the input gradient),
+ * refreshed when the parameters change. */
+static pn_status sync_dw_weights(pn_layer *l, pn_net *net, int flip, pn_error *err)
 {
     conv_priv *p = l->priv;
-    if (p->dw_wver == net->wver && p->dw_wt_flip)
+    float **wt = flip ? &p->dw_wt_flip : &p->dw_wt;
+    uint64_t *ver = flip ? &p->dw_wver : &p->dw_fwd_wver;
+    if (*ver == net->wver && *wt)
         return PN_OK;
     const pn_param *w = pn_layer_param(net, l, 0);
-    if (!p->dw_wt_flip && !(p->dw_wt_flip = malloc(w->numel * sizeof(float))))
+    if (!*wt && !(*wt = malloc(w->numel * sizeof(float))))
         return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
-    pn_dw_transpose_weights(w->data, p->g.filters, p->g.kh, p->g.kw, 1, p->dw_wt_flip);
-    p->dw_wver = net->wver;
+    pn_dw_transpose_weights(w->data, p->g.filters, p->g.kh, p->g.kw, flip, *wt);
+    *ver = net->wver;
+    return PN_OK;
+}
+
+/* Not below 32 channels: there our weight gradient, which the fusion needs,
+ * is 2x slower than oneDNN's (MobileNetV3's first block, 16 channels at
+ * 112x112: +2.1 ms, more than the norm's pass it saves). */
+int pn_conv_applies_input_bn(pn_layer *l, pn_net *net)
+{
+    const pn_conv_geom *g = &((conv_priv *)l->priv)->g;
+    pn_dw_shape sh = dw_shape(l, net, 1);
+    return g->groups == g->in_c && g->groups == g->filters && g->filters >= 32 &&
+           !g->has_bias && pn_dw_nhwc_fast_available(&sh);
+}
+
+/* The batch norm this convolution applies to its input (PN_BN_IN_CONV):
+ * returns that layer, with its transform in *pro, or NULL. */
+static pn_layer *input_bn(pn_layer *l, pn_net *net, pn_dw_prologue *pro)
+{
+    pn_layer *bn = &net->layers[l->inputs[0]];
+    if (bn->deferred != PN_BN_IN_CONV)
+        return NULL;
+    pn_bn_view v;
+    pn_batchnorm_view(bn, net, &v);
+    *pro = (pn_dw_prologue){v.scale, v.shift, v.act};
+    return bn;
+}
+
+static pn_status dw_forward_bn(pn_layer *l, pn_net *net, pn_layer *bn, const pn_dw_prologue *pro,
+                               pn_error *err)
+{
+    pn_status st = sync_dw_weights(l, net, 0, err);
+    if (st)
+        return st;
+    ((conv_priv *)l->priv)->w.ddst_staged = 0;
+    pn_dw_shape sh = dw_shape(l, net, net->cur_n);
+    if (pn_dw_nhwc_forward(pn_layer_in(net, bn, 0)->data, pro, ((conv_priv *)l->priv)->dw_wt,
+                           l->out.data, net->dt, &sh))
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
     return PN_OK;
 }
 
 static pn_status dw_input_grad(pn_layer *l, pn_net *net, pn_error *err)
 {
     conv_priv *p = l->priv;
-    pn_status st = sync_dw_weights(l, net, err);
+    pn_status st = sync_dw_weights(l, net, 1, err);
     if (st)
         return st;
     pn_buf *in = pn_layer_in(net, l, 0);
@@ -361,7 +405,11 @@ static pn_status dw_weight_grad(pn_layer *l, pn_net *net, pn_error *err)
 {
     const pn_conv_geom *g = &((conv_priv *)l->priv)->g;
     pn_dw_shape sh = dw_shape(l, net, net->cur_n);
-    if (pn_dw_nhwc_backward_weights(pn_layer_in(net, l, 0)->data, l->out.grad, net->dt, &sh, pn_layer_param(net, l, 0)->grad,
+    pn_dw_prologue pro;
+    pn_layer *bn = input_bn(l, net, &pro);
+    const void *x = bn ? pn_layer_in(net, bn, 0)->data : pn_layer_in(net, l, 0)->data;
+    if (pn_dw_nhwc_backward_weights(x, bn ? &pro : NULL, l->out.grad, net->dt, &sh,
+                                    pn_layer_param(net, l, 0)->grad,
                                     g->has_bias ? pn_layer_param(net, l, 1)->grad : NULL))
         return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
     return PN_OK;
@@ -408,7 +456,9 @@ static pn_status conv_forward(pn_layer *l, pn_net *net, int train, pn_error *err
     if ((p->w.built_n != n || p->w.built_train != want_bwd) && (st = conv_build(l, net, n, want_bwd, err)))
         return st;
     p->w.has_bias = p->g.has_bias;
-    return pn_wprims_forward(&p->w, net, l, err);
+    pn_dw_prologue pro;
+    pn_layer *bn = input_bn(l, net, &pro);
+    return bn ? dw_forward_bn(l, net, bn, &pro, err) : pn_wprims_forward(&p->w, net, l, err);
 }
 
 static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
@@ -416,7 +466,8 @@ static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
     conv_priv *p = l->priv;
     pn_status st = PN_OK;
     if (pn_layer_trains(net, l))
-        st = p->manual_dw_grad ? dw_weight_grad(l, net, err)
+        st = p->manual_dw_grad || net->layers[l->inputs[0]].deferred == PN_BN_IN_CONV
+                 ? dw_weight_grad(l, net, err)
              : p->gemm_wgrad   ? pn_wgrad_gemm_run(&p->wg, net, l, err)
                                : pn_wprims_backward_weights(&p->w, net, l, err);
     if (st || !pn_net_needs_input_grad(net, l, 0))

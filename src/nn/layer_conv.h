@@ -19,6 +19,9 @@ pn_conv_geom *pn_conv_geometry_mut(pn_layer *l);
 const char *pn_conv_algorithm(const pn_layer *l);
 /* The weight gradient is a matrix product (conv_wgrad_gemm.c). */
 int pn_conv_uses_gemm_wgrad(const pn_layer *l);
+/* This convolution can apply a batch norm feeding it as it reads its input
+ * (pn_layer.deferred = PN_BN_IN_CONV): depthwise, no bias, kernels of dw_nhwc.h. */
+int pn_conv_applies_input_bn(pn_layer *l, pn_net *net);
 /* Drops primitives so the next forward rebuilds them (after fusion). */
 void pn_conv_rebuild(pn_layer *l);
 

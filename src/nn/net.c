@@ -6,6 +6,7 @@
 
 #include "nn/bn_se.h"
 #include "nn/internal.h"
+#include "nn/layer_conv.h"
 #include "nn/vec.h"
 
 /* ---- the input layer: converts the caller's float32 NHWC into the compute type ---- */
@@ -259,7 +260,22 @@ static void fuse_bn_se(pn_net *net)
         int bn = net->layers[i].inputs[0];
         if (net->layers[i].ops == &pn_layer_se_ops &&
             net->layers[bn].ops == &pn_layer_batchnorm_ops && readers_of(net, bn) == 1)
-            net->layers[bn].deferred = 1;
+            net->layers[bn].deferred = PN_BN_IN_SE;
+    }
+}
+
+/* batch norm -> depthwise convolution (MobileNet's expansions), the norm read
+ * by nothing else: the convolution's kernels (dw_nhwc.h) apply the norm as
+ * they convert input rows, in the forward and the weight gradient, saving
+ * the norm's output pass and the convolution's read of it, and the buffer. */
+static void fuse_bn_conv(pn_net *net)
+{
+    for (int i = 1; i < net->n_layers; i++) {
+        pn_layer *conv = &net->layers[i];
+        int bn = conv->inputs[0];
+        if (conv->ops == &pn_layer_conv_ops && net->layers[bn].ops == &pn_layer_batchnorm_ops &&
+            !net->layers[bn].deferred && readers_of(net, bn) == 1 && pn_conv_applies_input_bn(conv, net))
+            net->layers[bn].deferred = PN_BN_IN_CONV;
     }
 }
 
@@ -279,6 +295,7 @@ static void mark_in_place(pn_net *net, int fuse)
     if (fuse) {
         fuse_bn_act(net);
         fuse_bn_se(net);
+        fuse_bn_conv(net);
     }
     for (int i = 1; i < net->n_layers; i++) {
         pn_layer *l = &net->layers[i];
