@@ -11,21 +11,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "nn/avx512_util.h"
-#include "nn/bn_act_avx512.h"
-
-static inline AVX512 void zero_acc(float *acc, size_t n)
-{
-    for (size_t j = 0; j < n; j += 16)
-        _mm512_storeu_ps(acc + j, _mm512_setzero_ps());
-}
-
-static inline AVX512 void add_acc(float *acc, size_t j, __m512 v)
-{
-    _mm512_storeu_ps(acc + j, _mm512_add_ps(_mm512_loadu_ps(acc + j), v));
-}
-
-/* The block's last, partial period: mask of the vector at offset j of it. */
-static inline AVX512 __mmask16 rest_mask(size_t rest, size_t j) { return tail_mask((int)rest, (int)j); }
+#include "nn/bn_avx512.h"
 
 /* s += acc over one period */
 static inline void fold(const float *acc, double *s, size_t period)
@@ -34,7 +20,7 @@ static inline void fold(const float *acc, double *s, size_t period)
         s[j] += acc[j];
 }
 
-static inline AVX512 void stats_step(const void *x, pn_dtype t, size_t i, size_t j, __mmask16 m,
+static inline AVX512 void stats_step(size_t i, size_t j, __mmask16 m, const void *x, pn_dtype t,
                                      const float *pivot, float *a, float *q)
 {
     __m512 d = _mm512_maskz_sub_ps(m, ld(x, t, i, m), coef(pivot, j));
@@ -45,20 +31,16 @@ static inline AVX512 void stats_step(const void *x, pn_dtype t, size_t i, size_t
 static AVX512 void v_stats(const void *x, pn_dtype t, size_t r0, size_t r1, int c,
                            const float *pivot, double *s1, double *s2, float *tmp)
 {
-    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
+    size_t period = pn_bn_period(c);
     float *a = tmp, *q = tmp + period;
     zero_acc(tmp, 2 * period);
-    for (; p + period <= n; p += period)
-        for (size_t j = 0; j < period; j += 16)
-            stats_step(x, t, i0 + p + j, j, 0xffff, pivot, a, q);
-    for (size_t j = 0; p + j < n; j += 16)
-        stats_step(x, t, i0 + p + j, j, rest_mask(n - p, j), pivot, a, q);
+    PN_BN_WALK(stats_step, r0 * (size_t)c, (r1 - r0) * (size_t)c, period, x, t, pivot, a, q);
     fold(a, s1, period);
     fold(q, s2, period);
 }
 
-static inline AVX512 void apply_step(const void *x, void *y, pn_dtype t, size_t i, size_t j,
-                                     __mmask16 m, const float *scale, const float *shift,
+static inline AVX512 void apply_step(size_t i, size_t j, __mmask16 m, const void *x, void *y,
+                                     pn_dtype t, const float *scale, const float *shift,
                                      pn_bn_act act)
 {
     st(y, t, i, m, act_apply(act, _mm512_fmadd_ps(ld(x, t, i, m), coef(scale, j), coef(shift, j))));
@@ -67,19 +49,15 @@ static inline AVX512 void apply_step(const void *x, void *y, pn_dtype t, size_t 
 static AVX512 void v_apply(const void *x, void *y, pn_dtype t, size_t r0, size_t r1, int c,
                            const float *scale, const float *shift, pn_bn_act act)
 {
-    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
-    for (; p + period <= n; p += period)
-        for (size_t j = 0; j < period; j += 16)
-            apply_step(x, y, t, i0 + p + j, j, 0xffff, scale, shift, act);
-    for (size_t j = 0; p + j < n; j += 16)
-        apply_step(x, y, t, i0 + p + j, j, rest_mask(n - p, j), scale, shift, act);
+    PN_BN_WALK(apply_step, r0 * (size_t)c, (r1 - r0) * (size_t)c, pn_bn_period(c), x, y, t, scale,
+               shift, act);
 }
 
 /* Masked-off lanes load x = dy = 0, so g = 0 and they add nothing. */
-static inline AVX512 void grad_sums_step(const void *x, const void *dy, pn_dtype t, size_t i,
-                                         size_t j, __mmask16 m, const float *mean, pn_bn_act act,
-                                         const float *scale, const float *shift, float *a,
-                                         float *b)
+static inline AVX512 void grad_sums_step(size_t i, size_t j, __mmask16 m, const void *x,
+                                         const void *dy, pn_dtype t, const float *mean,
+                                         pn_bn_act act, const float *scale, const float *shift,
+                                         float *a, float *b)
 {
     __m512 xv = ld(x, t, i, m);
     __m512 g = act_grad(xv, ld(dy, t, i, m), act, coef(scale, j), coef(shift, j));
@@ -92,21 +70,17 @@ static AVX512 void v_grad_sums(const void *x, const void *dy, pn_dtype t, size_t
                                int c, const float *mean, pn_bn_act act, const float *scale,
                                const float *shift, double *sg, double *sgx, float *tmp)
 {
-    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
+    size_t period = pn_bn_period(c);
     float *a = tmp, *b = tmp + period;
     zero_acc(tmp, 2 * period);
-    for (; p + period <= n; p += period)
-        for (size_t j = 0; j < period; j += 16)
-            grad_sums_step(x, dy, t, i0 + p + j, j, 0xffff, mean, act, scale, shift, a, b);
-    for (size_t j = 0; p + j < n; j += 16)
-        grad_sums_step(x, dy, t, i0 + p + j, j, rest_mask(n - p, j), mean, act, scale, shift, a,
-                       b);
+    PN_BN_WALK(grad_sums_step, r0 * (size_t)c, (r1 - r0) * (size_t)c, period, x, dy, t, mean, act,
+               scale, shift, a, b);
     fold(a, sg, period);
     fold(b, sgx, period);
 }
 
-static inline AVX512 void grad_apply_step(const void *x, const void *dy, void *dx, pn_dtype t,
-                                          size_t i, size_t j, __mmask16 m, const float *ka,
+static inline AVX512 void grad_apply_step(size_t i, size_t j, __mmask16 m, const void *x,
+                                          const void *dy, void *dx, pn_dtype t, const float *ka,
                                           const float *kb, const float *kc, pn_bn_act act,
                                           const float *scale, const float *shift)
 {
@@ -120,13 +94,8 @@ static AVX512 void v_grad_apply(const void *x, const void *dy, void *dx, pn_dtyp
                                 const float *kc, pn_bn_act act, const float *scale,
                                 const float *shift)
 {
-    size_t period = pn_bn_period(c), i0 = r0 * (size_t)c, n = (r1 - r0) * (size_t)c, p = 0;
-    for (; p + period <= n; p += period)
-        for (size_t j = 0; j < period; j += 16)
-            grad_apply_step(x, dy, dx, t, i0 + p + j, j, 0xffff, ka, kb, kc, act, scale, shift);
-    for (size_t j = 0; p + j < n; j += 16)
-        grad_apply_step(x, dy, dx, t, i0 + p + j, j, rest_mask(n - p, j), ka, kb, kc, act, scale,
-                        shift);
+    PN_BN_WALK(grad_apply_step, r0 * (size_t)c, (r1 - r0) * (size_t)c, pn_bn_period(c), x, dy, dx,
+               t, ka, kb, kc, act, scale, shift);
 }
 
 const pn_bn_kernels *pn_bn_kernels_avx512(void)

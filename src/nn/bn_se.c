@@ -10,7 +10,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "nn/avx512_util.h"
-#include "nn/bn_act_avx512.h"
+#include "nn/bn_avx512.h"
 #define HAVE_AVX512_KERNELS 1
 #endif
 
@@ -75,29 +75,8 @@ static void fold(const pn_bn_se *f, const float *acc, float *out)
         out[j % (size_t)f->c] += acc[j];
 }
 
-static inline AVX512 void zero(float *acc, size_t n)
-{
-    for (size_t j = 0; j < n; j += 16)
-        _mm512_storeu_ps(acc + j, _mm512_setzero_ps());
-}
-
-static inline AVX512 void add_acc(float *acc, size_t j, __m512 v)
-{
-    _mm512_storeu_ps(acc + j, _mm512_add_ps(_mm512_loadu_ps(acc + j), v));
-}
-
 /* Each kernel below is a step on 16 values at offset i (entry j of the
- * period, mask m) and a walk over image k: whole periods unmasked, then the
- * last, partial one masked. WALK expands to that walk. */
-#define WALK(f, k, step, ...)                                                                 \
-    do {                                                                                      \
-        size_t m_ = (f)->image, b_ = (size_t)(k) * m_, p_ = 0;                                \
-        for (; p_ + (f)->period <= m_; p_ += (f)->period)                                     \
-            for (size_t j_ = 0; j_ < (f)->period; j_ += 16)                                   \
-                step(f, b_ + p_ + j_, j_, (__mmask16)0xffff, __VA_ARGS__);                    \
-        for (size_t j_ = 0; p_ + j_ < m_; j_ += 16)                                           \
-            step(f, b_ + p_ + j_, j_, tail_mask((int)(m_ - p_), (int)j_), __VA_ARGS__);       \
-    } while (0)
+ * period, mask m) and a walk over image k (PN_BN_WALK). */
 
 /* y at offset i (masked lanes: x = 0, so y = act(shift): mask before summing) */
 static inline AVX512 __m512 y_at(const pn_bn_se *f, size_t i, size_t j, __mmask16 m)
@@ -106,7 +85,7 @@ static inline AVX512 __m512 y_at(const pn_bn_se *f, size_t i, size_t j, __mmask1
     return act_apply(f->act, _mm512_fmadd_ps(xv, coef(f->scale_p, j), coef(f->shift_p, j)));
 }
 
-static inline AVX512 void pool_step(const pn_bn_se *f, size_t i, size_t j, __mmask16 m,
+static inline AVX512 void pool_step(size_t i, size_t j, __mmask16 m, const pn_bn_se *f,
                                     float *acc)
 {
     add_acc(acc, j, _mm512_maskz_mov_ps(m, y_at(f, i, j, m)));
@@ -115,12 +94,12 @@ static inline AVX512 void pool_step(const pn_bn_se *f, size_t i, size_t j, __mma
 AVX512 void pn_bn_se_pool(const pn_bn_se *f, int k, float *pooled_k)
 {
     float *acc = slot(f, 0);
-    zero(acc, f->period);
-    WALK(f, k, pool_step, acc);
+    zero_acc(acc, f->period);
+    PN_BN_WALK(pool_step, (size_t)k * f->image, f->image, f->period, f, acc);
     fold(f, acc, pooled_k);
 }
 
-static inline AVX512 void scale_step(const pn_bn_se *f, size_t i, size_t j, __mmask16 m,
+static inline AVX512 void scale_step(size_t i, size_t j, __mmask16 m, const pn_bn_se *f,
                                      const float *g, void *z)
 {
     st(z, f->t, i, m, _mm512_mul_ps(y_at(f, i, j, m), coef(g, j)));
@@ -130,10 +109,10 @@ AVX512 void pn_bn_se_scale(const pn_bn_se *f, int k, const float *gate_k, void *
 {
     float *g = slot(f, 0);
     image_period(f, gate_k, g);
-    WALK(f, k, scale_step, g, z);
+    PN_BN_WALK(scale_step, (size_t)k * f->image, f->image, f->period, f, g, z);
 }
 
-static inline AVX512 void gate_grad_step(const pn_bn_se *f, size_t i, size_t j, __mmask16 m,
+static inline AVX512 void gate_grad_step(size_t i, size_t j, __mmask16 m, const pn_bn_se *f,
                                          const void *dz, float *acc)
 {
     add_acc(acc, j, _mm512_maskz_mul_ps(m, ld(dz, f->t, i, m), y_at(f, i, j, m)));
@@ -142,8 +121,8 @@ static inline AVX512 void gate_grad_step(const pn_bn_se *f, size_t i, size_t j, 
 AVX512 void pn_bn_se_gate_grad(const pn_bn_se *f, int k, const void *dz, float *dgate_k)
 {
     float *acc = slot(f, 0);
-    zero(acc, f->period);
-    WALK(f, k, gate_grad_step, dz, acc);
+    zero_acc(acc, f->period);
+    PN_BN_WALK(gate_grad_step, (size_t)k * f->image, f->image, f->period, f, dz, acc);
     fold(f, acc, dgate_k);
 }
 
@@ -157,7 +136,7 @@ static inline AVX512 __m512 bn_grad_at(const pn_bn_se *f, const void *dz, size_t
     return _mm512_maskz_mov_ps(m, act_grad(*xv, dy, f->act, coef(f->scale_p, j), coef(f->shift_p, j)));
 }
 
-static inline AVX512 void sums_step(const pn_bn_se *f, size_t i, size_t j, __mmask16 m,
+static inline AVX512 void sums_step(size_t i, size_t j, __mmask16 m, const pn_bn_se *f,
                                     const void *dz, const float *gp, const float *sp, float *a,
                                     float *b)
 {
@@ -174,16 +153,16 @@ AVX512 void pn_bn_se_sums(const pn_bn_se *f, int k, const void *dz, const float 
     double *sg = f->sums + (size_t)omp_get_thread_num() * 2 * f->c, *sgx = sg + f->c;
     image_period(f, gate_k, gp);
     image_period(f, share_k, sp);
-    zero(a, f->period);
-    zero(b, f->period);
-    WALK(f, k, sums_step, dz, gp, sp, a, b);
+    zero_acc(a, f->period);
+    zero_acc(b, f->period);
+    PN_BN_WALK(sums_step, (size_t)k * f->image, f->image, f->period, f, dz, gp, sp, a, b);
     for (size_t j = 0; j < f->period; j++) {
         sg[j % (size_t)f->c] += a[j];
         sgx[j % (size_t)f->c] += b[j];
     }
 }
 
-static inline AVX512 void dx_step(const pn_bn_se *f, size_t i, size_t j, __mmask16 m,
+static inline AVX512 void dx_step(size_t i, size_t j, __mmask16 m, const pn_bn_se *f,
                                   const void *dz, const float *gp, const float *sp,
                                   const float *ka, const float *kb, const float *kc, void *dx)
 {
@@ -198,7 +177,7 @@ static AVX512 void dx_image(const pn_bn_se *f, int k, const void *dz, const floa
     float *gp = slot(f, 0), *sp = slot(f, 1);
     image_period(f, gate_k, gp);
     image_period(f, share_k, sp);
-    WALK(f, k, dx_step, dz, gp, sp, ka, kb, kc, dx);
+    PN_BN_WALK(dx_step, (size_t)k * f->image, f->image, f->period, f, dz, gp, sp, ka, kb, kc, dx);
 }
 
 int pn_bn_se_backward(pn_bn_se *f, const void *dz, const float *gate, const float *share,

@@ -9,7 +9,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include "nn/avx512_util.h"
-#include "nn/bn_act_avx512.h"
+#include "nn/bn_avx512.h"
 #define HAVE_AVX512_KERNELS 1
 #endif
 
