@@ -19,15 +19,16 @@
 typedef struct conv_priv {
     pn_conv_geom g;
     pn_wprims w;
-    int manual_dw_grad; /* depthwise weight gradient by dw_nhwc.c (oneDNN has no JIT kernel) */
+    int manual_dw_grad; /* depthwise weight gradient by dw_nhwc.c (oneDNN has no JIT kernel,
+                           or the input is a batch norm this layer applies) */
     int winograd;       /* the built primitives use Winograd */
     int gemm_wgrad;     /* weight gradient by conv_wgrad_gemm.c */
     pn_wgrad_gemm wg;
     int fast_dw;        /* depthwise stride-1 input gradient by dw_nhwc.c */
     float *dw_wt_flip;  /* its weights as [tap][c], flipped */
-    uint64_t dw_wver;
+    uint64_t dw_flip_wver;
     float *dw_wt;       /* the weights as [tap][c], for dw_nhwc.c's forward */
-    uint64_t dw_fwd_wver;
+    uint64_t dw_wver;
 } conv_priv;
 
 const pn_conv_geom *pn_conv_geometry(const pn_layer *l) { return &((conv_priv *)l->priv)->g; }
@@ -290,6 +291,10 @@ static pn_status build_backward(pn_layer *l, pn_net *net, int n, const conv_desc
     if (st)
         return st;
 
+    if (net->layers[l->inputs[0]].deferred == PN_BN_IN_CONV) { /* dw_nhwc.c applies it */
+        p->manual_dw_grad = 1;
+        return PN_OK;
+    }
     if (pn_wgrad_gemm_pays(g, l, net)) {
         p->gemm_wgrad = 1;
         return pn_wgrad_gemm_init(&p->wg, net, l, n, err);
@@ -337,7 +342,7 @@ static pn_status sync_dw_weights(pn_layer *l, pn_net *net, int flip, pn_error *e
 {
     conv_priv *p = l->priv;
     float **wt = flip ? &p->dw_wt_flip : &p->dw_wt;
-    uint64_t *ver = flip ? &p->dw_wver : &p->dw_fwd_wver;
+    uint64_t *ver = flip ? &p->dw_flip_wver : &p->dw_wver;
     if (*ver == net->wver && *wt)
         return PN_OK;
     const pn_param *w = pn_layer_param(net, l, 0);
@@ -466,8 +471,7 @@ static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
     conv_priv *p = l->priv;
     pn_status st = PN_OK;
     if (pn_layer_trains(net, l))
-        st = p->manual_dw_grad || net->layers[l->inputs[0]].deferred == PN_BN_IN_CONV
-                 ? dw_weight_grad(l, net, err)
+        st = p->manual_dw_grad ? dw_weight_grad(l, net, err)
              : p->gemm_wgrad   ? pn_wgrad_gemm_run(&p->wg, net, l, err)
                                : pn_wprims_backward_weights(&p->w, net, l, err);
     if (st || !pn_net_needs_input_grad(net, l, 0))
