@@ -228,7 +228,7 @@ void pn_bn_grad_coefficients(const double *sg, const double *sgx, size_t rows, i
     }
 }
 
-/* The backward's five per-channel arrays as period arrays, in one allocation. */
+/* The backward's six per-channel arrays as period arrays, in one allocation. */
 enum { CO_MEAN, CO_SCALE, CO_SHIFT, CO_KA, CO_KB, CO_KC, CO_COUNT };
 
 int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, void *dx,
