@@ -399,33 +399,21 @@ static void excite_backward(se_priv *p, pn_layer *l, pn_net *net, int k, int hw)
         axpy(ds, dz1[j] / (float)hw, w1 + (size_t)j * c, c);
 }
 
-/* The dense layers' weight gradients over the batch, from dz2, dz1, a1 and
- * pooled. Every loop runs along a contiguous row (axpy), and each thread owns
- * the rows it writes. */
-static void dense_weight_grads(se_priv *p, pn_layer *l, pn_net *net, int n)
+/* A dense layer's gradients over the batch: gw[o][:] = sum_k dz[k][o] in[k][:],
+ * gb[o] = sum_k dz[k][o]. Every loop runs along a contiguous row (axpy), and
+ * each thread owns the rows it writes. */
+static void dense_weight_grad(const float *dz, const float *in, int n, int in_f, int out_f,
+                              float *gw, float *gb)
 {
-    int c = p->c, s = p->s;
-    float *gw1 = pn_layer_param(net, l, P_W1)->grad, *gb1 = pn_layer_param(net, l, P_B1)->grad;
-    float *gw2 = pn_layer_param(net, l, P_W2)->grad, *gb2 = pn_layer_param(net, l, P_B2)->grad;
 #pragma omp parallel for schedule(static)
-    for (int ch = 0; ch < c; ch++) { /* fc2: gw2[ch][:] = sum_k dz2[k][ch] a1[k][:] */
-        float *g = gw2 + (size_t)ch * s, gb = 0;
-        memset(g, 0, (size_t)s * sizeof(float));
+    for (int o = 0; o < out_f; o++) {
+        float *g = gw + (size_t)o * in_f, b = 0;
+        memset(g, 0, (size_t)in_f * sizeof(float));
         for (int k = 0; k < n; k++) {
-            axpy(g, p->dz2[(size_t)k * c + ch], p->a1 + (size_t)k * s, s);
-            gb += p->dz2[(size_t)k * c + ch];
+            axpy(g, dz[(size_t)k * out_f + o], in + (size_t)k * in_f, in_f);
+            b += dz[(size_t)k * out_f + o];
         }
-        gb2[ch] = gb;
-    }
-#pragma omp parallel for schedule(static)
-    for (int j = 0; j < s; j++) { /* fc1: gw1[j][:] = sum_k dz1[k][j] pooled[k][:] */
-        float *g = gw1 + (size_t)j * c, gb = 0;
-        memset(g, 0, (size_t)c * sizeof(float));
-        for (int k = 0; k < n; k++) {
-            axpy(g, p->dz1[(size_t)k * s + j], p->pooled + (size_t)k * c, c);
-            gb += p->dz1[(size_t)k * s + j];
-        }
-        gb1[j] = gb;
+        gb[o] = b;
     }
 }
 
@@ -458,7 +446,10 @@ static pn_status se_backward(pn_layer *l, pn_net *net, pn_error *err)
         else if (dx)
             scale_add_rows(dz, dx, net->dt, (size_t)k * hw, hw, c, gate, ds);
     }
-    dense_weight_grads(p, l, net, n);
+    dense_weight_grad(p->dz2, p->a1, n, p->s, c, pn_layer_param(net, l, P_W2)->grad,
+                      pn_layer_param(net, l, P_B2)->grad);
+    dense_weight_grad(p->dz1, p->pooled, n, c, p->s, pn_layer_param(net, l, P_W1)->grad,
+                      pn_layer_param(net, l, P_B1)->grad);
     if (dx)
         pn_grad_end(net, in, dx, n);
     pn_status st = PN_OK;
