@@ -8,6 +8,8 @@
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "pneumo/tensor.h"
 
@@ -41,12 +43,22 @@ static inline AVX512 void st(void *p, pn_dtype t, size_t i, __mmask16 m, __m512 
     _mm256_mask_storeu_epi16((uint16_t *)p + i, m, h);
 }
 
-/* The CPU runs the AVX-512 subsets these kernels use. */
+/* The CPU runs the AVX-512 subsets these kernels use, and PNEUMO_NO_AVX512 is
+ * not set (set, the portable kernels and unfused layers run, as on an older
+ * CPU: how the tests cover them here). Asked once per translation unit: the
+ * answer cannot change within a process. */
 static inline int pn_cpu_has_avx512(void)
 {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+    static int known = -1;
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *off = getenv("PNEUMO_NO_AVX512");
+        __builtin_cpu_init();
+        v = !(off && *off && strcmp(off, "0")) && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 
 #endif
