@@ -400,6 +400,10 @@ static void expect_file_error(const char *name, const void *data, size_t n, pn_s
     if (!strstr(e.msg, reason))
         fail_msg("%s: message '%s' lacks '%s'", name, e.msg, reason);
     assert_null(img.pixels);
+    /* cache.c, predict and evaluate decode with err == NULL: still a failure */
+    img.pixels = (uint8_t *)(uintptr_t)1;
+    assert_int_equal(pn_image_decode_file(path, 0, 0, &img, NULL), code);
+    assert_null(img.pixels);
 }
 
 /* Offset of the first marker m (0xFF m) after SOI. */

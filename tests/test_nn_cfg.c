@@ -24,6 +24,11 @@ static void expect_error(const char *cfg, pn_status code, const char *needle, co
     assert_non_null(strstr(err.msg, needle));
     if (needle2)
         assert_non_null(strstr(err.msg, needle2));
+    /* The same failure without an error record (err == NULL) is still a failure:
+     * the layers' `return pn_error_prefix(err, st, ...)` must not turn it into PN_OK. */
+    net = (pn_net *)(uintptr_t)1;
+    assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, NULL), code);
+    assert_null(net);
 }
 
 #define NET "[net]\ninput = 16\nchannels = 1\nclasses = 2\n" /* lines 1-4 */
@@ -52,6 +57,10 @@ static void test_parse_errors(void **state)
                  "line 9", "spatial sizes differ");
     expect_error(NET "[fc]\nname = f\n" HEAD, PN_EFORMAT, "line 5", "missing out");
     expect_error(NET "[se]\nname = s\n" HEAD, PN_EFORMAT, "line 5", "squeeze must be positive");
+    /* each layer kind that prefixes its callee's error with the cfg line */
+    expect_error(NET "[se]\nsqueeze = 2\ngate = gelu\n" HEAD, PN_EFORMAT, "line 5 [se]", "unknown activation");
+    expect_error(NET "[maxpool]\npad = wide\n" HEAD, PN_EFORMAT, "line 5", "bad padding 'wide'");
+    expect_error(NET "[activation]\ntype = gelu\n" HEAD, PN_EFORMAT, "line 5", "unknown activation 'gelu'");
     expect_error(NET "[conv\nfilters = 4\n", PN_EFORMAT, "line 5", "bad section header");
     expect_error(NET "filters 4\n", PN_EFORMAT, "line 5", "expected key = value");
     expect_error("input = 16\n[net]\n", PN_EFORMAT, "line 1", "outside a [section]");

@@ -34,9 +34,12 @@ typedef struct pn_error {
 pn_status pn_fail(pn_error *err, pn_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prefixes the message already in err with more context ("model.safetensors: "). */
-pn_status pn_error_prefix(pn_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Prefixes the message already in err (which may be NULL) with more context
+ * ("model.safetensors: ") and returns code, the failing status the caller got:
+ * `return pn_error_prefix(err, st, "%s: ", path)` stays a failure even when the
+ * caller passed no err. */
+pn_status pn_error_prefix(pn_error *err, pn_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 const char *pn_status_name(pn_status code);
 

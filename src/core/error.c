@@ -16,10 +16,10 @@ pn_status pn_fail(pn_error *err, pn_status code, const char *fmt, ...)
     return code;
 }
 
-pn_status pn_error_prefix(pn_error *err, const char *fmt, ...)
+pn_status pn_error_prefix(pn_error *err, pn_status code, const char *fmt, ...)
 {
     if (!err)
-        return PN_OK;
+        return code;
     char prefix[PN_ERROR_MSG_MAX], old[PN_ERROR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -36,7 +36,8 @@ pn_status pn_error_prefix(pn_error *err, const char *fmt, ...)
         rest = sizeof err->msg - 1 - n;
     memcpy(err->msg + n, old, rest);
     err->msg[n + rest] = '\0';
-    return err->code;
+    err->code = code;
+    return code;
 }
 
 const char *pn_status_name(pn_status code)

@@ -134,7 +134,7 @@ static pn_status decode(j_decompress_ptr cinfo, jpeg_ctx *ctx, const char *name,
     pn_status st = pn_image_orient(out, orientation, err);
     if (st) {
         pn_image_free(out);
-        return pn_error_prefix(err, "%s: ", name);
+        return pn_error_prefix(err, st, "%s: ", name);
     }
     return PN_OK;
 }

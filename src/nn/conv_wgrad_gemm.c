@@ -88,7 +88,7 @@ pn_status pn_wgrad_gemm_run(pn_wgrad_gemm *w, pn_net *net, pn_layer *l, pn_error
     void *col = pn_net_slot(net, 0, w->col_bytes, err);
     void *prod = col ? pn_net_slot(net, 1, w->prod_bytes, err) : NULL;
     if (!prod)
-        return err ? err->code : PN_ENOMEM;
+        return PN_ENOMEM; /* pn_net_slot fails only for memory */
     im2col(in->data, col, g, net->cur_n, in->h, in->w, l->out.h, l->out.w);
     dnnl_memory_set_data_handle(w->dy_t, l->out.grad);
     dnnl_memory_set_data_handle(w->col, col);

@@ -201,7 +201,7 @@ pn_status pn_relayout_in(pn_relayout *r, pn_net *net, int slot, void *user_buf, 
 {
     void *buf = pn_net_slot(net, slot, r->prim_bytes, err);
     if (!buf)
-        return err ? err->code : PN_ENOMEM;
+        return PN_ENOMEM; /* pn_net_slot fails only for memory */
     dnnl_memory_set_data_handle(r->user, user_buf);
     dnnl_memory_set_data_handle(r->prim, buf);
     if (!to_prim)

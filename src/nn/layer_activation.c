@@ -22,7 +22,7 @@ static pn_status act_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_
     /* Standalone [activation type=...] or `activation =` on another section. */
     const char *key = strcmp(s->kind, "activation") ? "activation" : "type";
     pn_status st = pn_act_parse(pn_cfg_str(s, key, "relu"), &p->kind, err);
-    return st ? pn_error_prefix(err, "cfg line %d: ", s->line) : PN_OK;
+    return st ? pn_error_prefix(err, st, "cfg line %d: ", s->line) : PN_OK;
 }
 
 static void act_reset(pn_layer *l)

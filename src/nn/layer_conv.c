@@ -70,7 +70,7 @@ static pn_status parse_geometry(pn_conv_geom *g, const pn_buf *in, const pn_cfg_
     const char *pad = pn_cfg_str(s, "pad", "same");
     if ((st = pn_parse_padding(pad, in->h, g->kh, g->sh, g->dh, &g->pt, &g->pb, err)) ||
         (st = pn_parse_padding(pad, in->w, g->kw, g->sw, g->dw, &g->pl, &g->pr, err)))
-        return pn_error_prefix(err, "cfg line %d [conv]: ", s->line);
+        return pn_error_prefix(err, st, "cfg line %d [conv]: ", s->line);
     g->in_c = in->c;
     return PN_OK;
 }

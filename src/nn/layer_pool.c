@@ -44,7 +44,7 @@ static pn_status window_init(pn_layer *l, pn_net *net, const pn_cfg_section *s,
     const char *pad = pn_cfg_str(s, "pad", "valid");
     if ((st = pn_parse_padding(pad, in->h, size, stride, 1, &p->pt, &p->pb, err)) ||
         (st = pn_parse_padding(pad, in->w, size, stride, 1, &p->pl, &p->pr, err)))
-        return pn_error_prefix(err, "cfg line %d: ", s->line);
+        return pn_error_prefix(err, st, "cfg line %d: ", s->line);
     return finish_init(l, p, in, s->line, err);
 }
 

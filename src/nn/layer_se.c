@@ -37,7 +37,7 @@ static pn_status se_init(pn_layer *l, pn_net *net, const pn_cfg_section *s, pn_e
     if ((st = pn_cfg_int(s, "squeeze", 0, &p->s, err)) ||
         (st = pn_act_parse(pn_cfg_str(s, "activation", "relu"), &p->act, err)) ||
         (st = pn_act_parse(pn_cfg_str(s, "gate", "hardsigmoid"), &p->gate, err)))
-        return pn_error_prefix(err, "cfg line %d [se]: ", s->line);
+        return pn_error_prefix(err, st, "cfg line %d [se]: ", s->line);
     if (p->s <= 0)
         return pn_fail(err, PN_EFORMAT, "cfg line %d [se]: squeeze must be positive", s->line);
     int w1[4] = {p->s, p->c, 1, 1}, w2[4] = {p->c, p->s, 1, 1};

@@ -552,7 +552,7 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
             continue;
         double t0 = net->profiling ? pn_now_s() : 0;
         if ((st = l->ops->forward(l, net, mode, err)))
-            return pn_error_prefix(err, "layer %s: ", l->name);
+            return pn_error_prefix(err, st, "layer %s: ", l->name);
         if (net->profiling)
             l->prof_fwd_s += pn_now_s() - t0;
     }
@@ -610,7 +610,7 @@ pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
             continue; /* no gradient reaches this layer (frozen prefix) */
         double t0 = net->profiling ? pn_now_s() : 0;
         if ((st = l->ops->backward(l, net, err)))
-            return pn_error_prefix(err, "layer %s (backward): ", l->name);
+            return pn_error_prefix(err, st, "layer %s (backward): ", l->name);
         if (net->profiling)
             l->prof_bwd_s += pn_now_s() - t0;
     }

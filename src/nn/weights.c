@@ -149,7 +149,7 @@ static pn_status import_one(pn_net *net, const pn_st_tensor *t, const char *map,
         return PN_OK;
     pn_status st = copy_tensor(p, t, err);
     if (st)
-        return pn_error_prefix(err, "importing %s: ", t->name);
+        return pn_error_prefix(err, st, "importing %s: ", t->name);
     if (folded)
         set_identity_bn(net, p, eps);
     loaded[p - net->params] = 1;
@@ -269,7 +269,7 @@ static pn_status load_tensors(pn_net *net, pn_st_file *f, const char *path, pn_e
             return pn_fail(err, PN_EFORMAT, "%s: tensor '%s' has the wrong shape", path, t->name);
         pn_status st = pn_st_to_f32(t, p->data, err);
         if (st)
-            return pn_error_prefix(err, "%s: ", path);
+            return pn_error_prefix(err, st, "%s: ", path);
         for (size_t k = 0; k < p->numel; k++)
             if (!isfinite(p->data[k]))
                 return pn_fail(err, PN_EFORMAT, "%s: tensor '%s' contains NaN or infinity", path, t->name);
@@ -301,7 +301,7 @@ pn_status pn_net_load(pn_ctx *ctx, const char *path, pn_dtype precision, pn_net 
     if (!st) st = meta_int(f, path, "classes", &opt.classes, err);
     pn_net *net = NULL;
     if (!st && (st = pn_net_create(ctx, arch, &opt, &net, err)))
-        pn_error_prefix(err, "%s: ", path);
+        pn_error_prefix(err, st, "%s: ", path);
     if (!st && (st = load_tensors(net, f, path, err)) == PN_OK) {
         const char *mean = pn_st_metadata(f, "mean"), *std = pn_st_metadata(f, "std");
         for (int c = 0; mean && std && c < net->channels; c++) {

@@ -149,7 +149,7 @@ pn_status pn_checkpoint_load(trainer *t, train_state *s, pn_error *err)
     pn_st_file *f;
     pn_status st = pn_st_open(path, &f, err);
     if (st)
-        return pn_error_prefix(err, "--resume: ");
+        return pn_error_prefix(err, st, "--resume: ");
     const char *version = pn_st_metadata(f, "pneumo_checkpoint"), *state = pn_st_metadata(f, "state");
     const char *saved_recipe = pn_st_metadata(f, "recipe");
     char *recipe = pn_train_recipe_json(t->cfg, t, 0);
