@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pneumo/nn.h"
 
 static int usage(FILE *out)
@@ -20,18 +21,17 @@ int pn_cmd_arch(int argc, char **argv)
     if (argc < 3 || strcmp(argv[1], "show"))
         return usage(stderr);
     pn_net_options opt = {0};
-    for (int i = 3; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--channels"))
-            opt.channels = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--input-size"))
-            opt.input_size = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--classes"))
-            opt.classes = atoi(argv[i + 1]);
-        else
-            return usage(stderr);
+    const pn_option table[] = {
+        PN_OPT_INT("channels", &opt.channels, 1, 3),
+        PN_OPT_INT("input-size", &opt.input_size, 8, 4096),
+        PN_OPT_INT("classes", &opt.classes, 1, 1000),
+        PN_OPT_END,
+    };
+    switch (pn_opts_parse("pneumo arch", table, argc, argv, 3, NULL, NULL)) {
+    case PN_OPTS_HELP: return usage(stdout);
+    case PN_OPTS_BAD: return 2;
+    case PN_OPTS_OK: break;
     }
-    if ((argc - 3) % 2)
-        return usage(stderr);
     pn_error err = {0};
     char *text = NULL;
     pn_ctx *ctx = NULL;

@@ -1,8 +1,8 @@
 /* pneumo audit export: the prediction audit log written by `pneumo serve`, as CSV. */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/options.h"
 #include "pneumo/audit.h"
 
 static void usage(FILE *out)
@@ -13,28 +13,26 @@ static void usage(FILE *out)
 
 int pn_cmd_audit(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"db", required_argument, NULL, 'd'},
-                                             {"since", required_argument, NULL, 's'},
-                                             {"csv", no_argument, NULL, 'c'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    int help = argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
     if (argc < 2 || strcmp(argv[1], "export")) {
-        usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-        return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+        usage(help ? stdout : stderr);
+        return help ? 0 : 2;
     }
     const char *db = "pneumo-audit.db", *since = NULL;
-    int csv = 0, c;
-    while ((c = getopt_long(argc - 1, argv + 1, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 's': since = optarg; break;
-        case 'c': csv = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
+    int csv = 0;
+    const pn_option table[] = {
+        PN_OPT_STRING("db", &db),
+        PN_OPT_STRING("since", &since),
+        PN_OPT_FLAG("csv", &csv, 1),
+        PN_OPT_END,
+    };
+    switch (pn_opts_parse("pneumo audit export", table, argc, argv, 2, NULL, NULL)) {
+    case PN_OPTS_HELP: usage(stdout); return 0;
+    case PN_OPTS_BAD: return 2;
+    case PN_OPTS_OK: break;
     }
-    if (!csv || optind < argc - 1) {
-        fprintf(stderr, "pneumo audit export: %s\n", csv ? "unexpected argument" : "--csv is required (the only format)");
+    if (!csv) {
+        fprintf(stderr, "pneumo audit export: --csv is required (the only format)\n");
         return 2;
     }
     pn_error err = {0};

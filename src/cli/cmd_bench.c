@@ -8,10 +8,12 @@
 #include <time.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pneumo/nn.h"
 
 typedef struct bench_opts {
-    const char *arch, *mode;
+    const char *arch;
+    int train; /* 1: forward + backward + update; 0: inference */
     int batch, size, threads, iters, warmup, bf16, fused, profile;
 } bench_opts;
 
@@ -28,36 +30,46 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static const pn_opt_choice mode_choices[] = {{"train", 1}, {"infer", 0}, {NULL, 0}};
+static const pn_opt_choice precision_choices[] = {{"fp32", 0}, {"bf16", 1}, {NULL, 0}};
+
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: pneumo bench [--arch NAME] [--mode train|infer] [--batch N] [--size N]\n"
+                 "       [--threads N] [--iters N] [--warmup N] [--precision fp32|bf16] [--no-fuse]\n"
+                 "       [--profile]   per-layer times of the timed iterations, to stderr\n");
+    return out == stdout ? 0 : 2;
+}
+
+/* Returns -1 to go on, else the exit code. */
 static int parse(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){"resnet18", "train", 32, 224, 2, 10, 3, 0, 1, 0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--arch") && v) o->arch = v, i++;
-        else if (!strcmp(a, "--mode") && v) o->mode = v, i++;
-        else if (!strcmp(a, "--batch") && v) o->batch = atoi(v), i++;
-        else if (!strcmp(a, "--size") && v) o->size = atoi(v), i++;
-        else if (!strcmp(a, "--threads") && v) o->threads = atoi(v), i++;
-        else if (!strcmp(a, "--iters") && v) o->iters = atoi(v), i++;
-        else if (!strcmp(a, "--profile")) o->profile = 1;
-        else if (!strcmp(a, "--warmup") && v) o->warmup = atoi(v), i++;
-        else if (!strcmp(a, "--precision") && v) o->bf16 = !strcmp(v, "bf16"), i++;
-        else if (!strcmp(a, "--no-fuse")) o->fused = 0;
-        else {
-            int help = !strcmp(a, "--help") || !strcmp(a, "-h");
-            fprintf(help ? stdout : stderr, "usage: pneumo bench [--arch NAME] [--mode train|infer] [--batch N] [--size N]\n"
-                            "       [--threads N] [--iters N] [--warmup N] [--precision fp32|bf16] [--no-fuse]\n"
-                            "       [--profile]   per-layer times of the timed iterations, to stderr\n");
-            return help ? -1 : 2;
-        }
+    *o = (bench_opts){"resnet18", 1, 32, 224, 2, 10, 3, 0, 1, 0};
+    const pn_option table[] = {
+        PN_OPT_STRING("arch", &o->arch),
+        PN_OPT_CHOICE("mode", &o->train, mode_choices),
+        PN_OPT_INT("batch", &o->batch, 1, 65536),
+        PN_OPT_INT("size", &o->size, 8, 4096),
+        PN_OPT_INT("threads", &o->threads, 1, 1024),
+        PN_OPT_INT("iters", &o->iters, 1, 1000000),
+        PN_OPT_INT("warmup", &o->warmup, 0, 1000000),
+        PN_OPT_CHOICE("precision", &o->bf16, precision_choices),
+        PN_OPT_FLAG("no-fuse", &o->fused, 0),
+        PN_OPT_FLAG("profile", &o->profile, 1),
+        PN_OPT_END,
+    };
+    switch (pn_opts_parse("pneumo bench", table, argc, argv, 1, NULL, NULL)) {
+    case PN_OPTS_HELP: return usage(stdout);
+    case PN_OPTS_BAD: return 2;
+    case PN_OPTS_OK: break;
     }
-    return o->batch > 0 && o->iters > 0 && o->threads > 0 ? 0 : 2;
+    return -1;
 }
 
 static int run_iters(const bench_opts *o, pn_net *net, pn_optim *opt, const float *x,
                      const int *labels, double *times, pn_error *err)
 {
-    int classes = pn_net_classes(net), train = !strcmp(o->mode, "train");
+    int classes = pn_net_classes(net), train = o->train;
     float *dlogits = malloc((size_t)o->batch * classes * sizeof(float));
     for (int it = 0; it < o->warmup + o->iters; it++) {
         double t0 = now_s();
@@ -84,8 +96,8 @@ int pn_cmd_bench(int argc, char **argv)
 {
     bench_opts o;
     int rc_parse = parse(argc, argv, &o);
-    if (rc_parse)
-        return rc_parse < 0 ? 0 : 2;
+    if (rc_parse >= 0)
+        return rc_parse;
     omp_set_num_threads(o.threads);
     pn_error err = {0};
     char *text = NULL;
@@ -93,7 +105,7 @@ int pn_cmd_bench(int argc, char **argv)
     pn_net *net = NULL;
     pn_optim *opt = NULL;
     pn_net_options nopt = {.input_size = o.size, .precision = o.bf16 ? PN_BF16 : PN_F32, .seed = 1};
-    int train = !strcmp(o.mode, "train"), rc = 1;
+    int train = o.train, rc = 1;
     if (pn_arch_read(o.arch, &text, &err) || pn_ctx_create(&ctx, &err) ||
         pn_net_create(ctx, text, &nopt, &net, &err))
         goto done;
@@ -124,7 +136,7 @@ int pn_cmd_bench(int argc, char **argv)
         printf("{\"impl\": \"pneumo\", \"arch\": \"%s\", \"mode\": \"%s\", \"config\": \"%s%s\", "
                "\"threads\": %d, \"batch\": %d, \"median_s\": %.6f, \"imgs_per_s\": %.2f, "
                "\"ms_per_batch\": %.3f, \"peak_rss_mb\": %.1f, \"isa\": \"%s\"}\n",
-               o.arch, o.mode, pn_net_precision(net) == PN_BF16 ? "bf16" : "fp32",
+               o.arch, train ? "train" : "infer", pn_net_precision(net) == PN_BF16 ? "bf16" : "fp32",
                !train && o.fused ? "_fused" : "", o.threads, o.batch, med, o.batch / med,
                med * 1e3, ru.ru_maxrss / 1024.0, pn_ctx_isa_name(ctx));
     }

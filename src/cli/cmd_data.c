@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/options.h"
 #include "pneumo/data.h"
 
 static void usage(FILE *out)
@@ -242,46 +243,25 @@ typedef struct opts {
 static int parse_opts(int argc, char **argv, opts *o)
 {
     *o = (opts){.n = 16, .size = 224, .threads = 2, .batch = 32, .crop = 1, .seed = 1};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--hflip")) {
-            o->hflip = 1;
-            continue;
-        }
-        if (!strcmp(a, "--no-augment")) {
-            o->no_augment = 1;
-            continue;
-        }
-        if (i + 1 >= argc)
-            return fprintf(stderr, "pneumo data: %s needs a value\n", a), -1;
-        const char *v = argv[++i];
-        if (!strcmp(a, "--data"))
-            o->data = v;
-        else if (!strcmp(a, "--out"))
-            o->out = v;
-        else if (!strcmp(a, "--cache"))
-            o->cache = v;
-        else if (!strcmp(a, "--n"))
-            o->n = atoi(v);
-        else if (!strcmp(a, "--size"))
-            o->size = atoi(v);
-        else if (!strcmp(a, "--threads"))
-            o->threads = atoi(v);
-        else if (!strcmp(a, "--batch"))
-            o->batch = atoi(v);
-        else if (!strcmp(a, "--seed"))
-            o->seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--crop"))
-            o->crop = strtof(v, NULL);
-        else if (!strcmp(a, "--erase"))
-            o->erase = strtof(v, NULL);
-        else
-            return fprintf(stderr, "pneumo data: unknown option %s\n", a), -1;
-    }
-    if (!o->data || o->n < 1 || o->n > 1024 || o->size < 8 || o->size > 2048 ||
-        o->threads < 1 || o->batch < 1)
-        return fprintf(stderr, "pneumo data: need --data DIR and sane --n/--size/--threads\n"), -1;
-    return 0;
+    const pn_option table[] = {
+        PN_OPT_STRING("data", &o->data),
+        PN_OPT_STRING("out", &o->out),
+        PN_OPT_STRING("cache", &o->cache),
+        PN_OPT_INT("n", &o->n, 1, 1024),
+        PN_OPT_INT("size", &o->size, 8, 2048),
+        PN_OPT_INT("threads", &o->threads, 1, 1024),
+        PN_OPT_INT("batch", &o->batch, 1, 65536),
+        PN_OPT_U64("seed", &o->seed, 0, 1e18),
+        PN_OPT_FLOAT_ABOVE("crop", &o->crop, 0, 1),
+        PN_OPT_FLOAT("erase", &o->erase, 0, 1),
+        PN_OPT_FLAG("hflip", &o->hflip, 1),
+        PN_OPT_FLAG("no-augment", &o->no_augment, 1),
+        PN_OPT_END,
+    };
+    pn_opts_result r = pn_opts_parse("pneumo data", table, argc, argv, 1, NULL, NULL);
+    if (r == PN_OPTS_OK && !o->data)
+        return fprintf(stderr, "pneumo data: --data DIR is required\n"), -1;
+    return r == PN_OPTS_OK ? 0 : -1;
 }
 
 static pn_augment augment_from(const opts *o)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pneumo/data.h"
 #include "pneumo/eval.h"
 #include "pneumo/gradcam.h"
@@ -224,20 +225,21 @@ int pn_cmd_evaluate(int argc, char **argv)
     const char *model_path = NULL, *dir = NULL, *json_path = NULL, *report_dir = NULL;
     float thr = -1;
     int threads = 0, holdout = 0, cam_stats = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (!strcmp(a, "--holdout")) { holdout = 1; continue; }
-        if (!strcmp(a, "--gradcam-stats")) { cam_stats = 1; continue; }
-        if (!v) return usage(stderr);
-        if (!strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--data")) dir = v;
-        else if (!strcmp(a, "--json")) json_path = v;
-        else if (!strcmp(a, "--report")) report_dir = v;
-        else if (!strcmp(a, "--threshold")) thr = strtof(v, NULL);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else return usage(stderr);
-        i++;
+    const pn_option table[] = {
+        PN_OPT_STRING("model", &model_path),
+        PN_OPT_STRING("data", &dir),
+        PN_OPT_STRING("json", &json_path),
+        PN_OPT_STRING("report", &report_dir),
+        PN_OPT_FLOAT("threshold", &thr, 0, 1),
+        PN_OPT_INT("threads", &threads, 1, 1024),
+        PN_OPT_FLAG("holdout", &holdout, 1),
+        PN_OPT_FLAG("gradcam-stats", &cam_stats, 1),
+        PN_OPT_END,
+    };
+    switch (pn_opts_parse("pneumo evaluate", table, argc, argv, 1, NULL, NULL)) {
+    case PN_OPTS_HELP: return usage(stdout);
+    case PN_OPTS_BAD: return 2;
+    case PN_OPTS_OK: break;
     }
     if (!dir) return usage(stderr);
     pn_error err = {0};

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pneumo/data.h"
 #include "pneumo/model.h"
 #include "pneumo/overlay.h"
@@ -119,26 +120,38 @@ static void print_row(const predict_opts *o, json_t *arr, const char *path, cons
     }
 }
 
+static const pn_opt_choice format_choices[] = {
+    {"table", FMT_TABLE}, {"csv", FMT_CSV}, {"json", FMT_JSON}, {NULL, 0}};
+
+/* Returns -1 to go on, else the exit code. */
 static int parse(int argc, char **argv, predict_opts *o, file_list *files)
 {
     *o = (predict_opts){.threshold = -1};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout), -1;
-        if (a[0] != '-') { collect(files, a, 1); continue; }
-        if (!v) return usage(stderr);
-        if (!strcmp(a, "--model")) o->model = v;
-        else if (!strcmp(a, "--gradcam")) o->gradcam_dir = v;
-        else if (!strcmp(a, "--threshold")) o->threshold = strtof(v, NULL);
-        else if (!strcmp(a, "--threads")) o->threads = atoi(v);
-        else if (!strcmp(a, "--format"))
-            o->format = !strcmp(v, "csv") ? FMT_CSV : !strcmp(v, "json") ? FMT_JSON : FMT_TABLE;
-        else return usage(stderr);
-        i++;
+    int format = FMT_TABLE, n_paths = 0;
+    const pn_option table[] = {
+        PN_OPT_STRING("model", &o->model),
+        PN_OPT_STRING("gradcam", &o->gradcam_dir),
+        PN_OPT_FLOAT("threshold", &o->threshold, 0, 1),
+        PN_OPT_INT("threads", &o->threads, 1, 1024),
+        PN_OPT_CHOICE("format", &format, format_choices),
+        PN_OPT_END,
+    };
+    const char **paths = calloc((size_t)argc, sizeof *paths);
+    if (!paths)
+        return 1;
+    int rc = -1;
+    switch (pn_opts_parse("pneumo predict", table, argc, argv, 1, paths, &n_paths)) {
+    case PN_OPTS_HELP: rc = usage(stdout); break;
+    case PN_OPTS_BAD: rc = 2; break;
+    case PN_OPTS_OK: rc = n_paths ? -1 : usage(stderr); break;
     }
-    if (files->n == 0) return usage(stderr);
-    qsort(files->paths, files->n, sizeof *files->paths, cmp_str);
-    return 0;
+    o->format = (out_format)format;
+    for (int i = 0; rc < 0 && i < n_paths; i++)
+        collect(files, paths[i], 1);
+    free(paths);
+    if (rc < 0)
+        qsort(files->paths, files->n, sizeof *files->paths, cmp_str);
+    return rc;
 }
 
 int pn_cmd_predict(int argc, char **argv)
@@ -146,8 +159,8 @@ int pn_cmd_predict(int argc, char **argv)
     predict_opts o;
     file_list files = {0};
     int rc = parse(argc, argv, &o, &files);
-    if (rc) /* -1: help was shown */
-        return rc < 0 ? 0 : rc;
+    if (rc >= 0)
+        return rc;
     pn_error err = {0};
     pn_model *m = NULL;
     if (pn_model_load(o.model, o.threads, &m, &err)) {

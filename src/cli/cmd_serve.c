@@ -1,6 +1,5 @@
 /* pneumo serve: the HTTP prediction server (see docs/api.md), with one model
  * instance per prediction slot. */
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -11,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/options.h"
 #include "pneumo/data.h"
 #include "pneumo/model.h"
 #include "pneumo/overlay.h"
@@ -147,59 +147,29 @@ typedef struct serve_args {
     int threads;
 } serve_args;
 
-static int parse_int(const char *name, const char *text, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(text, &end, 10);
-    if (end == text || *end || v < lo || v > hi) {
-        fprintf(stderr, "pneumo serve: %s '%s': expected an integer in %ld..%ld\n", name, text, lo, hi);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 /* Returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, serve_args *a)
 {
-    static const struct option longopts[] = {
-        {"model", required_argument, NULL, 'm'},   {"host", required_argument, NULL, 'H'},
-        {"port", required_argument, NULL, 'p'},    {"audit-db", required_argument, NULL, 'a'},
-        {"threads", required_argument, NULL, 't'}, {"max-body", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
     a->model = NULL;
     a->threads = cores > 0 ? (int)cores : 1;
     pn_serve_options_default(&a->opt);
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'm': a->model = optarg; break;
-        case 'H': a->opt.host = optarg; break;
-        case 'a': a->opt.audit_db = optarg; break;
-        case 'p':
-            if (!parse_int("--port", optarg, 0, 65535, &v))
-                return 2;
-            a->opt.port = (int)v;
-            break;
-        case 't':
-            if (!parse_int("--threads", optarg, 1, 256, &v))
-                return 2;
-            a->threads = (int)v;
-            break;
-        case 'b':
-            if (!parse_int("--max-body", optarg, 1, LONG_MAX, &v))
-                return 2;
-            a->opt.max_body = (size_t)v;
-            break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
+    uint64_t max_body = a->opt.max_body;
+    const pn_option table[] = {
+        PN_OPT_STRING("model", &a->model),
+        PN_OPT_STRING("host", &a->opt.host),
+        PN_OPT_STRING("audit-db", &a->opt.audit_db),
+        PN_OPT_INT("port", &a->opt.port, 0, 65535),
+        PN_OPT_INT("threads", &a->threads, 1, 256),
+        PN_OPT_U64("max-body", &max_body, 1, (double)SIZE_MAX),
+        PN_OPT_END,
+    };
+    switch (pn_opts_parse("pneumo serve", table, argc, argv, 1, NULL, NULL)) {
+    case PN_OPTS_HELP: usage(stdout); return 0;
+    case PN_OPTS_BAD: return 2;
+    case PN_OPTS_OK: break;
     }
-    if (optind < argc) {
-        fprintf(stderr, "pneumo serve: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    a->opt.max_body = (size_t)max_body;
     return -1;
 }
 

@@ -1,4 +1,5 @@
 /* pneumo train: train a model on a folder dataset (options or a recipe file). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "pneumo/train.h"
 
 static volatile int stop_requested;
@@ -31,87 +33,68 @@ static int usage(FILE *out)
     return out == stdout ? 0 : 2;
 }
 
-static int set_option(pn_train_config *c, const char *key, const char *v)
+static const pn_opt_choice resize_choices[] = {{"squash", 0}, {"letterbox", 1}, {NULL, 0}};
+static const pn_opt_choice precision_choices[] = {{"fp32", PN_F32}, {"bf16", PN_BF16}, {NULL, 0}};
+static const pn_opt_choice optimizer_choices[] = {
+    {"sgd", PN_SGD}, {"adam", PN_ADAM}, {"adamw", PN_ADAMW}, {NULL, 0}};
+static const pn_opt_choice schedule_choices[] = {{"constant", PN_SCHED_CONSTANT}, {"step", PN_SCHED_STEP},
+                                                 {"cosine", PN_SCHED_COSINE}, {"plateau", PN_SCHED_PLATEAU},
+                                                 {NULL, 0}};
+
+/* auto | none | W0,W1 (two positive weights) */
+static int parse_class_weights(const char *v, void *dest)
 {
-    if (!strcmp(key, "data")) c->data_dir = v;
-    else if (!strcmp(key, "arch")) c->arch = v;
-    else if (!strcmp(key, "init")) c->init = v;
-    else if (!strcmp(key, "init-skip")) c->init_skip = v;
-    else if (!strcmp(key, "out")) c->out_dir = v;
-    else if (!strcmp(key, "input-size")) c->input_size = atoi(v);
-    else if (!strcmp(key, "channels")) c->channels = atoi(v);
-    else if (!strcmp(key, "epochs")) c->epochs = atoi(v);
-    else if (!strcmp(key, "batch")) c->batch = atoi(v);
-    else if (!strcmp(key, "threads")) c->threads = atoi(v);
-    else if (!strcmp(key, "lr")) c->lr = strtof(v, NULL);
-    else if (!strcmp(key, "weight-decay")) c->weight_decay = strtof(v, NULL);
-    else if (!strcmp(key, "label-smoothing")) c->label_smoothing = strtof(v, NULL);
-    else if (!strcmp(key, "val-fraction")) c->val_fraction = strtof(v, NULL);
-    else if (!strcmp(key, "warmup-epochs")) c->warmup_epochs = strtof(v, NULL);
-    else if (!strcmp(key, "freeze")) c->freeze_prefix = v;
-    else if (!strcmp(key, "freeze-epochs")) c->freeze_epochs = atoi(v);
-    else if (!strcmp(key, "phase2-lr-scale")) c->phase2_lr_scale = strtof(v, NULL);
-    else if (!strcmp(key, "early-stop")) c->early_stop = atoi(v);
-    else if (!strcmp(key, "target-sensitivity")) c->target_sensitivity = strtof(v, NULL);
-    else if (!strcmp(key, "seed")) c->seed = strtoull(v, NULL, 10);
-    else if (!strcmp(key, "max-images")) c->max_images = atoi(v);
-    else if (!strcmp(key, "stop-after")) c->stop_after = atoi(v);
-    else if (!strcmp(key, "resize")) {
-        if (strcmp(v, "squash") && strcmp(v, "letterbox")) return -1;
-        c->letterbox = !strcmp(v, "letterbox");
-    }
-    else if (!strcmp(key, "augment")) c->augment = atoi(v);
-    else if (!strcmp(key, "precision")) {
-        if (strcmp(v, "fp32") && strcmp(v, "bf16")) return -1;
-        c->precision = !strcmp(v, "bf16") ? PN_BF16 : PN_F32;
-    } else if (!strcmp(key, "optimizer")) {
-        if (!strcmp(v, "sgd")) c->optimizer = PN_SGD;
-        else if (!strcmp(v, "adam")) c->optimizer = PN_ADAM;
-        else if (!strcmp(v, "adamw")) c->optimizer = PN_ADAMW;
-        else return -1;
-    } else if (!strcmp(key, "schedule")) {
-        if (!strcmp(v, "constant")) c->schedule = PN_SCHED_CONSTANT;
-        else if (!strcmp(v, "step")) c->schedule = PN_SCHED_STEP;
-        else if (!strcmp(v, "cosine")) c->schedule = PN_SCHED_COSINE;
-        else if (!strcmp(v, "plateau")) c->schedule = PN_SCHED_PLATEAU;
-        else return -1;
-    } else if (!strcmp(key, "class-weights")) {
+    pn_train_config *c = dest;
+    float w[2];
+    char tail;
+    if (!strcmp(v, "auto") || !strcmp(v, "none")) {
         c->class_weights_auto = !strcmp(v, "auto");
         c->class_weights[0] = c->class_weights[1] = 0;
-        if (strcmp(v, "auto") && strcmp(v, "none") &&
-            sscanf(v, "%f,%f", &c->class_weights[0], &c->class_weights[1]) != 2)
-            return -1;
-    } else
-        return -2;
+        return 0;
+    }
+    if (sscanf(v, "%f,%f%c", &w[0], &w[1], &tail) != 2 || !(w[0] > 0 && w[0] < 1e6f) || !(w[1] > 0 && w[1] < 1e6f))
+        return -1;
+    c->class_weights_auto = 0;
+    c->class_weights[0] = w[0];
+    c->class_weights[1] = w[1];
     return 0;
 }
 
-/* A recipe is `key = value` lines with the option names (comments with #).
- * Its strings live until exit, as the config points into them. */
-static int read_recipe(pn_train_config *c, const char *path)
+/* A recipe is `key = value` lines with the option names (comments with #),
+ * checked by the same parser as the command line. Its strings live until
+ * exit, as the config points into them. */
+static int read_recipe(const char *path, void *table)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        perror(path);
+        fprintf(stderr, "pneumo train: %s: %s\n", path, strerror(errno));
         return -1;
     }
     char line[1024];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
         lineno++;
         char *hash = strchr(line, '#');
         if (hash) *hash = '\0';
-        char key[128], value[896];
-        if (sscanf(line, " %127[^= \t] = %895[^\n]", key, value) != 2) continue;
-        for (char *e = value + strlen(value); e > value && (e[-1] == ' ' || e[-1] == '\t'); ) *--e = '\0';
-        if (set_option(c, key, strdup(value))) {
-            fprintf(stderr, "%s:%d: bad option '%s = %s'\n", path, lineno, key, value);
-            fclose(f);
-            return -1;
+        char key[128], value[896], where[600];
+        snprintf(where, sizeof where, "%s:%d", path, lineno);
+        if (line[strspn(line, " \t\r\n")] == '\0')
+            continue;
+        if (sscanf(line, " %127[^= \t] = %895[^\n]", key, value) != 2) {
+            fprintf(stderr, "pneumo train: %s: expected key = value\n", where);
+            rc = -1;
+            break;
+        }
+        for (char *e = value + strlen(value); e > value && strchr(" \t\r", e[-1]); ) *--e = '\0';
+        if (!strcmp(key, "recipe")) {
+            fprintf(stderr, "pneumo train: %s: a recipe cannot include another\n", where);
+            rc = -1;
+        } else {
+            rc = pn_opts_set("pneumo train", table, key, strdup(value), where) ? -1 : 0;
         }
     }
     fclose(f);
-    return 0;
+    return rc;
 }
 
 static void show_progress(void *user, const pn_train_progress *p)
@@ -145,17 +128,47 @@ int pn_cmd_train(int argc, char **argv)
     for (int i = 0; i < argc && len < sizeof command - 1; i++)
         len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "pneumo ", argv[i]);
     c.recipe_text = command;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--no-augment")) { c.augment = 0; continue; }
-        if (!strcmp(argv[i], "--resume")) { c.resume = 1; continue; }
-        if (strncmp(argv[i], "--", 2) || i + 1 >= argc) return usage(stderr);
-        int rc = !strcmp(argv[i], "--recipe") ? read_recipe(&c, argv[i + 1]) : set_option(&c, argv[i] + 2, argv[i + 1]);
-        if (rc) {
-            fprintf(stderr, "pneumo train: bad option %s %s\n", argv[i], argv[i + 1]);
-            return 2;
-        }
-        i++;
+    _Static_assert(sizeof(pn_dtype) == sizeof(int) && sizeof(pn_optim_kind) == sizeof(int) &&
+                   sizeof(pn_schedule_kind) == sizeof(int), "choice options store an int");
+    pn_option table[40] = {
+        PN_OPT_STRING("data", &c.data_dir),
+        PN_OPT_STRING("arch", &c.arch),
+        PN_OPT_STRING("init", &c.init),
+        PN_OPT_STRING("init-skip", &c.init_skip),
+        PN_OPT_STRING("out", &c.out_dir),
+        PN_OPT_INT("input-size", &c.input_size, 8, 4096),
+        PN_OPT_INT("channels", &c.channels, 1, 3),
+        PN_OPT_INT("epochs", &c.epochs, 1, 100000),
+        PN_OPT_INT("batch", &c.batch, 1, 65536),
+        PN_OPT_INT("threads", &c.threads, 1, 1024),
+        PN_OPT_FLOAT_ABOVE("lr", &c.lr, 0, 10),
+        PN_OPT_FLOAT("weight-decay", &c.weight_decay, 0, 1),
+        PN_OPT_FLOAT("label-smoothing", &c.label_smoothing, 0, 0.5),
+        PN_OPT_FLOAT_ABOVE("val-fraction", &c.val_fraction, 0, 0.9),
+        PN_OPT_FLOAT("warmup-epochs", &c.warmup_epochs, 0, 100000),
+        PN_OPT_STRING("freeze", &c.freeze_prefix),
+        PN_OPT_INT("freeze-epochs", &c.freeze_epochs, 0, 100000),
+        PN_OPT_FLOAT_ABOVE("phase2-lr-scale", &c.phase2_lr_scale, 0, 1000),
+        PN_OPT_INT("early-stop", &c.early_stop, 0, 100000),
+        PN_OPT_FLOAT_ABOVE("target-sensitivity", &c.target_sensitivity, 0, 1),
+        PN_OPT_U64("seed", &c.seed, 0, 1e18),
+        PN_OPT_INT("max-images", &c.max_images, 1, 1 << 30),
+        PN_OPT_INT("stop-after", &c.stop_after, 1, 1 << 30),
+        PN_OPT_CHOICE("resize", &c.letterbox, resize_choices),
+        PN_OPT_INT("augment", &c.augment, 0, 1),
+        PN_OPT_FLAG("no-augment", &c.augment, 0),
+        PN_OPT_FLAG("resume", &c.resume, 1),
+        PN_OPT_CHOICE("precision", (int *)&c.precision, precision_choices),
+        PN_OPT_CHOICE("optimizer", (int *)&c.optimizer, optimizer_choices),
+        PN_OPT_CHOICE("schedule", (int *)&c.schedule, schedule_choices),
+        PN_OPT_CUSTOM("class-weights", &c, parse_class_weights, "auto, none or two positive weights W0,W1"),
+        PN_OPT_CUSTOM("recipe", table, read_recipe, "a readable recipe file of valid keys (see above)"),
+        PN_OPT_END,
+    };
+    switch (pn_opts_parse("pneumo train", table, argc, argv, 1, NULL, NULL)) {
+    case PN_OPTS_HELP: return usage(stdout);
+    case PN_OPTS_BAD: return 2;
+    case PN_OPTS_OK: break;
     }
     if (!c.data_dir) return usage(stderr);
     signal(SIGINT, on_sigint);
