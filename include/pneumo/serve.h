@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "pneumo/error.h"
-#include "pneumo/model.h"
+#include "pneumo/infer.h"
 
 /* One prediction as the server needs it. */
 typedef struct pn_predict_result {

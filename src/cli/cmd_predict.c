@@ -12,7 +12,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "pneumo/data.h"
-#include "pneumo/model.h"
+#include "pneumo/infer.h"
 #include "pneumo/overlay.h"
 
 typedef enum { FMT_TABLE, FMT_CSV, FMT_JSON } out_format;

@@ -1,8 +1,5 @@
 /* pneumo serve: the HTTP prediction server (see docs/api.md), with one model
  * instance per prediction slot. */
-#include <jansson.h>
-#include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,20 +8,7 @@
 #include <unistd.h>
 
 #include "cli/options.h"
-#include "pneumo/data.h"
-#include "pneumo/model.h"
-#include "pneumo/overlay.h"
-#include "pneumo/serve.h"
-
-/* Overlays larger than this (long side) are shrunk: the PNG travels in JSON. */
-#define OVERLAY_MAX_SIDE 512
-#define OVERLAY_OPACITY 0.45f
-
-typedef struct served_model {
-    pn_model **slots;
-    int n_slots;
-    char *model_json;
-} served_model;
+#include "pneumo/infer_serve.h"
 
 static void usage(FILE *out)
 {
@@ -37,108 +21,6 @@ static void usage(FILE *out)
             "  --threads   prediction slots, each with its own model instance (default: cores)\n"
             "  --max-body  largest accepted upload in bytes (default 20000000)\n"
             "Research and screening-assist tool, not a diagnostic device.\n");
-}
-
-static void add_warning(pn_prediction *p, const char *text)
-{
-    if (p->n_warnings < PN_MAX_WARNINGS)
-        snprintf(p->warnings[p->n_warnings++], sizeof p->warnings[0], "%s", text);
-}
-
-/* Draws the Grad-CAM over the uploaded image itself (not the 224 px model
- * input), shrunk so the long side is at most OVERLAY_MAX_SIDE. */
-static pn_status render_overlay(const void *bytes, size_t size, const pn_prediction *p, pn_predict_result *out,
-                                pn_error *err)
-{
-    pn_image img = {0}, small = {0};
-    pn_status st = pn_image_decode_memory(bytes, size, "upload", OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE, &img, err);
-    if (st)
-        return st;
-    const pn_image *src = &img;
-    int long_side = img.w > img.h ? img.w : img.h;
-    if (long_side > OVERLAY_MAX_SIDE) {
-        double scale = (double)OVERLAY_MAX_SIDE / long_side;
-        int w = (int)lround(img.w * scale), h = (int)lround(img.h * scale);
-        st = pn_image_resize(&img, w > 0 ? w : 1, h > 0 ? h : 1, PN_RESIZE_SQUASH, &small, err);
-        src = &small;
-    }
-    if (!st)
-        st = pn_overlay_png(src->pixels, src->w, src->h, p->cam, p->cam_size, OVERLAY_OPACITY, &out->overlay_png,
-                            &out->overlay_png_size, err);
-    if (!st)
-        st = pn_heatmap_png(p->cam, p->cam_size, src->w, src->h, &out->heatmap_png, &out->heatmap_png_size, err);
-    pn_image_free(&small);
-    pn_image_free(&img);
-    return st;
-}
-
-static pn_status predict_slot(void *user, int slot, const void *bytes, size_t size, int want_cam,
-                              pn_predict_result *out, pn_error *err)
-{
-    served_model *sm = user;
-    memset(out, 0, sizeof *out);
-    pn_status st = pn_model_predict_bytes(sm->slots[slot], bytes, size, want_cam, &out->pred, err);
-    if (st)
-        return st;
-    if (want_cam && out->pred.cam) {
-        pn_error overlay_err = {0};
-        /* A failed drawing should not cost the prediction: say so instead. */
-        if (render_overlay(bytes, size, &out->pred, out, &overlay_err)) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "Grad-CAM overlay failed: %.120s", overlay_err.msg);
-            add_warning(&out->pred, msg);
-        }
-    }
-    pn_prediction_clear(&out->pred);
-    return PN_OK;
-}
-
-static json_t *json_or_empty(const char *text)
-{
-    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-    return j ? j : json_object();
-}
-
-static char *model_json(const pn_model_info *info, int n_slots)
-{
-    json_t *root = json_pack("{s:s,s:s,s:s,s:i,s:i,s:f,s:[s,s],s:o,s:o,s:i,s:s}", "id", info->id,
-                             "version", info->version, "arch", info->arch_name, "input_size",
-                             info->input_size, "channels", info->channels, "threshold",
-                             (double)info->threshold, "classes", "NORMAL", "PNEUMONIA", "metrics",
-                             json_or_empty(info->metrics_json), "card", json_or_empty(info->card_json),
-                             "workers", n_slots, "disclaimer",
-                             "Research and screening-assist tool, not a diagnostic device.");
-    char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-    json_decref(root);
-    return text;
-}
-
-static void free_models(served_model *sm)
-{
-    for (int i = 0; i < sm->n_slots; i++)
-        pn_model_free(sm->slots[i]);
-    free(sm->slots);
-    free(sm->model_json);
-}
-
-/* One instance per slot, each with an equal share of the cores for oneDNN. */
-static pn_status load_models(const char *path, int n_slots, served_model *sm, pn_error *err)
-{
-    memset(sm, 0, sizeof *sm);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads_each = cores > n_slots ? (int)(cores / n_slots) : 1;
-    if (!(sm->slots = calloc((size_t)n_slots, sizeof *sm->slots)))
-        return pn_fail(err, PN_ENOMEM, "out of memory");
-    for (; sm->n_slots < n_slots; sm->n_slots++) {
-        pn_status st = pn_model_load(path, threads_each, &sm->slots[sm->n_slots], err);
-        if (!st) /* build the kernels now, not on the first user's request */
-            st = pn_model_warm_up(sm->slots[sm->n_slots], err);
-        if (st)
-            return st;
-    }
-    if (!(sm->model_json = model_json(pn_model_get_info(sm->slots[0]), n_slots)))
-        return pn_fail(err, PN_ENOMEM, "out of memory describing the model");
-    return PN_OK;
 }
 
 typedef struct serve_args {
@@ -188,23 +70,17 @@ int pn_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     pn_error err = {0};
-    served_model sm;
+    pn_model_pool *pool = NULL;
     pn_server *server = NULL;
-    pn_status st = load_models(a.model, a.threads, &sm, &err);
-    const pn_model_info *info = st ? NULL : pn_model_get_info(sm.slots[0]);
-    pn_predictor predictor = {.user = &sm, .n_slots = a.threads, .predict = predict_slot};
-    if (!st) {
-        predictor.model_json = sm.model_json;
-        predictor.model_id = info->id;
-        predictor.model_version = info->version;
-        predictor.default_threshold = info->threshold;
-        st = pn_server_start(&a.opt, &predictor, &server, &err);
-    }
+    pn_status st = pn_model_pool_create(a.model, a.threads, &pool, &err);
+    if (!st)
+        st = pn_server_start(&a.opt, pn_model_pool_predictor(pool), &server, &err);
     if (st) {
         fprintf(stderr, "pneumo serve: %s\n", err.msg);
-        free_models(&sm);
+        pn_model_pool_free(pool);
         return 1;
     }
+    const pn_model_info *info = pn_model_pool_info(pool);
     fprintf(stderr,
             "pneumo serve: http://%s:%d/ model %s (%s, %s), %d prediction slot%s, audit log %s\n"
             "Research and screening-assist tool, not a diagnostic device. Ctrl-C to stop.\n",
@@ -214,7 +90,7 @@ int pn_cmd_serve(int argc, char **argv)
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "pneumo serve: %s received, finishing requests in flight\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     pn_server_stop(server);
-    free_models(&sm);
+    pn_model_pool_free(pool);
     fprintf(stderr, "pneumo serve: stopped, audit log closed\n");
     return 0;
 }

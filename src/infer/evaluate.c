@@ -1,0 +1,169 @@
+/* Evaluating a model on a labelled folder: predict every image, keep a few
+ * tiles for the report, optionally measure where the Grad-CAM heat lies. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/internal.h"
+#include "pneumo/gradcam.h"
+
+/* The validation indices `pneumo train` used: same fraction and seed, read
+ * from the recipe stored in the model card. */
+static pn_status holdout_indices(const pn_model *m, const pn_dataset *ds, size_t **idx, size_t *n,
+                                 pn_error *err)
+{
+    json_t *card = json_loads(m->info.card_json, 0, NULL);
+    json_t *recipe = card ? json_object_get(card, "recipe") : NULL;
+    double fraction = recipe ? json_number_value(json_object_get(recipe, "val_fraction")) : 0;
+    json_int_t seed = recipe ? json_integer_value(json_object_get(recipe, "seed")) : 0;
+    json_decref(card);
+    if (!(fraction > 0 && fraction < 1))
+        return pn_fail(err, PN_EINVAL, "the model records no validation split (recipe.val_fraction)");
+    pn_split split;
+    pn_status st = pn_dataset_split(ds, "train", fraction, (uint64_t)seed, &split, err);
+    if (st)
+        return st;
+    *idx = split.val;
+    *n = split.n_val;
+    split.val = NULL;
+    pn_split_free(&split);
+    return PN_OK;
+}
+
+static pn_status all_indices(const pn_dataset *ds, size_t **idx, size_t *n, pn_error *err)
+{
+    if (!(*idx = malloc((ds->n ? ds->n : 1) * sizeof **idx)))
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ds->n; i++)
+        (*idx)[i] = i;
+    *n = ds->n;
+    return PN_OK;
+}
+
+/* Keeps image i of total (spread evenly over the set) as a report tile. */
+static void keep_tile(pn_eval_set *r, size_t i, size_t total, const char *path, int size)
+{
+    if (r->n_tiles >= PN_EVAL_MAX_TILES || i != r->n_tiles * total / PN_EVAL_MAX_TILES)
+        return;
+    pn_image img = {0}, small = {0};
+    if (pn_image_decode_file(path, size, size, &img, NULL) == PN_OK &&
+        pn_image_resize(&img, size, size, PN_RESIZE_SQUASH, &small, NULL) == PN_OK) {
+        const char *slash = strrchr(path, '/');
+        r->tiles[r->n_tiles] = small;
+        r->tile_info[r->n_tiles] = (pn_sample_tile){small.pixels, size, size, r->label[r->n], r->prob[r->n],
+                                                    slash ? slash + 1 : path};
+        r->n_tiles++;
+    }
+    pn_image_free(&img);
+}
+
+static pn_status alloc_set(pn_eval_set *r, size_t count, pn_error *err)
+{
+    size_t n = count ? count : 1;
+    r->prob = malloc(n * sizeof *r->prob);
+    r->label = malloc(n * sizeof *r->label);
+    r->names = malloc(n * sizeof *r->names);
+    r->cam_outside = malloc(n * sizeof *r->cam_outside);
+    if (!r->prob || !r->label || !r->names || !r->cam_outside)
+        return pn_fail(err, PN_ENOMEM, "out of memory for %zu results", count);
+    return PN_OK;
+}
+
+/* Predicts sample s into the next slot of r (returns 1), or counts it as
+ * unreadable (returns 0). */
+static int evaluate_one(pn_model *m, const pn_sample *s, const pn_eval_options *o, pn_eval_set *r)
+{
+    pn_prediction p;
+    pn_error e = {0};
+    int want_cam = o->cam_stats && s->label == PN_CLASS_PNEUMONIA;
+    if (pn_model_predict_file(m, s->path, want_cam, &p, &e)) {
+        r->failed++;
+        if (o->skipped)
+            o->skipped(o->user, e.msg);
+        return 0;
+    }
+    if (p.cam)
+        r->cam_outside[r->n_cam++] = pn_cam_fraction_outside(p.cam, p.cam_size, 0.1f, 0.1f, 0.9f, 0.9f);
+    pn_prediction_clear(&p);
+    r->prob[r->n] = p.probability;
+    r->label[r->n] = s->label;
+    r->names[r->n] = s->path;
+    return 1;
+}
+
+pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_options *o, pn_eval_set *out,
+                                   pn_error *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t *idx = NULL, count = 0;
+    int tile_size = o->tile_size > 0 ? o->tile_size : 160;
+    pn_status st = pn_dataset_scan(dir, &out->ds, err);
+    if (!st)
+        st = o->holdout ? holdout_indices(m, &out->ds, &idx, &count, err) : all_indices(&out->ds, &idx, &count, err);
+    if (!st)
+        st = alloc_set(out, count, err);
+    for (size_t i = 0; !st && i < count; i++) {
+        const pn_sample *s = &out->ds.samples[idx[i]];
+        if (evaluate_one(m, s, o, out)) {
+            keep_tile(out, i, count, s->path, tile_size);
+            out->n++;
+        }
+        if (o->progress && (i % 100 == 99 || i + 1 == count))
+            o->progress(o->user, i + 1, count);
+    }
+    free(idx);
+    if (!st && out->n == 0)
+        st = pn_fail(err, PN_EFORMAT, "no readable image in %s", dir);
+    if (st)
+        pn_eval_set_free(out);
+    return st;
+}
+
+void pn_eval_set_free(pn_eval_set *s)
+{
+    for (size_t i = 0; i < s->n_tiles; i++)
+        pn_image_free(&s->tiles[i]);
+    free(s->prob);
+    free(s->label);
+    free(s->names);
+    free(s->cam_outside);
+    pn_dataset_free(&s->ds);
+    memset(s, 0, sizeof *s);
+}
+
+/* The column names pneumo train stores its curves under (card key "history"). */
+static const char *const history_keys[5] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
+
+int pn_model_history(const pn_model *m, pn_history *out)
+{
+    memset(out, 0, sizeof *out);
+    json_t *card = json_loads(m->info.card_json, 0, NULL);
+    json_t *h = card ? json_object_get(card, "history") : NULL;
+    size_t epochs = h ? json_array_size(json_object_get(h, history_keys[0])) : 0;
+    float *cols[5] = {0};
+    int ok = epochs > 0;
+    for (int k = 0; ok && k < 5; k++) {
+        json_t *a = json_object_get(h, history_keys[k]);
+        ok = (cols[k] = calloc(epochs, sizeof(float))) != NULL;
+        for (size_t e = 0; ok && e < epochs && e < json_array_size(a); e++)
+            cols[k][e] = (float)json_number_value(json_array_get(a, e));
+    }
+    json_decref(card);
+    if (!ok) {
+        for (int k = 0; k < 5; k++)
+            free(cols[k]);
+        return 0;
+    }
+    *out = (pn_history){epochs, cols[0], cols[1], cols[2], cols[3], cols[4]};
+    return 1;
+}
+
+void pn_model_history_free(pn_history *h)
+{
+    free((void *)h->train_loss);
+    free((void *)h->val_loss);
+    free((void *)h->train_acc);
+    free((void *)h->val_acc);
+    free((void *)h->val_auc);
+    memset(h, 0, sizeof *h);
+}
