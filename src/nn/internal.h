@@ -164,6 +164,10 @@ void pn_grad_end(pn_net *net, pn_buf *b, void *dst, int n);
 
 /* Frees activation buffers (re-allocated by the next forward). */
 void pn_net_free_buffers(pn_net *net);
+/* Buffers for a batch of n (and gradients when with_grad), kept when big enough. */
+pn_status pn_net_ensure_buffers(pn_net *net, int n, int with_grad, pn_error *err);
+/* The training fusions (when fuse) and in-place activations of a new net (fuse.c). */
+void pn_net_plan_fusion(pn_net *net, int fuse);
 
 /* Runs a oneDNN primitive with (arg, memory) pairs. */
 pn_status pn_exec(pn_net *net, dnnl_primitive_t p, int nargs, const dnnl_exec_arg_t *args,
@@ -265,6 +269,8 @@ float pn_act_grad(pn_act_kind k, float x); /* derivative at pre-activation x */
 int pn_act_dnnl(pn_act_kind k, dnnl_alg_kind_t *alg, float *alpha, float *beta);
 /* The variant whose backward needs only the output (so it can run in place); 0 if none. */
 int pn_act_dnnl_use_dst(pn_act_kind k, dnnl_alg_kind_t *alg);
+/* The function an [activation] layer applies. */
+pn_act_kind pn_activation_kind(const pn_layer *l);
 
 /* Layer kinds. */
 extern const pn_layer_ops pn_layer_input_ops, pn_layer_conv_ops, pn_layer_batchnorm_ops,
