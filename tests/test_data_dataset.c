@@ -11,21 +11,22 @@
 
 static void test_patient_ids(void **state)
 {
-    static const char *cases[][2] = {
-        {"person1003_virus_1685.jpeg", "person1003"},
-        {"person1471_bacteria_3831.jpeg", "person1471"},
-        {"train/PNEUMONIA/person7_bacteria_29.jpeg", "person7"},
-        {"IM-0117-0001.jpeg", "IM-0117"},
-        {"NORMAL2-IM-0117-0001.jpeg", "NORMAL2-IM-0117"},
-        {"NORMAL2-IM-0587-0001-0002.jpeg", "NORMAL2-IM-0587"},
-        {"scan_42.png", "scan_42"},
-        {"personX_virus.jpeg", "personX_virus"},
-        {"IM-abc.jpeg", "IM-abc"},
+    /* file name, patient id, 1 when the id comes from a known pattern */
+    static const struct { const char *file, *id; int known; } cases[] = {
+        {"person1003_virus_1685.jpeg", "person1003", 1},
+        {"person1471_bacteria_3831.jpeg", "person1471", 1},
+        {"train/PNEUMONIA/person7_bacteria_29.jpeg", "person7", 1},
+        {"IM-0117-0001.jpeg", "IM-0117", 1},
+        {"NORMAL2-IM-0117-0001.jpeg", "NORMAL2-IM-0117", 1},
+        {"NORMAL2-IM-0587-0001-0002.jpeg", "NORMAL2-IM-0587", 1},
+        {"scan_42.png", "scan_42", 0},
+        {"personX_virus.jpeg", "personX_virus", 0},
+        {"IM-abc.jpeg", "IM-abc", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char id[64];
-        pn_patient_id(cases[i][0], id, sizeof id);
-        assert_string_equal(id, cases[i][1]);
+        assert_int_equal(pn_patient_id(cases[i].file, id, sizeof id), cases[i].known);
+        assert_string_equal(id, cases[i].id);
     }
     assert_int_equal(pn_subtype_from_name("person1_virus_2.jpeg", 1), PN_SUBTYPE_VIRUS);
     assert_int_equal(pn_subtype_from_name("person1_bacteria_2.jpeg", 1), PN_SUBTYPE_BACTERIA);
@@ -191,6 +192,40 @@ static void test_scan_errors_and_single_split(void **state)
     pn_dataset_free(&ds);
 }
 
+/* A split is called patient-wise only when file names carry patient ids. */
+static void test_split_kind(void **state)
+{
+    char root[1024], sub[1100];
+    const char *layouts[] = {"named", "anonymous", "mixed"};
+    const char *expected[] = {"patient-wise", "image-wise", "partly patient-wise"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(root, sizeof root, "%s/kind-%s", pn_test_tmpdir(), layouts[k]);
+        mkdir(root, 0755);
+        for (int c = 0; c < 2; c++) {
+            snprintf(sub, sizeof sub, "%s/%s", root, c ? "PNEUMONIA" : "NORMAL");
+            mkdir(sub, 0755);
+            for (int i = 0; i < 10; i++) {
+                char name[64];
+                int named = k == 0 || (k == 2 && i < 5);
+                if (named)
+                    snprintf(name, sizeof name, c ? "person%d_virus_%d.png" : "IM-%04d-0001.png", i, i);
+                else
+                    snprintf(name, sizeof name, "scan_%d.png", i);
+                write_png(sub, name, (uint8_t)(1 + 2 * i + 40 * c));
+            }
+        }
+        pn_dataset ds;
+        pn_split sp;
+        pn_error e;
+        assert_int_equal(pn_dataset_scan(root, &ds, &e), PN_OK);
+        assert_int_equal(pn_dataset_split(&ds, "", 0.2, 1, &sp, &e), PN_OK);
+        assert_int_equal(sp.n_unknown_patient, k == 0 ? 0 : k == 1 ? 20 : 10);
+        assert_string_equal(pn_split_kind(&sp), expected[k]);
+        pn_split_free(&sp);
+        pn_dataset_free(&ds);
+    }
+}
+
 static void test_class_weights(void **state)
 {
     int labels[] = {0, 1, 1, 1, 1, 1, 1, 0, 1, 1};
@@ -242,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_patient_ids),
         cmocka_unit_test(test_scan_and_split_generated),
         cmocka_unit_test(test_scan_errors_and_single_split),
+        cmocka_unit_test(test_split_kind),
         cmocka_unit_test(test_class_weights),
         cmocka_unit_test(test_real_train_split),
     };

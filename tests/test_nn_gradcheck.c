@@ -273,18 +273,13 @@ static void test_batchnorm_train(void **state)
     gradcheck("batchnorm train", &c);
 }
 
-static void test_conv_winograd(void **state)
+/* The algorithm oneDNN chose for conv layer "c" of cfg after a training forward. */
+static void expect_conv_algorithm(const char *cfg, const char *expected)
 {
-    /* fp32 3x3 stride-1 with channels in multiples of 16: Winograd in
-     * nChw16c, activations reordered to and from NHWC around it. */
-    gc_case c = {NET(8, 3, 2) PRE(16)
-                 "[conv]\nname = c\nfilters = 16\nsize = 3\n" HEAD, 2, 1.0f, NULL, 0};
-    gradcheck("conv 3x3 winograd", &c);
-    /* ... and it really was Winograd, where this CPU has the kernel */
     pn_error err = {0};
     pn_net *net;
     pn_net_options opt = {.precision = PN_F32, .seed = 11};
-    assert_int_equal(pn_net_create(g_ctx, c.cfg, &opt, &net, &err), PN_OK);
+    assert_int_equal(pn_net_create(g_ctx, cfg, &opt, &net, &err), PN_OK);
     float *x = random_floats(2 * 8 * 8 * 3, 1.0f, 5);
     assert_int_equal(pn_net_forward(net, x, 2, PN_FWD_TRAIN, &err), PN_OK);
     const char *alg = NULL;
@@ -292,23 +287,38 @@ static void test_conv_winograd(void **state)
         if (!strcmp(net->layers[i].name, "c"))
             alg = pn_conv_algorithm(&net->layers[i]);
     assert_non_null(alg);
-    if (strstr(pn_ctx_isa_name(g_ctx), "avx512"))
-        assert_string_equal(alg, "winograd");
-    else
-        printf("SKIP Winograd check: CPU %s has no oneDNN Winograd kernel\n", pn_ctx_isa_name(g_ctx));
+    assert_string_equal(alg, expected);
+    free(x);
     pn_net_destroy(net);
+}
+
+#define WINOGRAD_CFG NET(8, 3, 2) PRE(16) "[conv]\nname = c\nfilters = 16\nsize = 3\n" HEAD
+
+static void test_conv_winograd(void **state)
+{
+    /* fp32 3x3 stride-1 with channels in multiples of 16: Winograd in
+     * nChw16c, activations reordered to and from NHWC around it. */
+    gc_case c = {WINOGRAD_CFG, 2, 1.0f, NULL, 0};
+    gradcheck("conv 3x3 winograd", &c);
     /* algorithm = direct opts out; anything else is a cfg error */
-    const char *direct = NET(8, 3, 2) PRE(16) "[conv]\nname = c\nfilters = 16\nsize = 3\nalgorithm = direct\n" HEAD;
-    assert_int_equal(pn_net_create(g_ctx, direct, &opt, &net, &err), PN_OK);
-    assert_int_equal(pn_net_forward(net, x, 2, PN_FWD_TRAIN, &err), PN_OK);
-    for (int i = 0; i < net->n_layers; i++)
-        if (!strcmp(net->layers[i].name, "c"))
-            assert_string_equal(pn_conv_algorithm(&net->layers[i]), "direct");
-    pn_net_destroy(net);
+    expect_conv_algorithm(NET(8, 3, 2) PRE(16) "[conv]\nname = c\nfilters = 16\nsize = 3\nalgorithm = direct\n" HEAD,
+                          "direct");
+    pn_error err = {0};
+    pn_net *net;
+    pn_net_options opt = {.precision = PN_F32, .seed = 11};
     const char *bad = NET(8, 3, 2) PRE(16) "[conv]\nname = c\nfilters = 16\nalgorithm = fast\n" HEAD;
     assert_int_equal(pn_net_create(g_ctx, bad, &opt, &net, &err), PN_EFORMAT);
     assert_non_null(strstr(err.msg, "algorithm"));
-    free(x);
+}
+
+/* ... and it really is Winograd, where this CPU has the kernel. */
+static void test_conv_winograd_chosen(void **state)
+{
+    if (!strstr(pn_ctx_isa_name(g_ctx), "avx512")) {
+        printf("SKIP Winograd check: CPU %s has no oneDNN Winograd kernel\n", pn_ctx_isa_name(g_ctx));
+        skip();
+    }
+    expect_conv_algorithm(WINOGRAD_CFG, "winograd");
 }
 
 static void test_batchnorm_frozen(void **state)
@@ -582,7 +592,7 @@ static void test_bf16_gemm_weight_grad(void **state)
 {
     if (!pn_ctx_has_native_bf16(g_ctx)) {
         printf("SKIP bf16 GEMM weight gradient: no native bf16\n");
-        return;
+        skip();
     }
     const char *cfg = NET(8, 3, 2) PRE(16)
         "[conv]\nname = a\nfilters = 32\nsize = 3\nstride = 2\nbatchnorm = 1\nactivation = relu\n"
@@ -611,7 +621,7 @@ static void test_bf16_matches_fp32(void **state)
 {
     if (!pn_ctx_has_native_bf16(g_ctx)) {
         printf("SKIP bf16 check: no native bf16 (CPU %s, or PNEUMO_NO_BF16=1)\n", pn_ctx_isa_name(g_ctx));
-        return;
+        skip();
     }
     const char *cfg = NET(16, 3, 2) PRE(8)
         "[conv]\nname = c1\nfilters = 16\nbatchnorm = 1\nactivation = relu\n"
@@ -764,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_batchnorm_fused_act),
         cmocka_unit_test(test_batchnorm_se_fused),
         cmocka_unit_test(test_conv_winograd),
+        cmocka_unit_test(test_conv_winograd_chosen),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_fused_activation_on_conv_fc),
         cmocka_unit_test(test_maxpool),

@@ -160,24 +160,27 @@ static void check_bn(const pn_bn_kernels *k, pn_dtype t, size_t rows, int c, pn_
     free(gamma);
 }
 
-static void test_batchnorm_kernels(void **state)
+/* periods (bn_nhwc.h) of 96, 64, 96, 80, 144 and 576 values */
+static void check_bn_set(const pn_bn_kernels *set)
 {
-    (void)state;
-    const pn_bn_kernels *sets[2] = {pn_bn_kernels_avx512(), pn_bn_kernels_scalar()};
-    if (!sets[0])
-        printf("SKIP AVX-512 batch-norm kernels: this CPU lacks AVX-512 (portable ones checked)\n");
-    /* periods (bn_nhwc.h) of 96, 64, 96, 80, 144 and 576 values */
     const int channels[] = {24, 64, 3, 40, 72, 576};
     const size_t rows[] = {1001, 257, 4099, 63, 3001, 37};
-    for (int s = 0; s < 2; s++) {
-        if (!sets[s])
-            continue;
-        for (int i = 0; i < 6; i++)
-            for (pn_bn_act act = PN_BN_LINEAR; act <= PN_BN_HARDSWISH; act++) {
-                check_bn(sets[s], PN_F32, rows[i], channels[i], act);
-                check_bn(sets[s], PN_BF16, rows[i], channels[i], act);
-            }
+    for (int i = 0; i < 6; i++)
+        for (pn_bn_act act = PN_BN_LINEAR; act <= PN_BN_HARDSWISH; act++) {
+            check_bn(set, PN_F32, rows[i], channels[i], act);
+            check_bn(set, PN_BF16, rows[i], channels[i], act);
+        }
+}
+
+static void test_batchnorm_kernels_portable(void **state) { check_bn_set(pn_bn_kernels_scalar()); }
+
+static void test_batchnorm_kernels_avx512(void **state)
+{
+    if (!pn_bn_kernels_avx512()) {
+        printf("SKIP AVX-512 batch-norm kernels: this CPU lacks AVX-512 (or PNEUMO_NO_AVX512=1)\n");
+        skip();
     }
+    check_bn_set(pn_bn_kernels_avx512());
 }
 
 /* Max pooling: the kernels against a direct reference (maximum over the
@@ -235,19 +238,27 @@ static void check_maxpool(const pn_maxpool_kernels *k, pn_dtype t, pn_pool_shape
     free(ref_dx);
 }
 
-static void test_maxpool_kernels(void **state)
+static void check_maxpool_set(const pn_maxpool_kernels *set)
 {
-    (void)state;
-    const pn_maxpool_kernels *sets[2] = {pn_maxpool_kernels_avx512(), pn_maxpool_kernels_scalar()};
     /* n, c, ih, iw, oh, ow, kh, kw, sh, sw, pt, pl */
     const pn_pool_shape shapes[] = {{2, 24, 9, 9, 5, 5, 3, 3, 2, 2, 1, 1},
                                     {1, 64, 8, 6, 4, 3, 2, 2, 2, 2, 0, 0},
                                     {2, 5, 7, 7, 7, 7, 3, 3, 1, 1, 1, 1}};
-    for (int k = 0; k < 2; k++)
-        for (size_t i = 0; sets[k] && i < sizeof shapes / sizeof *shapes; i++) {
-            check_maxpool(sets[k], PN_F32, shapes[i]);
-            check_maxpool(sets[k], PN_BF16, shapes[i]);
-        }
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+        check_maxpool(set, PN_F32, shapes[i]);
+        check_maxpool(set, PN_BF16, shapes[i]);
+    }
+}
+
+static void test_maxpool_kernels_portable(void **state) { check_maxpool_set(pn_maxpool_kernels_scalar()); }
+
+static void test_maxpool_kernels_avx512(void **state)
+{
+    if (!pn_maxpool_kernels_avx512()) {
+        printf("SKIP AVX-512 max-pool kernels: this CPU lacks AVX-512 (or PNEUMO_NO_AVX512=1)\n");
+        skip();
+    }
+    check_maxpool_set(pn_maxpool_kernels_avx512());
 }
 
 /* Depthwise weight gradient: dW[c][i][j] = sum over outputs of dy * x at the
@@ -412,7 +423,7 @@ static void test_depthwise_forward_backward(void **state)
                                   {1, 32, 56, 56, 28, 28, 3, 3, 2, 2, 1, 1, 0, 0}};
     if (!pn_dw_nhwc_fast_available(&shapes[0])) {
         printf("SKIP depthwise forward kernels: no AVX-512 here (oneDNN's run instead)\n");
-        return;
+        skip();
     }
     test_prologue tp;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
@@ -427,8 +438,10 @@ static void test_depthwise_forward_backward(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batchnorm_kernels),
-        cmocka_unit_test(test_maxpool_kernels),
+        cmocka_unit_test(test_batchnorm_kernels_portable),
+        cmocka_unit_test(test_batchnorm_kernels_avx512),
+        cmocka_unit_test(test_maxpool_kernels_portable),
+        cmocka_unit_test(test_maxpool_kernels_avx512),
         cmocka_unit_test(test_depthwise_weight_grad),
         cmocka_unit_test(test_depthwise_forward_backward),
     };

@@ -131,7 +131,7 @@ static void test_learns_bf16(void **state)
 {
     if (!pn_ctx_has_native_bf16(g_ctx)) {
         printf("SKIP bf16 training: no native bf16 (CPU %s, or PNEUMO_NO_BF16=1)\n", pn_ctx_isa_name(g_ctx));
-        return;
+        skip();
     }
     train_and_check(PN_BF16, pn_test_sanitized() ? 0.95 : 0.97);
 }

@@ -99,6 +99,7 @@ typedef struct pn_sample {
     int label;       /* PN_CLASS_* from the class folder name */
     int subtype;     /* PN_SUBTYPE_*; pneumonia without bacteria/virus in the name: UNKNOWN */
     char *patient;   /* "person12", "IM-0115", "NORMAL2-IM-0568", else the file stem */
+    int patient_known; /* 1: patient parsed from a known file-name pattern; 0: the stem stands in */
     int64_t bytes;   /* file size and modification time (ns), for cache staleness */
     int64_t mtime_ns;
     uint64_t hash;   /* 64-bit FNV-1a-style hash of the file bytes (duplicate detection) */
@@ -117,14 +118,17 @@ typedef struct pn_dataset {
 pn_status pn_dataset_scan(const char *root, pn_dataset *ds, pn_error *err);
 void pn_dataset_free(pn_dataset *ds);
 
-/* Patient id and subtype parsed from a file name (exposed for tests/tools). */
-void pn_patient_id(const char *filename, char *out, size_t out_size);
+/* Patient id and subtype parsed from a file name (exposed for tests/tools).
+ * pn_patient_id returns 1 for a recognised pattern, 0 when the file stem
+ * stands in (the image is its own patient). */
+int pn_patient_id(const char *filename, char *out, size_t out_size);
 int pn_subtype_from_name(const char *filename, int label);
 
 /* Indices into ds->samples. */
 typedef struct pn_split {
     size_t *train, *val;
     size_t n_train, n_val;
+    size_t n_unknown_patient; /* samples whose file name carries no patient id */
 } pn_split;
 
 /* Patient-wise split of the samples of one split folder (NULL = all): whole
@@ -134,6 +138,10 @@ typedef struct pn_split {
 pn_status pn_dataset_split(const pn_dataset *ds, const char *split, double val_fraction,
                            uint64_t seed, pn_split *out, pn_error *err);
 void pn_split_free(pn_split *s);
+/* "patient-wise" when every sample has a patient id from its file name,
+ * "image-wise" when none has (each image is its own group, so two images of
+ * one patient can land on both sides), "partly patient-wise" otherwise. */
+const char *pn_split_kind(const pn_split *s);
 
 /* Indices of samples of one split folder ("" for a single-split layout). */
 pn_status pn_dataset_select(const pn_dataset *ds, const char *split, size_t **idx, size_t *n,

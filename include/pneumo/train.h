@@ -47,6 +47,9 @@ typedef struct pn_train_progress {
     int epoch_done;             /* 1: the validation fields below are set */
     double val_loss, val_accuracy, val_auc, val_sensitivity, val_specificity, lr;
     int best;                   /* this epoch is the best so far */
+    /* Set (and nothing else) for a warning to show the user, e.g. before the
+     * first batch when file names carry no patient id. */
+    const char *warning;
 } pn_train_progress;
 
 typedef void (*pn_train_progress_fn)(void *user, const pn_train_progress *p);
@@ -57,6 +60,7 @@ typedef struct pn_train_result {
     int best_epoch;
     float threshold, threshold_youden, temperature;
     double val_auc, val_sensitivity, val_specificity, val_accuracy, val_balanced_accuracy;
+    const char *split_kind;     /* "patient-wise", "image-wise", ... (pn_split_kind) */
     char model_path[4096];
 } pn_train_result;
 

@@ -5,24 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "pneumo/nn.h"
+#include "pneumo/os.h"
 
 typedef struct bench_opts {
     const char *arch;
     int train; /* 1: forward + backward + update; 0: inference */
     int batch, size, threads, iters, warmup, bf16, fused, profile;
 } bench_opts;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -72,7 +65,7 @@ static int run_iters(const bench_opts *o, pn_net *net, pn_optim *opt, const floa
     int classes = pn_net_classes(net), train = o->train;
     float *dlogits = malloc((size_t)o->batch * classes * sizeof(float));
     for (int it = 0; it < o->warmup + o->iters; it++) {
-        double t0 = now_s();
+        double t0 = pn_clock_s();
         if (train) {
             if (pn_net_forward(net, x, o->batch, PN_FWD_TRAIN, err))
                 return free(dlogits), 1;
@@ -84,7 +77,7 @@ static int run_iters(const bench_opts *o, pn_net *net, pn_optim *opt, const floa
             return free(dlogits), 1;
         }
         if (it >= o->warmup)
-            times[it - o->warmup] = now_s() - t0;
+            times[it - o->warmup] = pn_clock_s() - t0;
         if (o->profile && it + 1 == o->warmup)
             pn_net_profile(net, 1);
     }

@@ -10,6 +10,7 @@
 
 #include "cli/options.h"
 #include "pneumo/data.h"
+#include "pneumo/os.h"
 
 static void usage(FILE *out)
 {
@@ -20,13 +21,6 @@ static void usage(FILE *out)
             "       pneumo data bench --data DIR [--size 224] [--threads 2] [--batch 32]\n"
             "                         [--cache FILE]\n"
             "DIR is <root>/<split>/{NORMAL,PNEUMONIA}/<files> or <root>/{NORMAL,PNEUMONIA}/<files>.\n");
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int fail(const pn_error *e)
@@ -355,7 +349,7 @@ static pn_status time_loader(const pn_cache *cache, const opts *o, const pn_augm
         idx[i] = i;
     if (!st)
         st = pn_loader_create(cache, idx, n, &cfg, &l, e);
-    double t0 = now_seconds();
+    double t0 = pn_clock_s();
     size_t total = 0;
     if (!st)
         st = pn_loader_start_epoch(l, 0, e);
@@ -363,7 +357,7 @@ static pn_status time_loader(const pn_cache *cache, const opts *o, const pn_augm
         st = pn_loader_next(l, x, labels, NULL, &got, e);
         total += (size_t)got;
     }
-    *ips = total / (now_seconds() - t0);
+    *ips = total / (pn_clock_s() - t0);
     pn_loader_free(l);
     free(idx);
     free(x);
@@ -380,20 +374,20 @@ static int cmd_bench(int argc, char **argv)
     }
     pn_dataset ds;
     pn_error e;
-    double t0 = now_seconds();
+    double t0 = pn_clock_s();
     if (pn_dataset_scan(o.data, &ds, &e))
         return fail(&e);
-    printf("scan + hash of %zu files: %.2f s\n", ds.n, now_seconds() - t0);
+    printf("scan + hash of %zu files: %.2f s\n", ds.n, pn_clock_s() - t0);
     char tmp[256];
     snprintf(tmp, sizeof tmp, "/tmp/pneumo-bench-%ld.cache", (long)getpid());
     const char *path = o.cache ? o.cache : tmp;
     size_t failed;
-    t0 = now_seconds();
+    t0 = pn_clock_s();
     if (pn_cache_build(path, &ds, o.size, PN_RESIZE_SQUASH, o.threads, &failed, &e)) {
         pn_dataset_free(&ds);
         return fail(&e);
     }
-    double dt = now_seconds() - t0;
+    double dt = pn_clock_s() - t0;
     printf("cache build (decode + resize to %d, %d threads): %.2f s, %.0f images/s, %zu failed\n",
            o.size, o.threads, dt, ds.n / dt, failed);
     pn_cache *cache;

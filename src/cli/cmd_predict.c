@@ -13,6 +13,7 @@
 #include "cli/options.h"
 #include "pneumo/data.h"
 #include "pneumo/infer.h"
+#include "pneumo/os.h"
 #include "pneumo/overlay.h"
 
 typedef enum { FMT_TABLE, FMT_CSV, FMT_JSON } out_format;
@@ -169,8 +170,11 @@ int pn_cmd_predict(int argc, char **argv)
     }
     if (o.threshold < 0)
         o.threshold = pn_model_get_info(m)->threshold;
-    if (o.gradcam_dir)
-        mkdir(o.gradcam_dir, 0755);
+    if (o.gradcam_dir && pn_make_dir(o.gradcam_dir, &err)) {
+        fprintf(stderr, "pneumo predict: --gradcam: %s\n", err.msg);
+        pn_model_free(m);
+        return 1;
+    }
     json_t *arr = o.format == FMT_JSON ? json_array() : NULL;
     if (o.format == FMT_CSV)
         printf("file,probability,label,threshold,warnings\n");

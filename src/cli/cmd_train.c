@@ -25,7 +25,8 @@ static int usage(FILE *out)
         "  --optimizer sgd|adam|adamw --schedule constant|step|cosine|plateau --warmup-epochs X\n"
         "  --freeze PREFIX --freeze-epochs N --phase2-lr-scale X   two-phase transfer learning\n"
         "  --class-weights auto|none|W0,W1  --no-augment  --early-stop N\n"
-        "  --val-fraction X      patient-wise validation split from train (default 0.2)\n"
+        "  --val-fraction X      validation split from train (default 0.2), patient-wise where\n"
+        "                        file names carry patient ids (image-wise otherwise, with a warning)\n"
         "  --target-sensitivity X  threshold rule on validation (default 0.95)\n"
         "  --precision fp32|bf16 --seed N --threads N --max-images N --out DIR\n"
         "  --resume              continue from DIR/checkpoint.safetensors (Ctrl-C leaves one)\n"
@@ -100,6 +101,10 @@ static int read_recipe(const char *path, void *table)
 static void show_progress(void *user, const pn_train_progress *p)
 {
     int tty = *(int *)user;
+    if (p->warning) {
+        fprintf(stderr, "%swarning: %s\n", tty ? "\r\033[K" : "", p->warning);
+        return;
+    }
     if (p->epoch_done) {
         fprintf(stderr, "%sepoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f auc %.4f sens %.3f spec %.3f%s  [%.0fs]\n",
                 tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, p->accuracy, p->val_loss,
@@ -184,10 +189,10 @@ int pn_cmd_train(int argc, char **argv)
         fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c.out_dir);
         return 130;
     }
-    printf("model: %s\nbest epoch %d, %.1f s\nvalidation (patient-wise split of train, %s): ROC AUC %.4f, "
+    printf("model: %s\nbest epoch %d, %.1f s\nvalidation (%s split of train, %s): ROC AUC %.4f, "
            "sensitivity %.4f, specificity %.4f, accuracy %.4f, balanced accuracy %.4f\n"
            "threshold %.4f (sensitivity >= %.2f rule; Youden %.4f), temperature %.3f\n",
-           r.model_path, r.best_epoch, r.seconds, "at the stored threshold", r.val_auc,
+           r.model_path, r.best_epoch, r.seconds, r.split_kind, "at the stored threshold", r.val_auc,
            r.val_sensitivity, r.val_specificity, r.val_accuracy, r.val_balanced_accuracy, r.threshold,
            c.target_sensitivity, r.threshold_youden, r.temperature);
     return 0;

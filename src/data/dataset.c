@@ -37,7 +37,7 @@ static size_t digits(const char *s)
     return n;
 }
 
-void pn_patient_id(const char *filename, char *out, size_t out_size)
+int pn_patient_id(const char *filename, char *out, size_t out_size)
 {
     const char *name = base_name(filename);
     size_t len = 0;
@@ -53,11 +53,13 @@ void pn_patient_id(const char *filename, char *out, size_t out_size)
         if (d && name[pre + d] == '-')
             len = pre + d;
     }
-    if (!len) {  /* unknown pattern: the file stem is its own patient */
+    int known = len > 0;
+    if (!known) {  /* unknown pattern: the file stem is its own patient */
         const char *dot = strrchr(name, '.');
         len = dot && dot != name ? (size_t)(dot - name) : strlen(name);
     }
     snprintf(out, out_size, "%.*s", (int)len, name);
+    return known;
 }
 
 int pn_subtype_from_name(const char *filename, int label)
@@ -110,9 +112,10 @@ static pn_status add_sample(scan_list *l, const char *path, const char *split, i
         l->cap = cap;
     }
     char patient[256];
-    pn_patient_id(path, patient, sizeof patient);
+    int patient_known = pn_patient_id(path, patient, sizeof patient);
     pn_sample *s = &l->s[l->n];
     memset(s, 0, sizeof *s);
+    s->patient_known = patient_known;
     s->path = strdup(path);
     s->split = strdup(split);
     s->patient = strdup(patient);
@@ -345,6 +348,13 @@ void pn_split_free(pn_split *s)
     memset(s, 0, sizeof *s);
 }
 
+const char *pn_split_kind(const pn_split *s)
+{
+    if (s->n_unknown_patient == 0)
+        return "patient-wise";
+    return s->n_unknown_patient == s->n_train + s->n_val ? "image-wise" : "partly patient-wise";
+}
+
 typedef struct group_info {
     int size, count[2], to_val;
 } group_info;
@@ -407,6 +417,7 @@ pn_status pn_dataset_split(const pn_dataset *ds, const char *split, double val_f
         g[s->group].size++;
         g[s->group].count[c]++;
         class_total[c]++;
+        out->n_unknown_patient += !s->patient_known;
     }
     for (int c = 0; c < 2; c++)
         choose_val_groups(g, ds->n_groups, c, val_fraction * class_total[c], seed, order);

@@ -1,6 +1,7 @@
 /* pn_report_write: plots + metrics.json + one self-contained report.html
  * (plots embedded as base64 data URIs, so the file can be mailed alone). */
 #include "eval/eval_internal.h"
+#include "pneumo/os.h"
 
 #include <errno.h>
 #include <math.h>
@@ -32,16 +33,6 @@ static pn_status join_path(char *buf, size_t cap, const char *dir, const char *n
 {
     if ((size_t)snprintf(buf, cap, "%s/%s", dir, name) >= cap)
         return pn_fail(err, PN_EINVAL, "%s: report directory path is too long", dir);
-    return PN_OK;
-}
-
-static pn_status make_dir(const char *dir, pn_error *err)
-{
-    struct stat st;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return pn_fail(err, PN_EIO, "%s: cannot create report directory: %s", dir, strerror(errno));
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return pn_fail(err, PN_EIO, "%s: not a directory", dir);
     return PN_OK;
 }
 
@@ -401,7 +392,7 @@ pn_status pn_report_write(const char *dir, const pn_report_input *in, pn_error *
         (st = pn_calibration_compute(in->prob, in->label, in->n, &r.cal, err)) ||
         (st = pn_classification_report(&r.m, &r.class_report, err)))
         return st;
-    if (!(st = make_dir(dir, err)) && !(st = render_plots(&r, err)) &&
+    if (!(st = pn_make_dir(dir, err)) && !(st = render_plots(&r, err)) &&
         !(st = write_metrics_json(&r, err)))
         st = write_html(&r, err);
     free(r.class_report);

@@ -108,13 +108,6 @@ struct pn_net {
 #define PN_SIMD_CLONES
 #endif
 
-static inline double pn_now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 #define PN_DNNL(call, err, what)                                                          \
     do {                                                                              \
         dnnl_status_t st_ = (call);                                                   \

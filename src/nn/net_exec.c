@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "nn/internal.h"
+#include "pneumo/os.h"
 #include "nn/vec.h"
 
 pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_error *err)
@@ -24,11 +25,11 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
         pn_layer *l = &net->layers[i];
         if (l->fused_away)
             continue;
-        double t0 = net->profiling ? pn_now_s() : 0;
+        double t0 = net->profiling ? pn_clock_s() : 0;
         if ((st = l->ops->forward(l, net, mode, err)))
             return pn_error_prefix(err, st, "layer %s: ", l->name);
         if (net->profiling)
-            l->prof_fwd_s += pn_now_s() - t0;
+            l->prof_fwd_s += pn_clock_s() - t0;
     }
     const pn_buf *last = &net->layers[net->n_layers - 1].out;
     for (size_t i = 0; i < (size_t)n * net->classes; i++)
@@ -82,11 +83,11 @@ pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
             return st;
         if (!l->out.grad_written)
             continue; /* no gradient reaches this layer (frozen prefix) */
-        double t0 = net->profiling ? pn_now_s() : 0;
+        double t0 = net->profiling ? pn_clock_s() : 0;
         if ((st = l->ops->backward(l, net, err)))
             return pn_error_prefix(err, st, "layer %s (backward): ", l->name);
         if (net->profiling)
-            l->prof_bwd_s += pn_now_s() - t0;
+            l->prof_bwd_s += pn_clock_s() - t0;
     }
     return PN_OK;
 }

@@ -11,6 +11,7 @@
 
 #include "pneumo/data.h"
 #include "pneumo/eval.h"
+#include "pneumo/os.h"
 #include "pneumo/safetensors.h"
 #include "pneumo/train.h"
 #include "train/internal.h"
@@ -37,28 +38,6 @@ pn_train_config pn_train_defaults(void)
     return c;
 }
 
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static pn_status make_dir(const char *path, pn_error *err)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(buf, 0755);
-            *p = '/';
-        }
-    if (mkdir(buf, 0755) && errno != EEXIST)
-        return pn_fail(err, PN_EIO, "%s: %s", path, strerror(errno));
-    return PN_OK;
-}
 
 /* ---- data ---- */
 static pn_status setup_data(trainer *t, int size, int channels, const float *mean, const float *std,
@@ -200,7 +179,7 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
     int batches = (int)pn_loader_batches(t->train), n;
     for (int skip = 0; !st && skip < s->batch; skip++)
         st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err);
-    double t0 = now_s(), seen0 = s->seen;
+    double t0 = pn_clock_s(), seen0 = s->seen;
     while (!st && !(stop && *stop) && !budget_spent(t->cfg, s)) {
         if ((st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err)) || n == 0)
             break;
@@ -220,12 +199,12 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
         s->seen += n;
         s->batch++;
         if (progress) {
-            double el = now_s() - t0, done = s->seen - seen0;
+            double el = pn_clock_s() - t0, done = s->seen - seen0;
             pn_train_progress p = {.epoch = s->epoch + 1, .epochs = t->cfg->epochs, .batch = s->batch,
                                    .batches = batches, .phase = phase, .loss = s->loss_sum / s->seen,
                                    .accuracy = s->correct / s->seen, .images_per_s = done / el,
                                    .eta_s = el / done * t->cfg->batch * (batches - s->batch),
-                                   .elapsed_s = now_s() - t->t_start, .lr = lr};
+                                   .elapsed_s = pn_clock_s() - t->t_start, .lr = lr};
             progress(user, &p);
         }
     }
@@ -275,7 +254,7 @@ static void append_history(const trainer *t, int epoch, double lr, double tl, do
     if (epoch == 0)
         fprintf(f, "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,val_auc,val_sensitivity,val_specificity,elapsed_s\n");
     fprintf(f, "%d,%.6g,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.1f\n", epoch + 1, lr, tl, ta, vl,
-            m->accuracy, m->roc_auc, m->sensitivity, m->specificity, now_s() - t->t_start);
+            m->accuracy, m->roc_auc, m->sensitivity, m->specificity, pn_clock_s() - t->t_start);
     fclose(f);
 }
 
@@ -394,7 +373,9 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
     if (!st) st = pn_metrics_bootstrap(prob, t->val_labels, t->n_val, sens_op.threshold, 1000, t->cfg->seed, &ci, err);
     if (!st) st = pn_metrics_to_json(&m, &ci, &mj, err);
     if (!st) {
-        json_object_set_new(mj, "split", json_string("patient-wise validation split of the training folder"));
+        char split[96];
+        snprintf(split, sizeof split, "%s validation split of the training folder", pn_split_kind(&t->split));
+        json_object_set_new(mj, "split", json_string(split));
         json_object_set_new(mj, "threshold_youden", json_real(youden.threshold));
         char *metrics = json_dumps(mj, JSON_COMPACT | JSON_REAL_PRECISION(6));
         char *recipe = pn_train_recipe_json(t->cfg, t, 1);
@@ -403,7 +384,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
         snprintf(thr, sizeof thr, "%.6g", sens_op.threshold);
         snprintf(thr_y, sizeof thr_y, "%.6g", youden.threshold);
         snprintf(temp, sizeof temp, "%.6g", temperature);
-        snprintf(secs, sizeof secs, "%.1f", now_s() - t->t_start);
+        snprintf(secs, sizeof secs, "%.1f", pn_clock_s() - t->t_start);
         time_t tt = time(NULL);
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&tt));
         snprintf(counts, sizeof counts, "{\"train\":%zu,\"val\":%zu}", t->n_train, t->n_val);
@@ -505,7 +486,7 @@ static pn_status epoch_end(trainer *t, train_state *s, double lr, pn_train_progr
                                .loss = tl, .accuracy = ta, .val_loss = vl, .val_accuracy = m.accuracy,
                                .val_auc = m.roc_auc, .val_sensitivity = m.sensitivity,
                                .val_specificity = m.specificity, .lr = lr, .best = best,
-                               .elapsed_s = now_s() - t->t_start};
+                               .elapsed_s = pn_clock_s() - t->t_start};
         progress(user, &p);
     }
     return PN_OK;
@@ -563,18 +544,36 @@ static pn_status train_loop(trainer *t, train_state *s, pn_train_progress_fn pro
     return st;
 }
 
+/* Validation is patient-wise only when file names carry patient ids. */
+static void warn_split_kind(const trainer *t, pn_train_progress_fn progress, void *user)
+{
+    if (!progress || t->split.n_unknown_patient == 0)
+        return;
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "%zu of %zu images have no patient id in their file name: the validation split is %s, "
+             "so images of one patient may sit on both sides and validation metrics may be optimistic",
+             t->split.n_unknown_patient, t->split.n_train + t->split.n_val, pn_split_kind(&t->split));
+    pn_train_progress p = {.warning = msg};
+    progress(user, &p);
+}
+
 pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
                        volatile int *stop, pn_train_result *res, pn_error *err)
 {
-    trainer t = {.cfg = cfg, .t_start = now_s()};
+    trainer t = {.cfg = cfg, .t_start = pn_clock_s()};
     memset(res, 0, sizeof *res);
     if (cfg->threads > 0)
         omp_set_num_threads(cfg->threads);
-    pn_status st = make_dir(cfg->out_dir, err);
+    pn_status st = pn_make_dir(cfg->out_dir, err);
     if (!st) st = setup_net(&t, err);
     if (!st) st = setup_data(&t, pn_net_input_size(t.net), pn_net_channels(t.net), pn_net_mean(t.net),
                              pn_net_std(t.net), err);
     if (!st) st = alloc_buffers(&t, err);
+    if (!st) {
+        res->split_kind = pn_split_kind(&t.split);
+        warn_split_kind(&t, progress, user);
+    }
     int batches = t.train ? (int)pn_loader_batches(t.train) : 0;
     train_state s = {.best_epoch = -1, .best_auc = -1, .best_loss = INFINITY};
     s.sched = (pn_schedule){.kind = cfg->schedule, .base_lr = cfg->lr, .min_lr = cfg->lr * 0.01f,
@@ -592,7 +591,7 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
         res->best_epoch = s.best_epoch + 1;
         st = finalize(&t, res, s.epoch, err);
     }
-    res->seconds = now_s() - t.t_start;
+    res->seconds = pn_clock_s() - t.t_start;
     trainer_free(&t);
     return st;
 }
