@@ -172,6 +172,9 @@ typedef struct pn_sample_tile {
 } pn_sample_tile;
 
 pn_status pn_plot_confusion(const pn_metrics *m, const char *path, pn_error *err);
+/* k x k counts (row = true class, column = predicted), k in [2, 8]. */
+pn_status pn_plot_confusion_matrix(const size_t *cells, int k, const char *const *names,
+                                   const char *title, const char *path, pn_error *err);
 pn_status pn_plot_roc(const float *prob, const int *label, size_t n, float threshold,
                       const char *path, pn_error *err);
 pn_status pn_plot_pr(const float *prob, const int *label, size_t n, float threshold,

@@ -163,6 +163,10 @@ float pn_softmax_cross_entropy(const float *logits, const int *labels, int n, in
 float pn_bce_with_logits(const float *logits, const float *targets, int n, float pos_weight,
                          float *dlogits);
 void pn_softmax(const float *logits, int n, int classes, float *probs);
+/* log P(any class but 0) - log P(class 0) of one sample's logits: the binary
+ * PNEUMONIA-vs-NORMAL logit of a 2-class (z1 - z0) or 3-class
+ * (logsumexp(z1, z2) - z0) head. */
+float pn_positive_logit(const float *z, int classes);
 
 /* ---- optimisers and schedules ------------------------------------------- */
 typedef enum pn_optim_kind { PN_SGD, PN_ADAM, PN_ADAMW } pn_optim_kind;
@@ -218,5 +222,6 @@ pn_rng pn_rng_seed(uint64_t seed, uint64_t a, uint64_t b);
 uint64_t pn_rng_next(pn_rng *r);
 float pn_rng_uniform(pn_rng *r);          /* [0, 1) */
 float pn_rng_normal(pn_rng *r);
+float pn_rng_beta(pn_rng *r, float a);     /* Beta(a, a), a > 0 (mixup's lambda) */
 
 #endif

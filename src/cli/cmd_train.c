@@ -23,6 +23,10 @@ static int usage(FILE *out)
         "  --optimizer sgd|adam|adamw --schedule constant|step|cosine|plateau --warmup-epochs X\n"
         "  --freeze PREFIX --freeze-epochs N --phase2-lr-scale X   two-phase transfer learning\n"
         "  --class-weights auto|none|W0,W1  --no-augment  --early-stop N\n"
+        "  --augment-preset default|strong  --mixup ALPHA  --ema DECAY  --clahe 0|1\n"
+        "  --classes 2|3         normal/pneumonia, or normal/bacterial/viral (p(pneumonia) = b + v)\n"
+        "  --keep best|last      weights kept: best validation ROC AUC epoch (default) or the last\n"
+        "  --folds K --fold I    hold out fold I of a patient-wise K-fold split (pneumo cv runs all)\n"
         "  --val-fraction X      patient-wise validation split from train (default 0.2)\n"
         "  --target-sensitivity X  threshold rule on validation (default 0.95)\n"
         "  --precision fp32|bf16 --seed N --threads N --max-images N --out DIR\n"
@@ -61,6 +65,24 @@ static int set_option(pn_train_config *c, const char *key, const char *v)
         c->letterbox = !strcmp(v, "letterbox");
     }
     else if (!strcmp(key, "augment")) c->augment = atoi(v);
+    else if (!strcmp(key, "augment-preset")) {
+        int p = pn_augment_preset_parse(v);
+        if (p < 0) return -1;
+        c->aug_preset = (pn_augment_preset)p;
+    }
+    else if (!strcmp(key, "folds")) c->folds = atoi(v);
+    else if (!strcmp(key, "fold")) c->fold = atoi(v);
+    else if (!strcmp(key, "classes")) {
+        c->classes = atoi(v);
+        if (c->classes != 2 && c->classes != 3) return -1;
+    }
+    else if (!strcmp(key, "keep")) {
+        if (strcmp(v, "best") && strcmp(v, "last")) return -1;
+        c->keep_last = !strcmp(v, "last");
+    }
+    else if (!strcmp(key, "ema")) c->ema_decay = strtof(v, NULL);
+    else if (!strcmp(key, "mixup")) c->mixup_alpha = strtof(v, NULL);
+    else if (!strcmp(key, "clahe")) c->clahe = atoi(v);
     else if (!strcmp(key, "precision")) {
         if (strcmp(v, "fp32") && strcmp(v, "bf16")) return -1;
         c->precision = !strcmp(v, "bf16") ? PN_BF16 : PN_F32;
@@ -114,12 +136,14 @@ static int read_recipe(pn_train_config *c, const char *path)
     return 0;
 }
 
-static void show_progress(void *user, const pn_train_progress *p)
+void pn_cli_train_progress(void *user, const pn_train_progress *p)
 {
     int tty = *(int *)user;
+    if (p->folds)
+        fprintf(stderr, "%sfold %d/%d  ", tty ? "\r\033[K" : "", p->fold, p->folds);
     if (p->epoch_done) {
         fprintf(stderr, "%sepoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f auc %.4f sens %.3f spec %.3f%s  [%.0fs]\n",
-                tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, p->accuracy, p->val_loss,
+                tty && !p->folds ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, p->accuracy, p->val_loss,
                 p->val_accuracy, p->val_auc, p->val_sensitivity, p->val_specificity,
                 p->best ? "  *best" : "", p->elapsed_s);
         return;
@@ -129,40 +153,53 @@ static void show_progress(void *user, const pn_train_progress *p)
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d loss %.4f acc %.4f %.0f img/s ETA %.0fs",
-                p->epoch, p->epochs, bar, p->batch, p->batches, p->loss, p->accuracy, p->images_per_s, p->eta_s);
+        fprintf(stderr, "%sepoch %d/%d [%s] %d/%d loss %.4f acc %.4f %.0f img/s ETA %.0fs",
+                p->folds ? "" : "\r\033[K", p->epoch, p->epochs, bar, p->batch, p->batches, p->loss, p->accuracy, p->images_per_s, p->eta_s);
     } else if (p->batch % 50 == 0 || p->batch == p->batches) {
         fprintf(stderr, "epoch %d/%d batch %d/%d loss %.4f acc %.4f %.0f img/s\n", p->epoch, p->epochs,
                 p->batch, p->batches, p->loss, p->accuracy, p->images_per_s);
     }
 }
 
-int pn_cmd_train(int argc, char **argv)
+int pn_cli_train_args(int argc, char **argv, pn_train_config *c)
 {
-    pn_train_config c = pn_train_defaults();
     static char command[4096];
     size_t len = 0;
     for (int i = 0; i < argc && len < sizeof command - 1; i++)
         len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "pneumo ", argv[i]);
-    c.recipe_text = command;
+    c->recipe_text = command;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
-        if (!strcmp(argv[i], "--no-augment")) { c.augment = 0; continue; }
-        if (!strcmp(argv[i], "--resume")) { c.resume = 1; continue; }
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout) - 1;
+        if (!strcmp(argv[i], "--no-augment")) { c->augment = 0; continue; }
+        if (!strcmp(argv[i], "--resume")) { c->resume = 1; continue; }
         if (strncmp(argv[i], "--", 2) || i + 1 >= argc) return usage(stderr);
-        int rc = !strcmp(argv[i], "--recipe") ? read_recipe(&c, argv[i + 1]) : set_option(&c, argv[i] + 2, argv[i + 1]);
+        int rc = !strcmp(argv[i], "--recipe") ? read_recipe(c, argv[i + 1]) : set_option(c, argv[i] + 2, argv[i + 1]);
         if (rc) {
-            fprintf(stderr, "pneumo train: bad option %s %s\n", argv[i], argv[i + 1]);
+            fprintf(stderr, "pneumo %s: bad option %s %s\n", argv[0], argv[i], argv[i + 1]);
             return 2;
         }
         i++;
     }
-    if (!c.data_dir) return usage(stderr);
+    return c->data_dir ? 0 : usage(stderr);
+}
+
+volatile int *pn_cli_stop_flag(void)
+{
     signal(SIGINT, on_sigint);
+    return &stop_requested;
+}
+
+int pn_cmd_train(int argc, char **argv)
+{
+    pn_train_config c = pn_train_defaults();
+    int rc = pn_cli_train_args(argc, argv, &c);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    volatile int *stop = pn_cli_stop_flag();
     int tty = isatty(2);
     pn_train_result r;
     pn_error err = {0};
-    pn_status st = pn_train_run(&c, show_progress, &tty, &stop_requested, &r, &err);
+    pn_status st = pn_train_run(&c, pn_cli_train_progress, &tty, stop, &r, &err);
     if (st) {
         fprintf(stderr, "\npneumo train: %s\n", err.msg);
         return 1;
