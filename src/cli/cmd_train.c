@@ -139,11 +139,13 @@ static int read_recipe(pn_train_config *c, const char *path)
 void pn_cli_train_progress(void *user, const pn_train_progress *p)
 {
     int tty = *(int *)user;
+    char fold[32] = "";
     if (p->folds)
-        fprintf(stderr, "%sfold %d/%d  ", tty ? "\r\033[K" : "", p->fold, p->folds);
+        snprintf(fold, sizeof fold, "fold %d/%d  ", p->fold, p->folds);
+    const char *clear = tty ? "\r\033[K" : "";
     if (p->epoch_done) {
-        fprintf(stderr, "%sepoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f auc %.4f sens %.3f spec %.3f%s  [%.0fs]\n",
-                tty && !p->folds ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, p->accuracy, p->val_loss,
+        fprintf(stderr, "%s%sepoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f auc %.4f sens %.3f spec %.3f%s  [%.0fs]\n",
+                clear, fold, p->epoch, p->epochs, p->loss, p->accuracy, p->val_loss,
                 p->val_accuracy, p->val_auc, p->val_sensitivity, p->val_specificity,
                 p->best ? "  *best" : "", p->elapsed_s);
         return;
@@ -153,10 +155,10 @@ void pn_cli_train_progress(void *user, const pn_train_progress *p)
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        fprintf(stderr, "%sepoch %d/%d [%s] %d/%d loss %.4f acc %.4f %.0f img/s ETA %.0fs",
-                p->folds ? "" : "\r\033[K", p->epoch, p->epochs, bar, p->batch, p->batches, p->loss, p->accuracy, p->images_per_s, p->eta_s);
+        fprintf(stderr, "%s%sepoch %d/%d [%s] %d/%d loss %.4f acc %.4f %.0f img/s ETA %.0fs", clear, fold,
+                p->epoch, p->epochs, bar, p->batch, p->batches, p->loss, p->accuracy, p->images_per_s, p->eta_s);
     } else if (p->batch % 50 == 0 || p->batch == p->batches) {
-        fprintf(stderr, "epoch %d/%d batch %d/%d loss %.4f acc %.4f %.0f img/s\n", p->epoch, p->epochs,
+        fprintf(stderr, "%sepoch %d/%d batch %d/%d loss %.4f acc %.4f %.0f img/s\n", fold, p->epoch, p->epochs,
                 p->batch, p->batches, p->loss, p->accuracy, p->images_per_s);
     }
 }
