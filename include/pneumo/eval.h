@@ -202,6 +202,10 @@ typedef struct pn_report_input {
     size_t n_samples;
     int bootstrap_resamples;       /* 0 = PN_BOOTSTRAP_DEFAULT_RESAMPLES */
     uint64_t seed;
+    const char *extra_html;        /* optional section after the summary, trusted HTML the caller built */
+    const char *const *extra_figures;  /* optional PNG paths, embedded after the standard plots */
+    const char *const *extra_captions; /* their captions (escaped here) */
+    size_t n_extra_figures;
 } pn_report_input;
 
 /* Creates dir if needed and writes confusion_matrix.png, roc_curve.png,

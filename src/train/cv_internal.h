@@ -16,4 +16,8 @@ static inline void pn_cv_fold_dir(const pn_train_config *c, int k, char *buf, si
  * P(pneumonia); bacterial + viral == p_pneumonia. */
 void pn_cv_three_class_probs(const float *z, float p_pneumonia, float *out);
 
+/* The report section for a cv.json object (malloc'ed HTML, NULL when out of memory). */
+typedef struct json_t json_t;
+char *pn_cv_section_html(json_t *cv);
+
 #endif

@@ -342,7 +342,7 @@ static pn_status write_oof_csv(const oof_set *s, const char *dir, pn_error *err)
 }
 
 static pn_status pooled_report(const pn_train_config *c, const oof_set *s, float threshold,
-                               pn_error *err)
+                               json_t *cv, pn_error *err)
 {
     char dir[4200], info[256], note[160];
     const char **names = malloc(s->n * sizeof *names);
@@ -359,7 +359,18 @@ static pn_status pooled_report(const pn_train_config *c, const oof_set *s, float
                           .dataset_path = c->data_dir, .prob = s->prob, .label = s->label, .n = s->n,
                           .file_names = names, .threshold = threshold, .threshold_note = note,
                           .seed = c->seed};
-    pn_status st = pn_report_write(dir, &in, err);
+    char fig_cal[4200], fig_cm[4200];
+    snprintf(fig_cal, sizeof fig_cal, "%s/calibration_before_temperature.png", c->out_dir);
+    snprintf(fig_cm, sizeof fig_cm, "%s/confusion_3class.png", c->out_dir);
+    const char *figs[] = {fig_cal, fig_cm};
+    const char *caps[] = {"Reliability diagram before temperature scaling (pooled out-of-fold)",
+                          "Three-class confusion matrix (pooled out-of-fold)"};
+    in.extra_html = pn_cv_section_html(cv);
+    in.extra_figures = figs;
+    in.extra_captions = caps;
+    in.n_extra_figures = s->classes == 3 ? 2 : 1;
+    pn_status st = in.extra_html ? pn_report_write(dir, &in, err) : pn_fail(err, PN_ENOMEM, "out of memory");
+    free((char *)in.extra_html);
     free(names);
     return st;
 }
@@ -417,7 +428,7 @@ pn_status pn_cv_pool(const pn_train_config *c, pn_cv_result *res, pn_error *err)
     }
     if (!st && s.classes == 3) st = three_class(&s, res->threshold, c->out_dir, j, res, err);
     if (!st) st = write_oof_csv(&s, c->out_dir, err);
-    if (!st) st = pooled_report(c, &s, res->threshold, err);
+    if (!st) st = pooled_report(c, &s, res->threshold, j, err);
     if (!st) st = write_json(c->out_dir, j, err);
     json_decref(mj);
     json_decref(j);
