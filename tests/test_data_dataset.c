@@ -167,6 +167,82 @@ static void test_scan_and_split_generated(void **state)
     pn_dataset_free(&ds2);
 }
 
+/* fold[] from pn_dataset_folds: in range for the split's samples, -1 for the
+ * others, no group, patient id or file content in two folds, every fold used. */
+static void assert_folds_valid(const pn_dataset *ds, const int *fold, int k, const char *split)
+{
+    int *group_fold = malloc(ds->n_groups * sizeof *group_fold);
+    size_t *per_fold = calloc((size_t)k, sizeof *per_fold);
+    for (int g = 0; g < ds->n_groups; g++)
+        group_fold[g] = -1;
+    for (size_t i = 0; i < ds->n; i++) {
+        const pn_sample *x = &ds->samples[i];
+        if (strcmp(x->split, split)) {
+            assert_int_equal(fold[i], -1);
+            continue;
+        }
+        assert_true(fold[i] >= 0 && fold[i] < k);
+        per_fold[fold[i]]++;
+        if (group_fold[x->group] < 0)
+            group_fold[x->group] = fold[i];
+        assert_int_equal(group_fold[x->group], fold[i]);
+        for (size_t j = 0; j < i; j++) {
+            const pn_sample *y = &ds->samples[j];
+            if (fold[j] >= 0 && fold[j] != fold[i]) {
+                assert_string_not_equal(x->patient, y->patient);
+                assert_true(x->hash != y->hash);
+            }
+        }
+    }
+    for (int f = 0; f < k; f++)
+        assert_true(per_fold[f] > 0);
+    free(group_fold);
+    free(per_fold);
+}
+
+static void test_folds_generated(void **state)
+{
+    char root[1024];
+    snprintf(root, sizeof root, "%s/tree-folds", pn_test_tmpdir());
+    make_tree(root, 0);
+    pn_dataset ds;
+    pn_error e;
+    assert_int_equal(pn_dataset_scan(root, &ds, &e), PN_OK);
+    int *f1 = malloc(ds.n * sizeof *f1), *f2 = malloc(ds.n * sizeof *f2);
+    for (int k = 2; k <= 7; k++) {
+        assert_int_equal(pn_dataset_folds(&ds, "train", k, 11, f1, &e), PN_OK);
+        assert_folds_valid(&ds, f1, k, "train");
+    }
+    /* the duplicate pair of two patients shares a fold */
+    int a = find(&ds, "person900_"), b = find(&ds, "person901_");
+    assert_int_equal(f1[a], f1[b]);
+    /* seeded: the same seed gives the same folds, another seed other folds */
+    assert_int_equal(pn_dataset_folds(&ds, "train", 5, 11, f1, NULL), PN_OK);
+    assert_int_equal(pn_dataset_folds(&ds, "train", 5, 11, f2, NULL), PN_OK);
+    assert_memory_equal(f1, f2, ds.n * sizeof *f1);
+    assert_int_equal(pn_dataset_folds(&ds, "train", 5, 12, f2, NULL), PN_OK);
+    assert_true(memcmp(f1, f2, ds.n * sizeof *f1) != 0);
+    /* stratified: each fold holds about a fifth of each subtype */
+    for (int st = 0; st < 3; st++) {
+        int per[5] = {0}, total = 0;
+        for (size_t i = 0; i < ds.n; i++)
+            if (f1[i] >= 0 && ds.samples[i].subtype == st && ds.samples[i].group >= 0) {
+                per[f1[i]]++;
+                total++;
+            }
+        for (int f = 0; f < 5; f++)
+            assert_true(abs(per[f] * 5 - total) <= 5 * 3); /* within one 3-image patient */
+    }
+    /* negative cases: too few or too many folds, more folds than patients */
+    assert_int_equal(pn_dataset_folds(&ds, "train", 1, 11, f1, &e), PN_EINVAL);
+    assert_int_equal(pn_dataset_folds(&ds, "train", 101, 11, f1, &e), PN_EINVAL);
+    assert_int_equal(pn_dataset_folds(&ds, "val", 2, 11, f1, &e), PN_EINVAL);
+    assert_non_null(strstr(e.msg, "patients"));
+    free(f1);
+    free(f2);
+    pn_dataset_free(&ds);
+}
+
 static void test_scan_errors_and_single_split(void **state)
 {
     pn_dataset ds;
@@ -271,6 +347,33 @@ static void test_real_train_split(void **state)
     pn_dataset_free(&ds);
 }
 
+static void test_real_train_folds(void **state)
+{
+    const char *shared = pn_test_require_shared("the patient-wise folds of kermany/train");
+    char root[1024];
+    snprintf(root, sizeof root, "%s/data/kermany", shared);
+    pn_dataset ds;
+    pn_error e;
+    if (pn_dataset_scan(root, &ds, &e))
+        fail_msg("%s", e.msg);
+    int *fold = malloc(ds.n * sizeof *fold);
+    assert_int_equal(pn_dataset_folds(&ds, "train", 5, 42, fold, &e), PN_OK);
+    assert_folds_valid(&ds, fold, 5, "train");
+    size_t per[5][3] = {{0}}, total[3] = {0};
+    for (size_t i = 0; i < ds.n; i++)
+        if (fold[i] >= 0 && ds.samples[i].subtype >= 0) {
+            per[fold[i]][ds.samples[i].subtype]++;
+            total[ds.samples[i].subtype]++;
+        }
+    for (int f = 0; f < 5; f++) {
+        printf("fold %d: normal %zu, bacterial %zu, viral %zu\n", f + 1, per[f][0], per[f][1], per[f][2]);
+        for (int st = 0; st < 3; st++)
+            assert_true(fabs((double)per[f][st] / total[st] - 0.2) < 0.02);
+    }
+    free(fold);
+    pn_dataset_free(&ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +383,8 @@ int main(void)
         cmocka_unit_test(test_split_kind),
         cmocka_unit_test(test_class_weights),
         cmocka_unit_test(test_real_train_split),
+        cmocka_unit_test(test_folds_generated),
+        cmocka_unit_test(test_real_train_folds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,6 +72,9 @@ pn_status pn_image_resize(const pn_image *src, int w, int h, pn_resize_mode mode
  * mapped by bilinear interpolation between the four nearest tile mappings.
  * Typical: tiles 8, clip_limit 2.0. */
 pn_status pn_image_clahe(pn_image *img, int tiles, float clip_limit, pn_error *err);
+/* The parameters training and inference use when a model asks for CLAHE. */
+#define PN_CLAHE_TILES 8
+#define PN_CLAHE_CLIP 2.0f
 
 /* (x / 255 - mean[c]) / std[c] for channels 1 or 3 (gray replicated). */
 typedef struct pn_norm {
@@ -143,6 +146,16 @@ void pn_split_free(pn_split *s);
  * one patient can land on both sides), "partly patient-wise" otherwise. */
 const char *pn_split_kind(const pn_split *s);
 
+/* Patient-wise stratified K-fold assignment of the samples of one split
+ * folder (NULL = all): fold[i] in [0, k) for those, -1 for the others
+ * (fold has ds->n entries). Whole groups (pn_sample.group: a patient and
+ * byte-identical duplicates) stay in one fold; groups are stratified by
+ * their majority subtype (normal / bacterial / viral / unknown) and dealt,
+ * in a seeded order, to the fold holding the fewest of that stratum.
+ * Deterministic for a given dataset, k and seed. */
+pn_status pn_dataset_folds(const pn_dataset *ds, const char *split, int k, uint64_t seed, int *fold,
+                           pn_error *err);
+
 /* Indices of samples of one split folder ("" for a single-split layout). */
 pn_status pn_dataset_select(const pn_dataset *ds, const char *split, size_t **idx, size_t *n,
                             pn_error *err);
@@ -193,12 +206,30 @@ typedef struct pn_augment {
     float gamma;            /* gamma = exp(uniform +-gamma) */
     float crop_min_area;    /* random resized crop: area fraction in [crop_min_area, 1]; 1 = off */
     float erase_prob;       /* random erasing: probability of one 2-20% noise rectangle */
+    float blur_prob;        /* probability of a 3x3 box or binomial blur (acquisition sharpness) */
+    float noise_std;        /* Gaussian pixel noise, sigma uniform in [0, noise_std] * 255 */
 } pn_augment;
+
+/* Named augmentation strengths (recipe `augment-preset`). */
+typedef enum pn_augment_preset {
+    PN_AUG_DEFAULT = 0, /* pn_augment_default */
+    PN_AUG_STRONG,      /* pn_augment_strong */
+    PN_AUG_PRESET_COUNT
+} pn_augment_preset;
+extern const char *const pn_augment_preset_names[PN_AUG_PRESET_COUNT];
+/* The preset's parameters; an out-of-range value gives the default. */
+pn_augment pn_augment_from_preset(pn_augment_preset p);
+/* Index of name in pn_augment_preset_names, or -1. */
+int pn_augment_preset_parse(const char *name);
 
 /* Off: identity. Default: rotation 10, translate 0.1, scale 0.9-1.1, no flip,
  * brightness/contrast/gamma 0.1, no crop, no erasing. */
 pn_augment pn_augment_none(void);
 pn_augment pn_augment_default(void);
+/* For acquisition differences: rotation 10, random resized crop (area 0.7-1),
+ * scale 0.9-1.1, translate 0.06, brightness/contrast 0.2, gamma 0.25, blur
+ * 0.2, noise up to 0.02, erasing 0.25. */
+pn_augment pn_augment_strong(void);
 
 /* Augments one w x h plane into dst (same size, not aliasing src). The random
  * draws depend only on (seed, epoch, index), so results do not depend on
@@ -215,6 +246,7 @@ typedef struct pn_loader_config {
     int balanced;         /* draw n samples with replacement, classes equally often */
     uint64_t seed;
     const pn_augment *augment;  /* NULL = no augmentation */
+    int clahe;            /* CLAHE (PN_CLAHE_TILES, PN_CLAHE_CLIP) before augmentation */
     pn_norm norm;
     int n_threads;        /* worker threads (>= 1) */
     int prefetch;         /* batches prepared ahead (>= 1) */

@@ -172,6 +172,9 @@ typedef struct pn_sample_tile {
 } pn_sample_tile;
 
 pn_status pn_plot_confusion(const pn_metrics *m, const char *path, pn_error *err);
+/* k x k counts (row = true class, column = predicted), k in [2, 8]. */
+pn_status pn_plot_confusion_matrix(const size_t *cells, int k, const char *const *names,
+                                   const char *title, const char *path, pn_error *err);
 pn_status pn_plot_roc(const float *prob, const int *label, size_t n, float threshold,
                       const char *path, pn_error *err);
 pn_status pn_plot_pr(const float *prob, const int *label, size_t n, float threshold,
@@ -199,6 +202,10 @@ typedef struct pn_report_input {
     size_t n_samples;
     int bootstrap_resamples;       /* 0 = PN_BOOTSTRAP_DEFAULT_RESAMPLES */
     uint64_t seed;
+    const char *extra_html;        /* optional section after the summary, trusted HTML the caller built */
+    const char *const *extra_figures;  /* optional PNG paths, embedded after the standard plots */
+    const char *const *extra_captions; /* their captions (escaped here) */
+    size_t n_extra_figures;
 } pn_report_input;
 
 /* Creates dir if needed and writes confusion_matrix.png, roc_curve.png,

@@ -152,6 +152,24 @@ struct pn_st_file;
 pn_status pn_net_load(pn_ctx *ctx, const char *path, pn_dtype precision, pn_net **out,
                       struct pn_st_file **meta, pn_error *err);
 
+/* What a model file records to rebuild one network. */
+typedef struct pn_net_spec {
+    const char *arch;           /* cfg text */
+    int input_size, channels, classes;
+    float mean[3], std[3];      /* input normalisation per channel */
+} pn_net_spec;
+/* The spec in a single-network model file's metadata (format, version,
+ * arch, input_size, channels, classes, mean, std); arch points into f. */
+pn_status pn_net_spec_from_metadata(struct pn_st_file *f, const char *path, pn_net_spec *spec,
+                                    pn_error *err);
+/* Builds the network of spec and loads its tensors from an open file: those
+ * named prefix + parameter name (prefix "" = the names without a '/'; other
+ * parts of a model file, e.g. ensemble members "m0/..." or statistics
+ * "ood/...", carry one). Unknown, missing, mis-shaped or non-finite tensors
+ * are errors naming path. */
+pn_status pn_net_load_from(pn_ctx *ctx, struct pn_st_file *f, const char *path, const char *prefix,
+                           const pn_net_spec *spec, pn_dtype precision, pn_net **out, pn_error *err);
+
 /* ---- losses --------------------------------------------------------------- */
 /* Mean softmax cross-entropy with optional per-class weights (NULL = 1) and
  * label smoothing; writes dlogits (n x classes) when non-NULL. */
@@ -163,6 +181,10 @@ float pn_softmax_cross_entropy(const float *logits, const int *labels, int n, in
 float pn_bce_with_logits(const float *logits, const float *targets, int n, float pos_weight,
                          float *dlogits);
 void pn_softmax(const float *logits, int n, int classes, float *probs);
+/* log P(any class but 0) - log P(class 0) of one sample's logits: the binary
+ * PNEUMONIA-vs-NORMAL logit of a 2-class (z1 - z0) or 3-class
+ * (logsumexp(z1, z2) - z0) head. */
+float pn_positive_logit(const float *z, int classes);
 
 /* ---- optimisers and schedules ------------------------------------------- */
 typedef enum pn_optim_kind { PN_SGD, PN_ADAM, PN_ADAMW } pn_optim_kind;
@@ -218,5 +240,6 @@ pn_rng pn_rng_seed(uint64_t seed, uint64_t a, uint64_t b);
 uint64_t pn_rng_next(pn_rng *r);
 float pn_rng_uniform(pn_rng *r);          /* [0, 1) */
 float pn_rng_normal(pn_rng *r);
+float pn_rng_beta(pn_rng *r, float a);     /* Beta(a, a), a > 0 (mixup's lambda) */
 
 #endif

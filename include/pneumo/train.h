@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "pneumo/data.h"
 #include "pneumo/error.h"
 #include "pneumo/nn.h"
 
@@ -37,11 +38,22 @@ typedef struct pn_train_config {
     int max_images;             /* use at most this many training images (tests); 0 = all */
     int resume;                 /* continue from out_dir/checkpoint.safetensors */
     int stop_after;             /* stop (as *stop would) after this many optimiser steps; 0 = never */
+    /* Patient-wise K-fold cross-validation: with folds > 0 the held-out set is
+     * fold `fold` of pn_dataset_folds (val_fraction is then unused). */
+    int folds, fold;
+    int keep_last;              /* keep the last epoch's weights (CV: no choice on held-out data) */
+    int classes;                /* 2 (normal/pneumonia) or 3 (normal/bacterial/viral); 0 = 2 */
+    float ema_decay;            /* exponential moving average of the weights; 0 = off */
+    float mixup_alpha;          /* mixup with lambda ~ Beta(a, a); 0 = off */
+    int clahe;                  /* CLAHE (8x8 tiles, clip 2) on every image before the network */
+    pn_augment_preset aug_preset; /* augmentation strength when augment is on */
+    const char *cache_dir;      /* where the decoded-image cache lives; NULL = out_dir */
 } pn_train_config;
 
 pn_train_config pn_train_defaults(void);
 
 typedef struct pn_train_progress {
+    int fold, folds;            /* cross-validation: 1-based fold being trained, of folds; else 0 */
     int epoch, epochs, batch, batches, phase;
     double loss, accuracy, images_per_s, eta_s, elapsed_s;
     int epoch_done;             /* 1: the validation fields below are set */
@@ -69,5 +81,34 @@ typedef struct pn_train_result {
  * resume = 1 continues bit for bit (same recipe, same thread count). */
 pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
                        volatile int *stop, pn_train_result *result, pn_error *err);
+
+/* ---- patient-wise K-fold cross-validation ---- */
+
+typedef struct pn_cv_result {
+    int stopped;                /* *stop was set: the current fold left a checkpoint */
+    int folds;
+    double seconds;             /* this call's wall time (folds already done cost nothing) */
+    double temperature;         /* fitted on the pooled out-of-fold logits */
+    float threshold;            /* on pooled OOF probabilities, for cfg->target_sensitivity */
+    double roc_auc, sensitivity, specificity, accuracy, ece_before, ece_after;
+    int classes;
+    double accuracy3, macro_auc3; /* three-class figures (classes == 3) */
+    char dir[4096];
+} pn_cv_result;
+
+/* Trains cfg->folds models (default 5), fold k in out_dir/fold-<k+1>/ with
+ * fold k held out, keeping each fold's last weights (no choice is made on
+ * held-out data). A fold whose model and predictions exist is skipped; one
+ * with a checkpoint resumes, so a stopped run continues with the same call.
+ * Then pools the out-of-fold predictions: out_dir/oof.csv (every image of
+ * the training folder exactly once), a temperature and a threshold fitted on
+ * them, metrics with bootstrap CIs, per-fold figures with mean and sd,
+ * calibration before/after temperature scaling, three-class figures when
+ * cfg->classes == 3, cv.json, cv.html and report/ (pn_report_write). */
+pn_status pn_cv_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
+                    volatile int *stop, pn_cv_result *result, pn_error *err);
+
+/* The pooling half of pn_cv_run on the folds already in out_dir. */
+pn_status pn_cv_pool(const pn_train_config *cfg, pn_cv_result *result, pn_error *err);
 
 #endif

@@ -25,6 +25,10 @@ static int usage(FILE *out)
         "  --optimizer sgd|adam|adamw --schedule constant|step|cosine|plateau --warmup-epochs X\n"
         "  --freeze PREFIX --freeze-epochs N --phase2-lr-scale X   two-phase transfer learning\n"
         "  --class-weights auto|none|W0,W1  --no-augment  --early-stop N\n"
+        "  --augment-preset default|strong  --mixup ALPHA  --ema DECAY  --clahe 0|1\n"
+        "  --classes 2|3         normal/pneumonia, or normal/bacterial/viral (p(pneumonia) = b + v)\n"
+        "  --keep best|last      weights kept: best validation ROC AUC epoch (default) or the last\n"
+        "  --folds K --fold I    hold out fold I (0-based) of a patient-wise K-fold split (pneumo cv runs all)\n"
         "  --val-fraction X      validation split from train (default 0.2), patient-wise where\n"
         "                        file names carry patient ids (image-wise otherwise, with a warning)\n"
         "  --target-sensitivity X  threshold rule on validation (default 0.95)\n"
@@ -98,16 +102,20 @@ static int read_recipe(const char *path, void *table)
     return rc;
 }
 
-static void show_progress(void *user, const pn_train_progress *p)
+void pn_cli_train_progress(void *user, const pn_train_progress *p)
 {
     int tty = *(int *)user;
+    const char *clear = tty ? "\r\033[K" : "";
     if (p->warning) {
-        fprintf(stderr, "%swarning: %s\n", tty ? "\r\033[K" : "", p->warning);
+        fprintf(stderr, "%swarning: %s\n", clear, p->warning);
         return;
     }
+    char fold[32] = "";
+    if (p->folds)
+        snprintf(fold, sizeof fold, "fold %d/%d  ", p->fold, p->folds);
     if (p->epoch_done) {
-        fprintf(stderr, "%sepoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f auc %.4f sens %.3f spec %.3f%s  [%.0fs]\n",
-                tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, p->accuracy, p->val_loss,
+        fprintf(stderr, "%s%sepoch %d/%d  train loss %.4f acc %.4f | val loss %.4f acc %.4f auc %.4f sens %.3f spec %.3f%s  [%.0fs]\n",
+                clear, fold, p->epoch, p->epochs, p->loss, p->accuracy, p->val_loss,
                 p->val_accuracy, p->val_auc, p->val_sensitivity, p->val_specificity,
                 p->best ? "  *best" : "", p->elapsed_s);
         return;
@@ -117,70 +125,104 @@ static void show_progress(void *user, const pn_train_progress *p)
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
         bar[width] = '\0';
-        fprintf(stderr, "\r\033[Kepoch %d/%d [%s] %d/%d loss %.4f acc %.4f %.0f img/s ETA %.0fs",
+        fprintf(stderr, "%s%sepoch %d/%d [%s] %d/%d loss %.4f acc %.4f %.0f img/s ETA %.0fs", clear, fold,
                 p->epoch, p->epochs, bar, p->batch, p->batches, p->loss, p->accuracy, p->images_per_s, p->eta_s);
     } else if (p->batch % 50 == 0 || p->batch == p->batches) {
-        fprintf(stderr, "epoch %d/%d batch %d/%d loss %.4f acc %.4f %.0f img/s\n", p->epoch, p->epochs,
+        fprintf(stderr, "%sepoch %d/%d batch %d/%d loss %.4f acc %.4f %.0f img/s\n", fold, p->epoch, p->epochs,
                 p->batch, p->batches, p->loss, p->accuracy, p->images_per_s);
     }
+}
+
+static const pn_opt_choice keep_choices[] = {{"best", 0}, {"last", 1}, {NULL, 0}};
+
+static int parse_preset(const char *v, void *dest)
+{
+    int p = pn_augment_preset_parse(v);
+    if (p < 0)
+        return -1;
+    *(pn_augment_preset *)dest = (pn_augment_preset)p;
+    return 0;
+}
+
+int pn_cli_train_args(int argc, char **argv, pn_train_config *c)
+{
+    static char command[4096];
+    size_t len = 0;
+    for (int i = 0; i < argc && len < sizeof command - 1; i++)
+        len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "pneumo ", argv[i]);
+    c->recipe_text = command;
+    _Static_assert(sizeof(pn_dtype) == sizeof(int) && sizeof(pn_optim_kind) == sizeof(int) &&
+                   sizeof(pn_schedule_kind) == sizeof(int), "choice options store an int");
+    char prog[64];
+    snprintf(prog, sizeof prog, "pneumo %s", argv[0]);
+    pn_option table[48] = {
+        PN_OPT_STRING("data", &c->data_dir),
+        PN_OPT_STRING("arch", &c->arch),
+        PN_OPT_STRING("init", &c->init),
+        PN_OPT_STRING("init-skip", &c->init_skip),
+        PN_OPT_STRING("out", &c->out_dir),
+        PN_OPT_INT("input-size", &c->input_size, 8, 4096),
+        PN_OPT_INT("channels", &c->channels, 1, 3),
+        PN_OPT_INT("epochs", &c->epochs, 1, 100000),
+        PN_OPT_INT("batch", &c->batch, 1, 65536),
+        PN_OPT_INT("threads", &c->threads, 1, 1024),
+        PN_OPT_FLOAT_ABOVE("lr", &c->lr, 0, 10),
+        PN_OPT_FLOAT("weight-decay", &c->weight_decay, 0, 1),
+        PN_OPT_FLOAT("label-smoothing", &c->label_smoothing, 0, 0.5),
+        PN_OPT_FLOAT_ABOVE("val-fraction", &c->val_fraction, 0, 0.9),
+        PN_OPT_FLOAT("warmup-epochs", &c->warmup_epochs, 0, 100000),
+        PN_OPT_STRING("freeze", &c->freeze_prefix),
+        PN_OPT_INT("freeze-epochs", &c->freeze_epochs, 0, 100000),
+        PN_OPT_FLOAT_ABOVE("phase2-lr-scale", &c->phase2_lr_scale, 0, 1000),
+        PN_OPT_INT("early-stop", &c->early_stop, 0, 100000),
+        PN_OPT_FLOAT_ABOVE("target-sensitivity", &c->target_sensitivity, 0, 1),
+        PN_OPT_U64("seed", &c->seed, 0, 1e18),
+        PN_OPT_INT("max-images", &c->max_images, 1, 1 << 30),
+        PN_OPT_INT("stop-after", &c->stop_after, 1, 1 << 30),
+        PN_OPT_CHOICE("resize", &c->letterbox, resize_choices),
+        PN_OPT_INT("augment", &c->augment, 0, 1),
+        PN_OPT_FLAG("no-augment", &c->augment, 0),
+        PN_OPT_FLAG("resume", &c->resume, 1),
+        PN_OPT_CHOICE("precision", (int *)&c->precision, precision_choices),
+        PN_OPT_CHOICE("optimizer", (int *)&c->optimizer, optimizer_choices),
+        PN_OPT_CHOICE("schedule", (int *)&c->schedule, schedule_choices),
+        PN_OPT_CUSTOM("class-weights", c, parse_class_weights, "auto, none or two positive weights W0,W1"),
+        PN_OPT_CUSTOM("augment-preset", &c->aug_preset, parse_preset, "default or strong"),
+        PN_OPT_FLOAT("mixup", &c->mixup_alpha, 0, 10),
+        PN_OPT_FLOAT("ema", &c->ema_decay, 0, 0.99999),
+        PN_OPT_INT("clahe", &c->clahe, 0, 1),
+        PN_OPT_INT("classes", &c->classes, 2, 3),
+        PN_OPT_CHOICE("keep", &c->keep_last, keep_choices),
+        PN_OPT_INT("folds", &c->folds, 2, 100),
+        PN_OPT_INT("fold", &c->fold, 0, 99),
+        PN_OPT_CUSTOM("recipe", table, read_recipe, "a readable recipe file of valid keys (see above)"),
+        PN_OPT_END,
+    };
+    switch (pn_opts_parse(prog, table, argc, argv, 1, NULL, NULL)) {
+    case PN_OPTS_HELP: return usage(stdout) - 1;
+    case PN_OPTS_BAD: return 2;
+    case PN_OPTS_OK: break;
+    }
+    return c->data_dir ? 0 : usage(stderr);
+}
+
+volatile int *pn_cli_stop_flag(void)
+{
+    signal(SIGINT, on_sigint);
+    return &stop_requested;
 }
 
 int pn_cmd_train(int argc, char **argv)
 {
     pn_train_config c = pn_train_defaults();
-    static char command[4096];
-    size_t len = 0;
-    for (int i = 0; i < argc && len < sizeof command - 1; i++)
-        len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "pneumo ", argv[i]);
-    c.recipe_text = command;
-    _Static_assert(sizeof(pn_dtype) == sizeof(int) && sizeof(pn_optim_kind) == sizeof(int) &&
-                   sizeof(pn_schedule_kind) == sizeof(int), "choice options store an int");
-    pn_option table[40] = {
-        PN_OPT_STRING("data", &c.data_dir),
-        PN_OPT_STRING("arch", &c.arch),
-        PN_OPT_STRING("init", &c.init),
-        PN_OPT_STRING("init-skip", &c.init_skip),
-        PN_OPT_STRING("out", &c.out_dir),
-        PN_OPT_INT("input-size", &c.input_size, 8, 4096),
-        PN_OPT_INT("channels", &c.channels, 1, 3),
-        PN_OPT_INT("epochs", &c.epochs, 1, 100000),
-        PN_OPT_INT("batch", &c.batch, 1, 65536),
-        PN_OPT_INT("threads", &c.threads, 1, 1024),
-        PN_OPT_FLOAT_ABOVE("lr", &c.lr, 0, 10),
-        PN_OPT_FLOAT("weight-decay", &c.weight_decay, 0, 1),
-        PN_OPT_FLOAT("label-smoothing", &c.label_smoothing, 0, 0.5),
-        PN_OPT_FLOAT_ABOVE("val-fraction", &c.val_fraction, 0, 0.9),
-        PN_OPT_FLOAT("warmup-epochs", &c.warmup_epochs, 0, 100000),
-        PN_OPT_STRING("freeze", &c.freeze_prefix),
-        PN_OPT_INT("freeze-epochs", &c.freeze_epochs, 0, 100000),
-        PN_OPT_FLOAT_ABOVE("phase2-lr-scale", &c.phase2_lr_scale, 0, 1000),
-        PN_OPT_INT("early-stop", &c.early_stop, 0, 100000),
-        PN_OPT_FLOAT_ABOVE("target-sensitivity", &c.target_sensitivity, 0, 1),
-        PN_OPT_U64("seed", &c.seed, 0, 1e18),
-        PN_OPT_INT("max-images", &c.max_images, 1, 1 << 30),
-        PN_OPT_INT("stop-after", &c.stop_after, 1, 1 << 30),
-        PN_OPT_CHOICE("resize", &c.letterbox, resize_choices),
-        PN_OPT_INT("augment", &c.augment, 0, 1),
-        PN_OPT_FLAG("no-augment", &c.augment, 0),
-        PN_OPT_FLAG("resume", &c.resume, 1),
-        PN_OPT_CHOICE("precision", (int *)&c.precision, precision_choices),
-        PN_OPT_CHOICE("optimizer", (int *)&c.optimizer, optimizer_choices),
-        PN_OPT_CHOICE("schedule", (int *)&c.schedule, schedule_choices),
-        PN_OPT_CUSTOM("class-weights", &c, parse_class_weights, "auto, none or two positive weights W0,W1"),
-        PN_OPT_CUSTOM("recipe", table, read_recipe, "a readable recipe file of valid keys (see above)"),
-        PN_OPT_END,
-    };
-    switch (pn_opts_parse("pneumo train", table, argc, argv, 1, NULL, NULL)) {
-    case PN_OPTS_HELP: return usage(stdout);
-    case PN_OPTS_BAD: return 2;
-    case PN_OPTS_OK: break;
-    }
-    if (!c.data_dir) return usage(stderr);
-    signal(SIGINT, on_sigint);
+    int rc = pn_cli_train_args(argc, argv, &c);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    volatile int *stop = pn_cli_stop_flag();
     int tty = isatty(2);
     pn_train_result r;
     pn_error err = {0};
-    pn_status st = pn_train_run(&c, show_progress, &tty, &stop_requested, &r, &err);
+    pn_status st = pn_train_run(&c, pn_cli_train_progress, &tty, stop, &r, &err);
     if (st) {
         fprintf(stderr, "\npneumo train: %s\n", err.msg);
         return 1;

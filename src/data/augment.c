@@ -3,6 +3,7 @@
  * bilinear sampling once), a brightness/contrast/gamma lookup table, and
  * optional random erasing. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data/internal.h"
@@ -17,6 +18,30 @@ pn_augment pn_augment_default(void)
     return (pn_augment){.rotate_deg = 10, .translate = 0.1f, .scale_min = 0.9f,
                         .scale_max = 1.1f, .brightness = 0.1f, .contrast = 0.1f,
                         .gamma = 0.1f, .crop_min_area = 1};
+}
+
+pn_augment pn_augment_strong(void)
+{
+    return (pn_augment){.rotate_deg = 10, .translate = 0.06f, .scale_min = 0.9f,
+                        .scale_max = 1.1f, .brightness = 0.2f, .contrast = 0.2f,
+                        .gamma = 0.25f, .crop_min_area = 0.7f, .erase_prob = 0.25f,
+                        .blur_prob = 0.2f, .noise_std = 0.02f};
+}
+
+const char *const pn_augment_preset_names[PN_AUG_PRESET_COUNT] = {"default", "strong"};
+_Static_assert(PN_AUG_PRESET_COUNT == 2, "pn_augment_preset_names lists every preset");
+
+pn_augment pn_augment_from_preset(pn_augment_preset p)
+{
+    return p == PN_AUG_STRONG ? pn_augment_strong() : pn_augment_default();
+}
+
+int pn_augment_preset_parse(const char *name)
+{
+    for (int i = 0; i < PN_AUG_PRESET_COUNT; i++)
+        if (!strcmp(name, pn_augment_preset_names[i]))
+            return i;
+    return -1;
 }
 
 static double uniform(uint64_t *rng, double lo, double hi)
@@ -119,6 +144,35 @@ static void apply_erase(uint64_t *rng, uint8_t *img, int w, int h)
             img[(size_t)y * w + x] = (uint8_t)(pn_splitmix64(rng) >> 56);
 }
 
+/* A 3x3 binomial ([1 2 1] x [1 2 1] / 16) blur, edges clamped; tmp is w*h. */
+static void apply_blur(uint8_t *img, int w, int h, uint8_t *tmp)
+{
+    for (int y = 0; y < h; y++) {
+        const uint8_t *r = img + (size_t)y * w;
+        for (int x = 0; x < w; x++) {
+            int l = r[x > 0 ? x - 1 : x], c = r[x], rr = r[x + 1 < w ? x + 1 : x];
+            tmp[(size_t)y * w + x] = (uint8_t)((l + 2 * c + rr + 2) >> 2);
+        }
+    }
+    for (int y = 0; y < h; y++) {
+        const uint8_t *u = tmp + (size_t)(y > 0 ? y - 1 : y) * w, *c = tmp + (size_t)y * w;
+        const uint8_t *d = tmp + (size_t)(y + 1 < h ? y + 1 : y) * w;
+        for (int x = 0; x < w; x++)
+            img[(size_t)y * w + x] = (uint8_t)((u[x] + 2 * c[x] + d[x] + 2) >> 2);
+    }
+}
+
+/* Additive Gaussian noise (Box-Muller), sigma drawn once per image. */
+static void apply_noise(uint64_t *rng, float max_std, uint8_t *img, size_t n)
+{
+    double sigma = uniform(rng, 0, max_std) * 255;
+    for (size_t i = 0; i < n; i++) {
+        double u1 = 1 - pn_rand_unit(rng), u2 = pn_rand_unit(rng);
+        double v = img[i] + sigma * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+        img[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
+    }
+}
+
 static int has_geometry(const pn_augment *a)
 {
     return a->rotate_deg != 0 || a->translate != 0 || a->scale_min != 1 || a->scale_max != 1 ||
@@ -144,6 +198,15 @@ pn_status pn_augment_apply(const pn_augment *aug, uint64_t seed, uint64_t epoch,
     }
     if (aug->gamma != 0 || aug->contrast != 0 || aug->brightness != 0)
         apply_intensity(aug, &rng, dst, (size_t)w * h);
+    if (aug->blur_prob > 0 && pn_rand_unit(&rng) < aug->blur_prob) {
+        uint8_t *tmp = malloc((size_t)w * h); /* w x h, the horizontal pass */
+        if (!tmp)
+            return pn_fail(err, PN_ENOMEM, "augmentation: out of memory for blur");
+        apply_blur(dst, w, h, tmp);
+        free(tmp);
+    }
+    if (aug->noise_std > 0)
+        apply_noise(&rng, aug->noise_std, dst, (size_t)w * h);
     if (aug->erase_prob > 0 && pn_rand_unit(&rng) < aug->erase_prob)
         apply_erase(&rng, dst, w, h);
     return PN_OK;

@@ -60,14 +60,21 @@ static void fill_slot(pn_loader *l, slot *s, size_t b)
     size_t last = first + l->cfg.batch_size;
     if (last > l->n_order)
         last = l->n_order;
-    uint8_t *tmp = l->cfg.augment ? malloc(plane) : NULL;
-    s->status = l->cfg.augment && !tmp
+    uint8_t *tmp = l->cfg.augment ? malloc(plane) : NULL;      /* size x size, augmented */
+    uint8_t *equalized = l->cfg.clahe ? malloc(plane) : NULL;  /* size x size, after CLAHE */
+    s->status = (l->cfg.augment && !tmp) || (l->cfg.clahe && !equalized)
                     ? pn_fail(&s->err, PN_ENOMEM, "loader: out of memory for augmentation")
                     : PN_OK;
     for (size_t k = first; k < last && !s->status; k++) {
         size_t idx = l->order[k];
         const uint8_t *px = pn_cache_pixels(l->cache, idx);
-        if (tmp) {
+        if (equalized) {
+            memcpy(equalized, px, plane);
+            pn_image im = {.w = size, .h = size, .pixels = equalized};
+            s->status = pn_image_clahe(&im, PN_CLAHE_TILES, PN_CLAHE_CLIP, &s->err);
+            px = equalized;
+        }
+        if (tmp && !s->status) {
             s->status = pn_augment_apply(&l->aug, l->cfg.seed, (uint64_t)l->epoch, k, px, size,
                                          size, tmp, &s->err);
             px = tmp;
@@ -81,6 +88,7 @@ static void fill_slot(pn_loader *l, slot *s, size_t b)
     s->n = (int)(last - first);
     s->batch = b;
     free(tmp);
+    free(equalized);
 }
 
 static int claimable(const pn_loader *l)

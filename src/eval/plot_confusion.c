@@ -1,4 +1,4 @@
-/* 2x2 confusion matrix heatmap: rows = true class, columns = predicted class,
+/* Confusion matrix heatmaps (2x2 at a threshold, or k x k): rows = true class, columns = predicted class,
  * colour = row percentage (so both classes read as recall whatever the class
  * balance), each cell shows the count and the row percentage. */
 #include "eval/plot_internal.h"
@@ -54,42 +54,49 @@ static void draw_colorbar(cairo_t *cr, double x, double y, double w, double h)
     ev_draw_text_vertical(cr, x + w + 58, y + h / 2, 14, "Row percentage");
 }
 
-pn_status pn_plot_confusion(const pn_metrics *m, const char *path, pn_error *err)
+pn_status pn_plot_confusion_matrix(const size_t *cells, int k, const char *const *names,
+                                   const char *title, const char *path, pn_error *err)
 {
+    if (k < 2 || k > 8)
+        return pn_fail(err, PN_EINVAL, "confusion matrix plot: %d classes (2 to 8 supported)", k);
     canvas c;
     pn_status st = ev_canvas_open(&c, path, 800, 640, err);
     if (st)
         return st;
-    const pn_confusion *cm = &m->confusion;
-    size_t cells[2][2] = {{cm->tn, cm->fp}, {cm->fn, cm->tp}};
-    double rows[2] = {(double)(cm->tn + cm->fp), (double)(cm->fn + cm->tp)};
-    const double size = 200, left = 230, top = 110;
-
-    char title[96];
-    snprintf(title, sizeof title, "Confusion matrix (threshold %.3g, n = %zu)", (double)m->threshold,
-             m->n);
+    const double size = 400.0 / k, left = 230, top = 110;
     ev_set_color(c.cr, COLOR_BLACK);
     ev_draw_text(c.cr, 400, 40, 20, 1, 0.5, 0.5, title);
-    for (int r = 0; r < 2; r++)
-        for (int k = 0; k < 2; k++)
-            draw_cell(c.cr, left + k * size, top + r * size, size, cells[r][k], rows[r]);
+    for (int r = 0; r < k; r++) {
+        double row = 0;
+        for (int q = 0; q < k; q++)
+            row += (double)cells[r * k + q];
+        for (int q = 0; q < k; q++)
+            draw_cell(c.cr, left + q * size, top + r * size, size, cells[r * k + q], row);
+    }
     ev_set_color(c.cr, COLOR_BLACK);
     cairo_set_line_width(c.cr, 1.5);
-    cairo_rectangle(c.cr, left, top, 2 * size, 2 * size);
+    cairo_rectangle(c.cr, left, top, k * size, k * size);
     cairo_stroke(c.cr);
-
-    for (int i = 0; i < 2; i++) {
-        ev_draw_text(c.cr, left + (i + 0.5) * size, top + 2 * size + 12, 16, 0, 0.5, 0, class_names[i]);
-        ev_draw_text(c.cr, left - 12, top + (i + 0.5) * size, 16, 0, 1, 0.5, class_names[i]);
+    for (int i = 0; i < k; i++) {
+        ev_draw_text(c.cr, left + (i + 0.5) * size, top + k * size + 12, 16, 0, 0.5, 0, names[i]);
+        ev_draw_text(c.cr, left - 12, top + (i + 0.5) * size, 16, 0, 1, 0.5, names[i]);
     }
-    ev_draw_text(c.cr, left + size, top + 2 * size + 44, 17, 1, 0.5, 0, "Predicted label");
-    ev_draw_text(c.cr, left + size, top - 22, 14, 0, 0.5, 0.5,
-              "TN / FP (top row), FN / TP (bottom row)");
+    ev_draw_text(c.cr, left + 200, top + 400 + 44, 17, 1, 0.5, 0, "Predicted label");
     cairo_save(c.cr);
-    cairo_translate(c.cr, left - 140, top + size);
+    cairo_translate(c.cr, left - 140, top + 200);
     cairo_rotate(c.cr, -M_PI / 2);
     ev_draw_text(c.cr, 0, 0, 17, 1, 0.5, 0.5, "True label");
     cairo_restore(c.cr);
-    draw_colorbar(c.cr, left + 2 * size + 40, top, 22, 2 * size);
+    draw_colorbar(c.cr, left + 400 + 40, top, 22, 400);
     return ev_canvas_close(&c, err);
+}
+
+pn_status pn_plot_confusion(const pn_metrics *m, const char *path, pn_error *err)
+{
+    const pn_confusion *cm = &m->confusion;
+    size_t cells[4] = {cm->tn, cm->fp, cm->fn, cm->tp};
+    char title[96];
+    snprintf(title, sizeof title, "Confusion matrix (threshold %.3g, n = %zu)", (double)m->threshold,
+             m->n);
+    return pn_plot_confusion_matrix(cells, 2, class_names, title, path, err);
 }

@@ -311,6 +311,15 @@ static pn_status put_figures(FILE *f, const report_ctx *r, pn_error *err)
             return st;
         fprintf(f, "\"><figcaption>%s</figcaption></figure>\n", plots[id].title);
     }
+    for (size_t i = 0; i < r->in->n_extra_figures; i++) {
+        fputs("<figure><img alt=\"\" src=\"data:image/png;base64,", f);
+        pn_status st = put_base64_file(f, r->in->extra_figures[i], err);
+        if (st)
+            return st;
+        fputs("\"><figcaption>", f);
+        put_escaped(f, r->in->extra_captions[i]);
+        fputs("</figcaption></figure>\n", f);
+    }
     return PN_OK;
 }
 
@@ -324,6 +333,8 @@ static pn_status put_html(FILE *f, const report_ctx *r, pn_error *err)
                "<p class=\"disclaimer\"><strong>Not a diagnostic device.</strong> %s</p>\n",
             STYLE, DISCLAIMER);
     put_summary(f, r);
+    if (r->in->extra_html)
+        fputs(r->in->extra_html, f);
     fputs("<h2>Metrics</h2>\n", f);
     put_metrics_table(f, r);
     fputs("<h2>Confusion matrix</h2>\n", f);

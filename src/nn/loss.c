@@ -18,6 +18,17 @@ void pn_softmax(const float *logits, int n, int classes, float *probs)
     }
 }
 
+float pn_positive_logit(const float *z, int classes)
+{
+    float max = z[1];
+    for (int k = 2; k < classes; k++)
+        max = z[k] > max ? z[k] : max;
+    double sum = 0;
+    for (int k = 1; k < classes; k++)
+        sum += exp((double)z[k] - max);
+    return (float)(max + log(sum) - z[0]);
+}
+
 /* PyTorch semantics (F.cross_entropy with weight and label_smoothing): the
  * target mixes the one-hot label with the uniform distribution; the one-hot
  * part is weighted by w[y_i], the uniform part by each class's own w[k], and

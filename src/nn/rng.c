@@ -44,6 +44,31 @@ float pn_rng_normal(pn_rng *r)
     return sqrtf(-2 * logf(u1)) * cosf(6.2831853f * u2);
 }
 
+/* Marsaglia-Tsang; shape < 1 through Gamma(shape + 1) * U^(1/shape). */
+static float rng_gamma(pn_rng *r, float shape)
+{
+    if (shape < 1) {
+        float u = pn_rng_uniform(r);
+        return rng_gamma(r, shape + 1) * powf(u > 1e-7f ? u : 1e-7f, 1 / shape);
+    }
+    float d = shape - 1.0f / 3, c = 1 / sqrtf(9 * d);
+    for (;;) {
+        float x = pn_rng_normal(r), v = 1 + c * x;
+        if (v <= 0)
+            continue;
+        v = v * v * v;
+        float u = pn_rng_uniform(r);
+        if (u < 1 - 0.0331f * x * x * x * x || logf(u > 1e-30f ? u : 1e-30f) < 0.5f * x * x + d * (1 - v + logf(v)))
+            return d * v;
+    }
+}
+
+float pn_rng_beta(pn_rng *r, float a)
+{
+    float x = rng_gamma(r, a), y = rng_gamma(r, a);
+    return x + y > 0 ? x / (x + y) : 0.5f;
+}
+
 void pn_init_kaiming(float *w, size_t n, int fan_in, pn_rng *r)
 {
     /* He normal for ReLU-family layers: std = sqrt(2 / fan_in). */

@@ -258,11 +258,24 @@ static pn_status meta_int(pn_st_file *f, const char *path, const char *key, int 
     return PN_OK;
 }
 
-static pn_status load_tensors(pn_net *net, pn_st_file *f, const char *path, pn_error *err)
+/* A network's own tensors are the file's tensors named prefix + parameter
+ * name; with an empty prefix, those without a '/' (other parts of a model
+ * file, such as ensemble members "m0/..." or statistics "ood/...", have one). */
+static int in_scope(const char *name, const char *prefix)
 {
+    size_t n = strlen(prefix);
+    return n ? !strncmp(name, prefix, n) : !strchr(name, '/');
+}
+
+static pn_status load_tensors(pn_net *net, pn_st_file *f, const char *path, const char *prefix,
+                              pn_error *err)
+{
+    size_t plen = strlen(prefix);
     for (size_t i = 0; i < pn_st_count(f); i++) {
         const pn_st_tensor *t = pn_st_get(f, i);
-        pn_param *p = pn_net_find_param(net, t->name);
+        if (!in_scope(t->name, prefix))
+            continue;
+        pn_param *p = pn_net_find_param(net, t->name + plen);
         if (!p)
             return pn_fail(err, PN_EFORMAT, "%s: unknown tensor '%s' for this architecture", path, t->name);
         if (!same_shape(p, t))
@@ -274,9 +287,78 @@ static pn_status load_tensors(pn_net *net, pn_st_file *f, const char *path, pn_e
             if (!isfinite(p->data[k]))
                 return pn_fail(err, PN_EFORMAT, "%s: tensor '%s' contains NaN or infinity", path, t->name);
     }
-    for (size_t i = 0; i < net->n_params; i++)
-        if (!pn_st_find(f, net->params[i].name))
-            return pn_fail(err, PN_EFORMAT, "%s: tensor '%s' is missing", path, net->params[i].name);
+    for (size_t i = 0; i < net->n_params; i++) {
+        char full[256];
+        snprintf(full, sizeof full, "%s%s", prefix, net->params[i].name);
+        if (!pn_st_find(f, full))
+            return pn_fail(err, PN_EFORMAT, "%s: tensor '%s' is missing", path, full);
+    }
+    return PN_OK;
+}
+
+pn_status pn_net_load_from(pn_ctx *ctx, struct pn_st_file *f, const char *path, const char *prefix,
+                           const pn_net_spec *spec, pn_dtype precision, pn_net **out, pn_error *err)
+{
+    *out = NULL;
+    pn_net_options opt = {.precision = precision, .input_size = spec->input_size,
+                          .channels = spec->channels, .classes = spec->classes};
+    if (opt.channels != 1 && opt.channels != 3)
+        return pn_fail(err, PN_EFORMAT, "%s: %schannels must be 1 or 3", path, prefix);
+    pn_net *net = NULL;
+    pn_status st = pn_net_create(ctx, spec->arch, &opt, &net, err);
+    if (st)
+        return pn_error_prefix(err, st, "%s: %s", path, prefix);
+    if ((st = load_tensors(net, f, path, prefix, err))) {
+        pn_net_destroy(net);
+        return st;
+    }
+    for (int c = 0; c < net->channels; c++) {
+        net->mean[c] = spec->mean[c];
+        net->std[c] = spec->std[c];
+    }
+    pn_net_params_changed(net);
+    *out = net;
+    return PN_OK;
+}
+
+/* "a,b,c" -> up to n floats; 0 when the text has exactly n finite values. */
+static int parse_floats(const char *text, float *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *end;
+        v[i] = strtof(text, &end);
+        if (end == text || !isfinite(v[i]))
+            return -1;
+        text = end + (*end == ',');
+    }
+    return *text ? -1 : 0;
+}
+
+pn_status pn_net_spec_from_metadata(struct pn_st_file *f, const char *path, pn_net_spec *spec,
+                                    pn_error *err)
+{
+    memset(spec, 0, sizeof *spec);
+    const char *format = pn_st_metadata(f, "format");
+    const char *version = pn_st_metadata(f, "pneumo_format_version");
+    spec->arch = pn_st_metadata(f, "arch");
+    if (!format || strcmp(format, "pneumo") || !spec->arch)
+        return pn_fail(err, PN_EFORMAT, "%s: not a pneumo model file (no format=pneumo and arch metadata)", path);
+    if (!version || strcmp(version, PN_MODEL_FORMAT_VERSION))
+        return pn_fail(err, PN_EUNSUPPORTED, "%s: model format version %s, this build reads %s", path,
+                       version ? version : "(none)", PN_MODEL_FORMAT_VERSION);
+    pn_status st = meta_int(f, path, "input_size", &spec->input_size, err);
+    if (!st) st = meta_int(f, path, "channels", &spec->channels, err);
+    if (!st) st = meta_int(f, path, "classes", &spec->classes, err);
+    if (st)
+        return st;
+    const char *mean = pn_st_metadata(f, "mean"), *std = pn_st_metadata(f, "std");
+    int ch = spec->channels > 3 ? 3 : spec->channels;
+    for (int c = 0; c < 3; c++) {
+        spec->mean[c] = 0.5f;
+        spec->std[c] = 0.5f;
+    }
+    if ((mean && parse_floats(mean, spec->mean, ch)) || (std && parse_floats(std, spec->std, ch)))
+        return pn_fail(err, PN_EFORMAT, "%s: metadata 'mean' or 'std' is not %d numbers", path, ch);
     return PN_OK;
 }
 
@@ -288,39 +370,13 @@ pn_status pn_net_load(pn_ctx *ctx, const char *path, pn_dtype precision, pn_net 
     pn_status st = pn_st_open(path, &f, err);
     if (st)
         return st;
-    const char *format = pn_st_metadata(f, "format"), *arch = pn_st_metadata(f, "arch");
-    const char *version = pn_st_metadata(f, "pneumo_format_version");
-    pn_net_options opt = {.precision = precision};
-    if (!format || strcmp(format, "pneumo") || !arch)
-        st = pn_fail(err, PN_EFORMAT, "%s: not a pneumo model file (no format=pneumo and arch metadata)", path);
-    else if (!version || strcmp(version, PN_MODEL_FORMAT_VERSION))
-        st = pn_fail(err, PN_EUNSUPPORTED, "%s: model format version %s, this build reads %s", path,
-                     version ? version : "(none)", PN_MODEL_FORMAT_VERSION);
-    if (!st) st = meta_int(f, path, "input_size", &opt.input_size, err);
-    if (!st) st = meta_int(f, path, "channels", &opt.channels, err);
-    if (!st) st = meta_int(f, path, "classes", &opt.classes, err);
-    pn_net *net = NULL;
-    if (!st && (st = pn_net_create(ctx, arch, &opt, &net, err)))
-        pn_error_prefix(err, st, "%s: ", path);
-    if (!st && (st = load_tensors(net, f, path, err)) == PN_OK) {
-        const char *mean = pn_st_metadata(f, "mean"), *std = pn_st_metadata(f, "std");
-        for (int c = 0; mean && std && c < net->channels; c++) {
-            net->mean[c] = strtof(mean, (char **)&mean);
-            net->std[c] = strtof(std, (char **)&std);
-            mean += *mean == ',';
-            std += *std == ',';
-        }
-        pn_net_params_changed(net);
-    }
-    if (st) {
-        pn_net_destroy(net);
+    pn_net_spec spec;
+    st = pn_net_spec_from_metadata(f, path, &spec, err);
+    if (!st)
+        st = pn_net_load_from(ctx, f, path, "", &spec, precision, out, err);
+    if (st || !meta)
         pn_st_close(f);
-        return st;
-    }
-    *out = net;
-    if (meta)
-        *meta = f;
     else
-        pn_st_close(f);
-    return PN_OK;
+        *meta = f;
+    return st;
 }

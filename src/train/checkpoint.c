@@ -36,6 +36,8 @@ static pn_status add_tensors(const trainer *t, pn_st_writer *w, pn_error *err)
             st = add_vector(w, "optim_m/", p->name, p->ndim, p->shape, m, err);
         if (!st && v)
             st = add_vector(w, "optim_v/", p->name, p->ndim, p->shape, v, err);
+        if (!st && t->ema)
+            st = add_vector(w, "ema/", p->name, p->ndim, p->shape, t->ema + off, err);
         off += p->numel;
     }
     int e = t->cfg->epochs;
@@ -107,6 +109,8 @@ static pn_status read_tensors(trainer *t, pn_st_file *f, const char *path, pn_er
             st = read_vector(f, path, "optim_m/", p->name, p->numel, m, err);
         if (!st && v)
             st = read_vector(f, path, "optim_v/", p->name, p->numel, v, err);
+        if (!st && t->ema)
+            st = read_vector(f, path, "ema/", p->name, p->numel, t->ema + off, err);
         off += p->numel;
     }
     float *hist[] = {t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc, t->h_val_auc};

@@ -27,10 +27,17 @@ typedef struct trainer {
     pn_net *net;
     pn_optim *opt;
     char *arch_text;
-    float *x, *dlogits, *logits_val, *best_params;
-    int *labels, *val_labels;
+    int classes;                /* 2 or 3 (pn_train_config.classes) */
+    float *x;                   /* [batch][size][size][channels] input batch */
+    float *dlogits, *dlogits_mix; /* [batch][classes] loss gradients (mixup: its partner's) */
+    float *logits_val;          /* [n_val][classes] validation logits, split order */
+    float *best_params, *ema;   /* [total parameter values] kept weights; EMA weights or NULL */
+    int *labels, *mix_labels;   /* [batch] class of each sample; mixup partner's class */
+    int *val_labels;            /* [n_val] binary labels (0 normal, 1 pneumonia) */
+    size_t *batch_index;        /* [batch] cache indices of the batch */
+    size_t *val_index;          /* [n_val] cache (= dataset) indices of validation images */
     size_t n_val, n_train;
-    float class_weights[2];
+    float class_weights[3];
     pn_history hist;
     float *h_train_loss, *h_val_loss, *h_train_acc, *h_val_acc, *h_val_auc;
     double t_start;

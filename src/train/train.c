@@ -35,11 +35,63 @@ pn_train_config pn_train_defaults(void)
     c.target_sensitivity = 0.95f;
     c.precision = PN_BF16;
     c.seed = 42;
+    c.classes = 2;
     return c;
 }
 
 
 /* ---- data ---- */
+
+/* The class a network output is trained for: the binary label, or with three
+ * classes the subtype (0 normal, 1 bacterial, 2 viral). */
+static int class_of(const trainer *t, size_t idx)
+{
+    return t->classes == 3 ? t->ds.samples[idx].subtype : pn_cache_label(t->cache, idx);
+}
+
+static void to_classes(const trainer *t, const size_t *idx, int *labels, int n)
+{
+    for (int i = 0; t->classes == 3 && i < n; i++)
+        labels[i] = class_of(t, idx[i]);
+}
+
+/* Held-out set = fold cfg->fold of cfg->folds (pn_dataset_folds). */
+static pn_status fold_split(trainer *t, const char *split, pn_error *err)
+{
+    const pn_train_config *c = t->cfg;
+    if (c->fold < 0 || c->fold >= c->folds)
+        return pn_fail(err, PN_EINVAL, "fold %d is not in [0, %d)", c->fold, c->folds);
+    int *fold = malloc(t->ds.n * sizeof *fold);
+    t->split.train = malloc(t->ds.n * sizeof *t->split.train);
+    t->split.val = malloc(t->ds.n * sizeof *t->split.val);
+    pn_status st = !fold || !t->split.train || !t->split.val
+                       ? pn_fail(err, PN_ENOMEM, "out of memory for folds")
+                       : pn_dataset_folds(&t->ds, split, c->folds, c->seed, fold, err);
+    for (size_t i = 0; !st && i < t->ds.n; i++) {
+        if (fold[i] < 0)
+            continue;
+        if (fold[i] == c->fold)
+            t->split.val[t->split.n_val++] = i;
+        else
+            t->split.train[t->split.n_train++] = i;
+        t->split.n_unknown_patient += !t->ds.samples[i].patient_known;
+    }
+    free(fold);
+    return st;
+}
+
+static pn_status check_subtypes(const trainer *t, pn_error *err)
+{
+    const size_t *sets[2] = {t->split.train, t->split.val};
+    size_t counts[2] = {t->split.n_train, t->split.n_val};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < counts[k]; i++)
+            if (t->ds.samples[sets[k][i]].subtype == PN_SUBTYPE_UNKNOWN)
+                return pn_fail(err, PN_EINVAL, "%s: three classes need 'bacteria' or 'virus' in "
+                               "every pneumonia file name", t->ds.samples[sets[k][i]].path);
+    return PN_OK;
+}
+
 static pn_status setup_data(trainer *t, int size, int channels, const float *mean, const float *std,
                             pn_error *err)
 {
@@ -50,7 +102,12 @@ static pn_status setup_data(trainer *t, int size, int channels, const float *mea
     int has_train = 0;
     for (size_t i = 0; i < t->ds.n; i++)
         has_train |= !strcmp(t->ds.samples[i].split, "train");
-    if ((st = pn_dataset_split(&t->ds, has_train ? "train" : "", c->val_fraction, c->seed, &t->split, err)))
+    const char *split = has_train ? "train" : "";
+    st = c->folds > 0 ? fold_split(t, split, err)
+                      : pn_dataset_split(&t->ds, split, c->val_fraction, c->seed, &t->split, err);
+    if (!st && t->classes == 3)
+        st = check_subtypes(t, err);
+    if (st)
         return st;
     if (t->split.n_val == 0 || t->split.n_train == 0)
         return pn_fail(err, PN_EINVAL, "%s: too few images for a train/validation split", c->data_dir);
@@ -63,17 +120,19 @@ static pn_status setup_data(trainer *t, int size, int channels, const float *mea
     }
     char cache_path[4096];
     pn_resize_mode mode = c->letterbox ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
-    snprintf(cache_path, sizeof cache_path, "%s/cache-%d%s.bin", c->out_dir, size, c->letterbox ? "-letterbox" : "");
+    snprintf(cache_path, sizeof cache_path, "%s/cache-%d%s.bin", c->cache_dir ? c->cache_dir : c->out_dir,
+             size, c->letterbox ? "-letterbox" : "");
     int threads = c->threads > 0 ? c->threads : omp_get_num_procs();
     if ((st = pn_cache_ensure(cache_path, &t->ds, size, mode, threads, NULL, &t->cache, err)))
         return st;
-    pn_augment aug = pn_augment_default();
+    pn_augment aug = pn_augment_from_preset(c->aug_preset);
     pn_loader_config lc = pn_loader_config_default();
     lc.batch_size = c->batch;
     lc.shuffle = 1;
     lc.drop_last = 1;
     lc.seed = c->seed;
     lc.augment = c->augment ? &aug : NULL;
+    lc.clahe = c->clahe;
     lc.norm.channels = channels;
     memcpy(lc.norm.mean, mean, (size_t)channels * sizeof(float));
     memcpy(lc.norm.std, std, (size_t)channels * sizeof(float));
@@ -91,12 +150,12 @@ static pn_status setup_data(trainer *t, int size, int channels, const float *mea
     if (!labels)
         return pn_fail(err, PN_ENOMEM, "out of memory");
     for (size_t i = 0; i < t->n_train; i++)
-        labels[i] = pn_cache_label(t->cache, t->split.train[i]);
-    t->class_weights[0] = t->class_weights[1] = 1;
+        labels[i] = class_of(t, t->split.train[i]);
+    t->class_weights[0] = t->class_weights[1] = t->class_weights[2] = 1;
     if (c->class_weights_auto)
-        st = pn_class_weights(labels, t->n_train, 2, t->class_weights, err);
-    else if (c->class_weights[0] > 0)
-        memcpy(t->class_weights, c->class_weights, sizeof t->class_weights);
+        st = pn_class_weights(labels, t->n_train, t->classes, t->class_weights, err);
+    else if (c->class_weights[0] > 0 && t->classes == 2)
+        memcpy(t->class_weights, c->class_weights, sizeof c->class_weights);
     free(labels);
     return st;
 }
@@ -108,7 +167,7 @@ static pn_status setup_net(trainer *t, pn_error *err)
     pn_status st;
     if ((st = pn_arch_read(c->arch, &t->arch_text, err)) || (st = pn_ctx_create(&t->ctx, err)))
         return st;
-    pn_net_options o = {.channels = c->channels, .input_size = c->input_size, .classes = 2,
+    pn_net_options o = {.channels = c->channels, .input_size = c->input_size, .classes = t->classes,
                         .precision = c->precision, .seed = c->seed};
     if ((st = pn_net_create(t->ctx, t->arch_text, &o, &t->net, err)))
         return st;
@@ -148,6 +207,82 @@ static void copy_params(pn_net *net, float *buf, int to_buf)
         pn_net_params_changed(net);
 }
 
+/* ema = d * ema + (1 - d) * params, over every parameter and buffer; d ramps
+ * up as min(decay, (1 + step) / (10 + step)) so the starting weights fade
+ * out within the first few hundred steps (as timm's ModelEmaV2 warm-up). */
+static void ema_update(trainer *t, int step)
+{
+    float ramp = (1.0f + (float)step) / (10.0f + (float)step);
+    float d = t->cfg->ema_decay < ramp ? t->cfg->ema_decay : ramp;
+    size_t off = 0;
+    for (size_t i = 0; i < pn_net_param_count(t->net); i++) {
+        const pn_param *p = pn_net_param(t->net, i);
+        for (size_t k = 0; k < p->numel; k++)
+            t->ema[off + k] = d * t->ema[off + k] + (1 - d) * p->data[k];
+        off += p->numel;
+    }
+}
+
+/* Exchanges the network's weights with the EMA weights (twice = no change). */
+static void ema_swap(trainer *t)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < pn_net_param_count(t->net); i++) {
+        pn_param *p = pn_net_param(t->net, i);
+        for (size_t k = 0; k < p->numel; k++) {
+            float v = p->data[k];
+            p->data[k] = t->ema[off + k];
+            t->ema[off + k] = v;
+        }
+        off += p->numel;
+    }
+    pn_net_params_changed(t->net);
+}
+
+/* Mixup (Zhang et al. 2018) with the reversed batch as partner: image i
+ * becomes lam * x_i + (1 - lam) * x_{n-1-i}; lam ~ Beta(a, a) from a
+ * stream of (seed, step), so a resumed run draws the same values. */
+static float mixup_batch(trainer *t, int step, int n)
+{
+    pn_rng rng = pn_rng_seed(t->cfg->seed, 0x6d69787570ULL, (uint64_t)step);
+    float lam = pn_rng_beta(&rng, t->cfg->mixup_alpha);
+    size_t per = (size_t)pn_net_input_size(t->net) * pn_net_input_size(t->net) * pn_net_channels(t->net);
+    for (int i = 0; i < n / 2; i++) {
+        float *a = t->x + (size_t)i * per, *b = t->x + (size_t)(n - 1 - i) * per;
+        for (size_t k = 0; k < per; k++) {
+            float va = a[k], vb = b[k];
+            a[k] = lam * va + (1 - lam) * vb;
+            b[k] = lam * vb + (1 - lam) * va;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        t->mix_labels[i] = t->labels[n - 1 - i];
+    return lam;
+}
+
+/* Loss of the batch's logits, dlogits filled; with mixup the lam-weighted mix of both targets. */
+static float batch_loss(trainer *t, const float *z, int n, float lam)
+{
+    float ls = t->cfg->label_smoothing;
+    float loss = pn_softmax_cross_entropy(z, t->labels, n, t->classes, t->class_weights, ls, t->dlogits);
+    if (lam >= 1)
+        return loss;
+    float loss_b = pn_softmax_cross_entropy(z, t->mix_labels, n, t->classes, t->class_weights, ls,
+                                            t->dlogits_mix);
+    for (size_t k = 0; k < (size_t)n * t->classes; k++)
+        t->dlogits[k] = lam * t->dlogits[k] + (1 - lam) * t->dlogits_mix[k];
+    return lam * loss + (1 - lam) * loss_b;
+}
+
+static int argmax(const float *z, int classes)
+{
+    int best = 0;
+    for (int k = 1; k < classes; k++)
+        if (z[k] > z[best])
+            best = k;
+    return best;
+}
+
 /* Pretrained batch norms start as identity + folded bias; before they train
  * with batch statistics, match them to this data (see pn_net_recalibrate_bn). */
 static pn_status recalibrate(trainer *t, pn_error *err)
@@ -181,19 +316,22 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
         st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err);
     double t0 = pn_clock_s(), seen0 = s->seen;
     while (!st && !(stop && *stop) && !budget_spent(t->cfg, s)) {
-        if ((st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err)) || n == 0)
+        if ((st = pn_loader_next(t->train, t->x, t->labels, t->batch_index, &n, err)) || n == 0)
             break;
+        to_classes(t, t->batch_index, t->labels, n);
+        float lam = t->cfg->mixup_alpha > 0 ? mixup_batch(t, s->step, n) : 1.0f;
         if ((st = pn_net_forward(t->net, t->x, n, PN_FWD_TRAIN, err)))
             break;
         const float *z = pn_net_logits(t->net);
-        float loss = pn_softmax_cross_entropy(z, t->labels, n, 2, t->class_weights,
-                                              t->cfg->label_smoothing, t->dlogits);
+        float loss = batch_loss(t, z, n, lam);
         for (int i = 0; i < n; i++)
-            s->correct += (z[2 * i + 1] > z[2 * i]) == t->labels[i];
+            s->correct += argmax(z + (size_t)i * t->classes, t->classes) == t->labels[i];
         if ((st = pn_net_backward(t->net, t->dlogits, err)))
             break;
         float lr = pn_schedule_lr(&s->sched, s->step, s->epoch) * lr_scale;
         pn_optim_step(t->opt, lr);
+        if (t->ema)
+            ema_update(t, s->step);
         s->step++;
         s->loss_sum += (double)loss * n;
         s->seen += n;
@@ -211,22 +349,23 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
     return st;
 }
 
-/* Validation logits (2 per image, in split order) and labels. */
+/* Validation logits (classes per image, in split order), binary labels and cache indices. */
 static pn_status validate(trainer *t, double *loss_out, pn_error *err)
 {
     pn_status st = pn_loader_start_epoch(t->val, 0, err);
     size_t done = 0;
     double loss = 0;
-    int n;
+    int n, C = t->classes;
     while (!st) {
-        if ((st = pn_loader_next(t->val, t->x, t->labels, NULL, &n, err)) || n == 0)
+        if ((st = pn_loader_next(t->val, t->x, t->labels, t->val_index + done, &n, err)) || n == 0)
             break;
         if ((st = pn_net_forward(t->net, t->x, n, PN_FWD_INFER, err)))
             break;
-        const float *z = pn_net_logits(t->net);
-        loss += pn_softmax_cross_entropy(z, t->labels, n, 2, NULL, 0, NULL) * n;
-        memcpy(t->logits_val + 2 * done, z, (size_t)n * 2 * sizeof(float));
         memcpy(t->val_labels + done, t->labels, (size_t)n * sizeof(int));
+        to_classes(t, t->val_index + done, t->labels, n);
+        const float *z = pn_net_logits(t->net);
+        loss += pn_softmax_cross_entropy(z, t->labels, n, C, NULL, 0, NULL) * n;
+        memcpy(t->logits_val + (size_t)C * done, z, (size_t)n * C * sizeof(float));
         done += (size_t)n;
     }
     t->n_val = done;
@@ -237,7 +376,7 @@ static pn_status validate(trainer *t, double *loss_out, pn_error *err)
 static void val_probs(const trainer *t, double temperature, float *prob)
 {
     for (size_t i = 0; i < t->n_val; i++) {
-        double d = (t->logits_val[2 * i + 1] - t->logits_val[2 * i]) / temperature;
+        double d = pn_positive_logit(t->logits_val + (size_t)i * t->classes, t->classes) / temperature;
         prob[i] = (float)(1 / (1 + exp(-d)));
     }
 }
@@ -279,6 +418,16 @@ char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_
                           "seed", (json_int_t)c->seed, "class_weights", t->class_weights[0],
                           t->class_weights[1], "augment", c->augment);
     json_object_set_new(r, "resize", json_string(c->letterbox ? "letterbox" : "squash"));
+    json_object_set_new(r, "classes", json_integer(t->classes));
+    json_object_set_new(r, "augment_preset", json_string(pn_augment_preset_names[c->aug_preset]));
+    json_object_set_new(r, "ema_decay", json_real(c->ema_decay));
+    json_object_set_new(r, "mixup", json_real(c->mixup_alpha));
+    json_object_set_new(r, "clahe", json_boolean(c->clahe));
+    json_object_set_new(r, "keep", json_string(c->keep_last ? "last" : "best"));
+    if (c->folds > 0) {
+        json_object_set_new(r, "folds", json_integer(c->folds));
+        json_object_set_new(r, "fold", json_integer(c->fold));
+    }
     if (c->recipe_text && with_command)
         json_object_set_new(r, "command", json_string(c->recipe_text));
     char *s = json_dumps(r, JSON_COMPACT);
@@ -318,7 +467,7 @@ static char *history_json(trainer *t, int epochs, pn_error *err)
 static pn_status validate_as_deployed(trainer *t, pn_error *err)
 {
     pn_net_options o = {.channels = pn_net_channels(t->net), .input_size = pn_net_input_size(t->net),
-                        .classes = 2, .precision = PN_F32, .seed = t->cfg->seed};
+                        .classes = t->classes, .precision = PN_F32, .seed = t->cfg->seed};
     pn_net *deployed;
     pn_status st = pn_net_create(t->ctx, t->arch_text, &o, &deployed, err);
     if (st)
@@ -340,6 +489,29 @@ static pn_status validate_as_deployed(trainer *t, pn_error *err)
     return st;
 }
 
+/* out_dir/val_predictions.csv: one row per held-out image with its binary
+ * logit as the saved model computes it (before temperature scaling) and,
+ * with three classes, the three logits; cv pools these across folds. */
+static pn_status write_predictions(const trainer *t, pn_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/val_predictions.csv", t->cfg->out_dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return pn_fail(err, PN_EIO, "%s: %s", path, strerror(errno));
+    fprintf(f, "path,patient,label,subtype,fold,logit%s\n", t->classes == 3 ? ",z_normal,z_bacterial,z_viral" : "");
+    for (size_t i = 0; i < t->n_val; i++) {
+        const pn_sample *smp = &t->ds.samples[t->val_index[i]];
+        const float *z = t->logits_val + (size_t)i * t->classes;
+        fprintf(f, "\"%s\",%s,%d,%d,%d,%.7g", smp->path, smp->patient, t->val_labels[i], smp->subtype,
+                t->cfg->folds > 0 ? t->cfg->fold : -1, pn_positive_logit(z, t->classes));
+        for (int k = 0; t->classes == 3 && k < 3; k++)
+            fprintf(f, ",%.7g", z[k]);
+        fputc('\n', f);
+    }
+    return fclose(f) ? pn_fail(err, PN_EIO, "%s: write failed", path) : PN_OK;
+}
+
 static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_error *err)
 {
     double temperature = 1;
@@ -348,7 +520,9 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
     if (!prob || !diff)
         st = st ? st : pn_fail(err, PN_ENOMEM, "out of memory");
     for (size_t i = 0; !st && i < t->n_val; i++)
-        diff[i] = t->logits_val[2 * i + 1] - t->logits_val[2 * i];
+        diff[i] = pn_positive_logit(t->logits_val + (size_t)i * t->classes, t->classes);
+    if (!st)
+        st = write_predictions(t, err);
     if (!st)
         st = pn_temperature_fit(diff, t->val_labels, t->n_val, &temperature, err);
     pn_operating_point sens_op, youden;
@@ -373,9 +547,14 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
     if (!st) st = pn_metrics_bootstrap(prob, t->val_labels, t->n_val, sens_op.threshold, 1000, t->cfg->seed, &ci, err);
     if (!st) st = pn_metrics_to_json(&m, &ci, &mj, err);
     if (!st) {
-        char split[96];
-        snprintf(split, sizeof split, "%s validation split of the training folder", pn_split_kind(&t->split));
-        json_object_set_new(mj, "split", json_string(split));
+        char split_desc[96];
+        if (t->cfg->folds > 0)
+            snprintf(split_desc, sizeof split_desc, "held-out fold %d of %d (%s) of the training folder",
+                     t->cfg->fold + 1, t->cfg->folds, pn_split_kind(&t->split));
+        else
+            snprintf(split_desc, sizeof split_desc, "%s validation split of the training folder",
+                     pn_split_kind(&t->split));
+        json_object_set_new(mj, "split", json_string(split_desc));
         json_object_set_new(mj, "threshold_youden", json_real(youden.threshold));
         char *metrics = json_dumps(mj, JSON_COMPACT | JSON_REAL_PRECISION(6));
         char *recipe = pn_train_recipe_json(t->cfg, t, 1);
@@ -393,7 +572,8 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
         pn_kv meta[] = {{"arch_name", t->cfg->arch}, {"threshold", thr}, {"threshold_rule", rule},
                         {"threshold_youden", thr_y}, {"temperature", temp}, {"metrics", metrics},
                         {"recipe", recipe}, {"trained_at", when}, {"train_seconds", secs},
-                        {"class_names", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", t->cfg->letterbox ? "letterbox" : "squash"},
+                        {"class_names", t->classes == 3 ? "[\"NORMAL\",\"BACTERIAL\",\"VIRAL\"]" : "[\"NORMAL\",\"PNEUMONIA\"]"},
+                        {"resize", t->cfg->letterbox ? "letterbox" : "squash"}, {"clahe", t->cfg->clahe ? "1" : "0"},
                         {"images", counts}, {"history", history ? history : "{}"},
                         {"disclaimer", "Research and screening-assist tool; not a diagnostic device."}};
         snprintf(res->model_path, sizeof res->model_path, "%s/model.safetensors", t->cfg->out_dir);
@@ -427,8 +607,9 @@ static void trainer_free(trainer *t)
     pn_net_destroy(t->net);
     pn_ctx_destroy(t->ctx);
     free(t->arch_text);
-    free(t->x), free(t->dlogits), free(t->logits_val), free(t->best_params);
-    free(t->labels), free(t->val_labels);
+    free(t->x), free(t->dlogits), free(t->dlogits_mix), free(t->logits_val), free(t->best_params);
+    free(t->ema), free(t->labels), free(t->mix_labels), free(t->val_labels), free(t->batch_index);
+    free(t->val_index);
     free(t->h_train_loss), free(t->h_val_loss), free(t->h_train_acc), free(t->h_val_acc), free(t->h_val_auc);
 }
 
@@ -436,14 +617,23 @@ static pn_status alloc_buffers(trainer *t, pn_error *err)
 {
     int size = pn_net_input_size(t->net), ch = pn_net_channels(t->net), e = t->cfg->epochs;
     size_t nv = t->split.n_val;
-    t->x = malloc((size_t)t->cfg->batch * size * size * ch * sizeof(float));
-    t->dlogits = malloc((size_t)t->cfg->batch * 2 * sizeof(float));
-    t->labels = malloc((size_t)t->cfg->batch * sizeof(int));
-    t->logits_val = malloc(nv * 2 * sizeof(float));
+    size_t B = (size_t)t->cfg->batch, C = (size_t)t->classes;
+    t->x = malloc(B * size * size * ch * sizeof(float));
+    t->dlogits = malloc(B * C * sizeof(float));
+    t->dlogits_mix = malloc(B * C * sizeof(float));
+    t->labels = malloc(B * sizeof(int));
+    t->mix_labels = malloc(B * sizeof(int));
+    t->batch_index = malloc(B * sizeof(size_t));
+    t->logits_val = malloc(nv * C * sizeof(float));
     t->val_labels = malloc(nv * sizeof(int));
+    t->val_index = malloc(nv * sizeof(size_t));
     t->best_params = malloc(total_param_values(t->net) * sizeof(float));
+    if (t->cfg->ema_decay > 0 && (t->ema = malloc(total_param_values(t->net) * sizeof(float))))
+        copy_params(t->net, t->ema, 1);
     float **h[] = {&t->h_train_loss, &t->h_val_loss, &t->h_train_acc, &t->h_val_acc, &t->h_val_auc};
-    int ok = t->x && t->dlogits && t->labels && t->logits_val && t->val_labels && t->best_params;
+    int ok = t->x && t->dlogits && t->dlogits_mix && t->labels && t->mix_labels && t->batch_index &&
+             t->logits_val && t->val_labels && t->val_index && t->best_params &&
+             (t->ema || !(t->cfg->ema_decay > 0));
     for (int i = 0; i < 5; i++)
         ok &= (*h[i] = calloc((size_t)e, sizeof(float))) != NULL;
     return ok ? PN_OK : pn_fail(err, PN_ENOMEM, "out of memory for training buffers");
@@ -457,6 +647,8 @@ static pn_status epoch_end(trainer *t, train_state *s, double lr, pn_train_progr
     int *best_epoch = &s->best_epoch;
     double *best_auc = &s->best_auc, *best_loss = &s->best_loss;
     double vl;
+    if (t->ema)
+        ema_swap(t); /* validate, keep and report the averaged weights */
     pn_status st = validate(t, &vl, err);
     float *prob = malloc(t->n_val * sizeof(float));
     pn_metrics m;
@@ -466,15 +658,18 @@ static pn_status epoch_end(trainer *t, train_state *s, double lr, pn_train_progr
     if (!st)
         st = pn_metrics_compute(prob, t->val_labels, t->n_val, 0.5f, &m, err);
     free(prob);
-    if (st)
-        return st;
-    int best = m.roc_auc > *best_auc + 1e-6 || (fabs(m.roc_auc - *best_auc) <= 1e-6 && vl < *best_loss);
-    if (best) {
+    int best = t->cfg->keep_last || m.roc_auc > *best_auc + 1e-6 ||
+               (fabs(m.roc_auc - *best_auc) <= 1e-6 && vl < *best_loss);
+    if (!st && best) {
         *best_auc = m.roc_auc;
         *best_loss = vl;
         *best_epoch = epoch;
         copy_params(t->net, t->best_params, 1);
     }
+    if (t->ema)
+        ema_swap(t);
+    if (st)
+        return st;
     t->h_train_loss[epoch] = (float)tl, t->h_train_acc[epoch] = (float)ta;
     t->h_val_loss[epoch] = (float)vl, t->h_val_acc[epoch] = (float)m.accuracy, t->h_val_auc[epoch] = (float)m.roc_auc;
     append_history(t, epoch, lr, tl, ta, vl, &m);
@@ -561,11 +756,13 @@ static void warn_split_kind(const trainer *t, pn_train_progress_fn progress, voi
 pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress, void *user,
                        volatile int *stop, pn_train_result *res, pn_error *err)
 {
-    trainer t = {.cfg = cfg, .t_start = pn_clock_s()};
+    trainer t = {.cfg = cfg, .t_start = pn_clock_s(), .classes = cfg->classes ? cfg->classes : 2};
     memset(res, 0, sizeof *res);
     if (cfg->threads > 0)
         omp_set_num_threads(cfg->threads);
-    pn_status st = pn_make_dir(cfg->out_dir, err);
+    pn_status st = t.classes == 2 || t.classes == 3
+                       ? pn_make_dir(cfg->out_dir, err)
+                       : pn_fail(err, PN_EINVAL, "classes must be 2 or 3, got %d", t.classes);
     if (!st) st = setup_net(&t, err);
     if (!st) st = setup_data(&t, pn_net_input_size(t.net), pn_net_channels(t.net), pn_net_mean(t.net),
                              pn_net_std(t.net), err);

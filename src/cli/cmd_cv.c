@@ -1,0 +1,38 @@
+/* pneumo cv: patient-wise K-fold cross-validation with train's options. */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "pneumo/train.h"
+
+int pn_cmd_cv(int argc, char **argv)
+{
+    pn_train_config c = pn_train_defaults();
+    c.folds = 5;
+    c.out_dir = "runs/cv";
+    int rc = pn_cli_train_args(argc, argv, &c);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    volatile int *stop = pn_cli_stop_flag();
+    int tty = isatty(2);
+    pn_cv_result r;
+    pn_error err = {0};
+    if (pn_cv_run(&c, pn_cli_train_progress, &tty, stop, &r, &err)) {
+        fprintf(stderr, "\npneumo cv: %s\n", err.msg);
+        return 1;
+    }
+    if (r.stopped) {
+        fprintf(stderr, "\nstopped; the same command continues (finished folds are kept in %s)\n", c.out_dir);
+        return 130;
+    }
+    printf("%d-fold patient-wise cross-validation, pooled out-of-fold (%s/oof.csv):\n"
+           "ROC AUC %.4f, sensitivity %.4f, specificity %.4f, accuracy %.4f at threshold %.4f "
+           "(sensitivity >= %.2f rule), temperature %.3f\n"
+           "ECE %.4f before, %.4f after temperature scaling\n",
+           r.folds, r.dir, r.roc_auc, r.sensitivity, r.specificity, r.accuracy, r.threshold,
+           c.target_sensitivity, r.temperature, r.ece_before, r.ece_after);
+    if (r.classes == 3)
+        printf("three classes: accuracy %.4f, macro ROC AUC %.4f\n", r.accuracy3, r.macro_auc3);
+    printf("report: %s/cv.json, %s/report/report.html (%.0f s)\n", r.dir, r.dir, r.seconds);
+    return 0;
+}
