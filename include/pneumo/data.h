@@ -237,6 +237,12 @@ pn_augment pn_augment_strong(void);
 pn_status pn_augment_apply(const pn_augment *aug, uint64_t seed, uint64_t epoch, uint64_t index,
                            const uint8_t *src, int w, int h, uint8_t *dst, pn_error *err);
 
+/* Test-time augmentation: view `view` (0 = identity; 1-2 zoom 1.05 / 0.95,
+ * 3-6 shifts of 3% of the side, 7-8 rotations of +-5 degrees) of a w x h
+ * plane into dst (not aliasing src). */
+#define PN_TTA_MAX_VIEWS 9
+pn_status pn_tta_view(int view, const uint8_t *src, int w, int h, uint8_t *dst, pn_error *err);
+
 /* ----------------------------------------------------------------- loader */
 
 typedef struct pn_loader_config {

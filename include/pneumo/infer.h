@@ -19,6 +19,8 @@
 typedef struct pn_model pn_model;
 
 #define PN_MAX_WARNINGS 4
+/* Networks one model file may hold (an ensemble). */
+#define PN_MODEL_MAX_MEMBERS 16
 
 typedef struct pn_model_info {
     const char *id;           /* content hash of the model file (first 16 hex of SHA-256) */
@@ -33,6 +35,8 @@ typedef struct pn_model_info {
 
 typedef struct pn_prediction {
     float probability;        /* P(PNEUMONIA) in [0, 1] */
+    int n_classes;            /* 3: class_prob holds P(NORMAL), P(BACTERIAL), P(VIRAL); else 2 */
+    float class_prob[3];      /* with n_classes 3: sums to 1, [1] + [2] == probability */
     int width, height;        /* of the decoded image */
     int is_color;             /* input had colour: probably not an X-ray */
     float *cam;               /* Grad-CAM in [0,1], cam_size x cam_size (input resolution), or NULL */
@@ -42,10 +46,25 @@ typedef struct pn_prediction {
 } pn_prediction;
 
 /* path NULL = the bundled default model (models/default.safetensors). threads
- * 0 = all cores. Models whose head is not NORMAL/PNEUMONIA (two classes) are
- * refused with PN_EUNSUPPORTED. */
+ * 0 = all cores. A file holds one network or an ensemble (pn_ensemble_write);
+ * heads other than NORMAL/PNEUMONIA or NORMAL/BACTERIAL/VIRAL are refused
+ * with PN_EUNSUPPORTED.
+ *
+ * The probability rule: each member network gives P(pneumonia) =
+ * sigmoid(b / T) with b its binary logit (z1 - z0, or logsumexp(z1, z2) - z0
+ * for three classes) and T its temperature; with test-time augmentation each
+ * member averages that over its views (pn_tta_view); the model's probability
+ * is the mean over members. Three-class models split each P(pneumonia) by
+ * the member's softmax over (z1, z2), so P(bacterial) + P(viral) is exactly
+ * the binary probability. */
 pn_status pn_model_load(const char *path, int threads, pn_model **out, pn_error *err);
 void pn_model_free(pn_model *m);
+/* Test-time augmentation: views per member (1 = none, up to PN_TTA_MAX_VIEWS);
+ * replaces the model file's stored choice. */
+pn_status pn_model_set_tta(pn_model *m, int views, pn_error *err);
+int pn_model_tta(const pn_model *m);
+int pn_model_members(const pn_model *m);
+int pn_model_classes(const pn_model *m);
 const pn_model_info *pn_model_get_info(const pn_model *m);
 
 /* Decodes an image file held in memory (JPEG or PNG), preprocesses it as in

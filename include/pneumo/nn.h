@@ -170,6 +170,15 @@ pn_status pn_net_spec_from_metadata(struct pn_st_file *f, const char *path, pn_n
 pn_status pn_net_load_from(pn_ctx *ctx, struct pn_st_file *f, const char *path, const char *prefix,
                            const pn_net_spec *spec, pn_dtype precision, pn_net **out, pn_error *err);
 
+/* Writes an ensemble model file from single-network model files: member i's
+ * tensors as "m<i>/<name>" (bytes as stored), its description (arch cfg,
+ * input size, channels, classes, mean, std, resize, CLAHE, temperature,
+ * recipe, metrics, SHA-256 of its file) in the "members" JSON array, and the
+ * caller's metadata (threshold, metrics, tta, ...). temperature > 0 replaces
+ * every member's own. pn_model_load (infer.h) reads it. */
+pn_status pn_ensemble_write(const char *out, const char *const *members, int n, double temperature,
+                            const pn_kv *meta, size_t n_meta, pn_error *err);
+
 /* ---- losses --------------------------------------------------------------- */
 /* Mean softmax cross-entropy with optional per-class weights (NULL = 1) and
  * label smoothing; writes dlogits (n x classes) when non-NULL. */

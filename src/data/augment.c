@@ -173,6 +173,41 @@ static void apply_noise(uint64_t *rng, float max_std, uint8_t *img, size_t n)
     }
 }
 
+/* The inverse map of rotate (degrees) -> scale -> translate (pixels) about the centre. */
+static warp fixed_warp(double deg, double s, double tx, double ty, int w, int h)
+{
+    double th = deg * M_PI / 180.0, c = cos(th), sn = sin(th);
+    double ox = (w - 1) / 2.0, oy = (h - 1) / 2.0;
+    warp m = {.ax = c / s, .bx = sn / s, .ay = -sn / s, .by = c / s};
+    m.cx = ox - m.ax * (ox + tx) - m.bx * (oy + ty);
+    m.cy = oy - m.ay * (ox + tx) - m.by * (oy + ty);
+    return m;
+}
+
+/* Test-time views: small zooms, shifts and rotations within the training
+ * augmentation's range; view 0 is the image itself. */
+static const struct {
+    float deg, scale, shift_x, shift_y; /* shifts as fractions of the side */
+} tta_views[PN_TTA_MAX_VIEWS] = {
+    {0, 1, 0, 0},        {0, 1.05f, 0, 0},    {0, 0.95f, 0, 0},
+    {0, 1, 0.03f, 0},    {0, 1, -0.03f, 0},   {0, 1, 0, 0.03f},
+    {0, 1, 0, -0.03f},   {5, 1, 0, 0},        {-5, 1, 0, 0},
+};
+
+pn_status pn_tta_view(int view, const uint8_t *src, int w, int h, uint8_t *dst, pn_error *err)
+{
+    if (view < 0 || view >= PN_TTA_MAX_VIEWS || w <= 0 || h <= 0)
+        return pn_fail(err, PN_EINVAL, "test-time view %d of %d views", view, PN_TTA_MAX_VIEWS);
+    if (view == 0) {
+        memcpy(dst, src, (size_t)w * h);
+        return PN_OK;
+    }
+    warp m = fixed_warp(tta_views[view].deg, tta_views[view].scale, tta_views[view].shift_x * w,
+                        tta_views[view].shift_y * h, w, h);
+    apply_warp(&m, src, w, h, dst);
+    return PN_OK;
+}
+
 static int has_geometry(const pn_augment *a)
 {
     return a->rotate_deg != 0 || a->translate != 0 || a->scale_min != 1 || a->scale_max != 1 ||

@@ -49,20 +49,73 @@ static char *card_json(pn_st_file *f)
     return text;
 }
 
-/* The member's calibration and preprocessing from the file's metadata. */
-static pn_status read_member_metadata(pn_model_member *mb, pn_st_file *f, pn_error *err)
+/* The head and the calibration of a loaded member network. */
+static pn_status check_member(pn_model_member *mb, pn_error *err)
 {
-    const char *temp = pn_st_metadata(f, "temperature"), *resize = pn_st_metadata(f, "resize");
-    mb->temperature = temp ? strtof(temp, NULL) : 1.0f;
     if (!(mb->temperature > 0 && mb->temperature <= 100))
-        return pn_fail(err, PN_EFORMAT, "%s: temperature metadata out of range", mb->path);
-    mb->resize = resize && !strcmp(resize, "letterbox") ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
-    int classes = pn_net_classes(mb->net);
-    if (classes != PN_MODEL_CLASSES)
+        return pn_fail(err, PN_EFORMAT, "%s: %stemperature out of range", mb->path, mb->prefix);
+    mb->classes = pn_net_classes(mb->net);
+    if (mb->classes != 2 && mb->classes != 3)
         return pn_fail(err, PN_EUNSUPPORTED,
-                       "%s: the network has %d output class%s; pneumo predicts with 2-class "
-                       "(NORMAL, PNEUMONIA) models",
-                       mb->path, classes, classes == 1 ? "" : "es");
+                       "%s: %sthe network has %d output class%s; pneumo predicts with 2-class "
+                       "(NORMAL, PNEUMONIA) or 3-class (NORMAL, BACTERIAL, VIRAL) models",
+                       mb->path, mb->prefix, mb->classes, mb->classes == 1 ? "" : "es");
+    return PN_OK;
+}
+
+/* A single-network file: its spec, calibration and preprocessing are the top-level metadata. */
+static pn_status single_member(pn_model_member *mb, pn_st_file *f, pn_error *err)
+{
+    pn_status st = pn_net_spec_from_metadata(f, mb->path, &mb->spec, err);
+    if (st)
+        return st;
+    const char *temp = pn_st_metadata(f, "temperature"), *resize = pn_st_metadata(f, "resize");
+    const char *clahe = pn_st_metadata(f, "clahe");
+    mb->temperature = temp ? strtof(temp, NULL) : 1.0f;
+    mb->resize = resize && !strcmp(resize, "letterbox") ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
+    mb->clahe = clahe && !strcmp(clahe, "1");
+    if (!(mb->prefix = strdup("")) || !(mb->arch = strdup(mb->spec.arch)))
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    mb->spec.arch = mb->arch;
+    return PN_OK;
+}
+
+static int json_floats(json_t *a, float *v, int n)
+{
+    if (json_array_size(a) != (size_t)n)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        json_t *x = json_array_get(a, (size_t)i);
+        if (!json_is_number(x))
+            return -1;
+        v[i] = (float)json_number_value(x);
+    }
+    return 0;
+}
+
+/* One entry of an ensemble's "members" array (pn_ensemble_write's format). */
+static pn_status ensemble_member(pn_model_member *mb, json_t *j, pn_error *err)
+{
+    const char *prefix = NULL, *arch = NULL, *resize = "squash";
+    json_t *mean = NULL, *std = NULL;
+    double temperature = 1;
+    int size = 0, channels = 0, classes = 0, clahe = 0;
+    if (json_unpack(j, "{s:s, s:s, s:i, s:i, s:i, s:o, s:o, s:F, s?:s, s?:b}", "prefix", &prefix, "arch", &arch,
+                    "input_size", &size, "channels", &channels, "classes", &classes, "mean", &mean,
+                    "std", &std, "temperature", &temperature, "resize", &resize, "clahe", &clahe) ||
+        size < 8 || size > 4096 || (channels != 1 && channels != 3) ||
+        json_floats(mean, mb->spec.mean, channels) || json_floats(std, mb->spec.std, channels) ||
+        strncmp(prefix, "m", 1) || !strchr(prefix, '/'))
+        return pn_fail(err, PN_EFORMAT, "%s: an ensemble member's description is incomplete or invalid", mb->path);
+    mb->spec.input_size = size;
+    mb->spec.channels = channels;
+    mb->spec.classes = classes;
+    mb->temperature = (float)temperature;
+    mb->resize = !strcmp(resize, "letterbox") ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
+    mb->clahe = clahe;
+    if (!(mb->prefix = strdup(prefix)) || !(mb->arch = strdup(arch)))
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    mb->spec.arch = mb->arch;
     return PN_OK;
 }
 
@@ -96,22 +149,57 @@ static pn_status read_model_metadata(pn_model *m, pn_st_file *f, pn_error *err)
     return PN_OK;
 }
 
-/* Loads one member from path; *meta stays open for the model's metadata. */
-static pn_status load_member(pn_model *m, pn_model_member *mb, const char *path, pn_st_file **meta,
-                             pn_error *err)
+/* Builds the member's network from the open file and its buffers. */
+static pn_status load_member_net(pn_model *m, pn_model_member *mb, pn_st_file *f, pn_error *err)
 {
-    if (!(mb->path = strdup(path)))
-        return pn_fail(err, PN_ENOMEM, "out of memory");
-    pn_status st = pn_net_load(m->ctx, path, PN_F32, &mb->net, meta, err);
-    if (!st)
-        st = read_member_metadata(mb, *meta, err);
-    if (!st)
-        st = pn_net_fuse_for_inference(mb->net, err);
+    pn_status st = pn_net_load_from(m->ctx, f, mb->path, mb->prefix, &mb->spec, PN_F32, &mb->net, err);
+    if (!st) st = check_member(mb, err);
+    if (!st) st = pn_net_fuse_for_inference(mb->net, err);
     if (st)
         return st;
-    int size = pn_net_input_size(mb->net), ch = pn_net_channels(mb->net);
-    if (!(mb->input = malloc((size_t)size * size * ch * sizeof(float))))
-        return pn_fail(err, PN_ENOMEM, "out of memory");
+    size_t plane = (size_t)mb->spec.input_size * mb->spec.input_size;
+    mb->input = malloc(PN_TTA_MAX_VIEWS * plane * mb->spec.channels * sizeof(float));
+    mb->view = malloc(plane);
+    return mb->input && mb->view ? PN_OK : pn_fail(err, PN_ENOMEM, "out of memory");
+}
+
+/* Members from the file: the "members" array of an ensemble, or the file's one network. */
+static pn_status load_members(pn_model *m, const char *path, pn_st_file *f, pn_error *err)
+{
+    const char *text = pn_st_metadata(f, "members");
+    json_t *list = text ? json_loads(text, 0, NULL) : NULL;
+    int n = text ? (int)json_array_size(list) : 1;
+    pn_status st = PN_OK;
+    if (text && (n < 1 || n > PN_MODEL_MAX_MEMBERS))
+        st = pn_fail(err, PN_EFORMAT, "%s: 'members' must list 1 to %d networks", path, PN_MODEL_MAX_MEMBERS);
+    else if (!(m->members = calloc((size_t)n, sizeof *m->members)))
+        st = pn_fail(err, PN_ENOMEM, "out of memory");
+    m->classes = 3;
+    for (int i = 0; !st && i < n; i++) {
+        pn_model_member *mb = &m->members[i];
+        m->n_members = i + 1;
+        if (!(mb->path = strdup(path)))
+            st = pn_fail(err, PN_ENOMEM, "out of memory");
+        if (!st)
+            st = text ? ensemble_member(mb, json_array_get(list, (size_t)i), err) : single_member(mb, f, err);
+        if (!st)
+            st = load_member_net(m, mb, f, err);
+        if (!st && mb->classes != 3)
+            m->classes = 2;
+    }
+    json_decref(list);
+    return st;
+}
+
+/* Test-time views from the file's "tta" key (1 when absent). */
+static pn_status read_tta(pn_model *m, pn_st_file *f, const char *path, pn_error *err)
+{
+    const char *tta = pn_st_metadata(f, "tta");
+    char *end = NULL;
+    long v = tta ? strtol(tta, &end, 10) : 1;
+    if (tta && (*end || v < 1 || v > PN_TTA_MAX_VIEWS))
+        return pn_fail(err, PN_EFORMAT, "%s: 'tta' must be 1 to %d views", path, PN_TTA_MAX_VIEWS);
+    m->tta = (int)v;
     return PN_OK;
 }
 
@@ -123,17 +211,18 @@ pn_status pn_model_load(const char *path, int threads, pn_model **out, pn_error 
         return pn_fail(err, PN_EIO, "no model given and no bundled models/default.safetensors found "
                                     "(set PNEUMO_MODEL or pass --model)");
     pn_model *m = calloc(1, sizeof *m);
-    if (!m || !(m->members = calloc(1, sizeof *m->members))) {
-        free(m);
+    if (!m)
         return pn_fail(err, PN_ENOMEM, "out of memory");
-    }
-    m->n_members = 1;
     m->threads = threads > 0 ? threads : omp_get_num_procs();
     omp_set_num_threads(m->threads);
     pn_st_file *f = NULL;
     pn_status st = pn_ctx_create(&m->ctx, err);
     if (!st)
-        st = load_member(m, &m->members[0], path, &f, err);
+        st = pn_st_open(path, &f, err);
+    if (!st)
+        st = load_members(m, path, f, err);
+    if (!st)
+        st = read_tta(m, f, path, err);
     if (!st)
         st = read_model_metadata(m, f, err);
     pn_st_close(f);
@@ -142,6 +231,14 @@ pn_status pn_model_load(const char *path, int threads, pn_model **out, pn_error 
         return st;
     }
     *out = m;
+    return PN_OK;
+}
+
+pn_status pn_model_set_tta(pn_model *m, int views, pn_error *err)
+{
+    if (views < 1 || views > PN_TTA_MAX_VIEWS)
+        return pn_fail(err, PN_EINVAL, "test-time augmentation takes 1 to %d views, not %d", PN_TTA_MAX_VIEWS, views);
+    m->tta = views;
     return PN_OK;
 }
 
@@ -154,7 +251,10 @@ void pn_model_free(pn_model *m)
         pn_net_destroy(mb->net);
         pn_net_destroy(mb->cam_net);
         free(mb->path);
+        free(mb->prefix);
+        free(mb->arch);
         free(mb->input);
+        free(mb->view);
     }
     free(m->members);
     pn_ctx_destroy(m->ctx);
@@ -166,3 +266,6 @@ void pn_model_free(pn_model *m)
 }
 
 const pn_model_info *pn_model_get_info(const pn_model *m) { return &m->info; }
+int pn_model_tta(const pn_model *m) { return m->tta; }
+int pn_model_members(const pn_model *m) { return m->n_members; }
+int pn_model_classes(const pn_model *m) { return m->classes; }

@@ -8,6 +8,7 @@
 
 #include "infer/internal.h"
 #include "pneumo/gradcam.h"
+#include "pneumo/safetensors.h"
 
 static void add_warning(pn_prediction *p, const char *text)
 {
@@ -26,50 +27,68 @@ static void image_warnings(const pn_image *img, pn_prediction *p)
         add_warning(p, "unusual aspect ratio for a chest X-ray");
 }
 
-/* img -> mb->input, resized and normalised as the member was trained. */
-static pn_status preprocess(pn_model_member *mb, const pn_image *img, pn_error *err)
+/* img -> mb->input: resized (and equalised) as the member was trained, then
+ * one normalised plane per test-time view. */
+static pn_status preprocess(pn_model_member *mb, const pn_image *img, int views, pn_error *err)
 {
-    int size = pn_net_input_size(mb->net), ch = pn_net_channels(mb->net);
+    int size = mb->spec.input_size, ch = mb->spec.channels;
     pn_image resized = {0};
     pn_status st = pn_image_resize(img, size, size, mb->resize, &resized, err);
-    if (st)
-        return st;
+    if (!st && mb->clahe)
+        st = pn_image_clahe(&resized, PN_CLAHE_TILES, PN_CLAHE_CLIP, err);
     pn_norm norm = {.channels = ch};
-    memcpy(norm.mean, pn_net_mean(mb->net), (size_t)ch * sizeof(float));
-    memcpy(norm.std, pn_net_std(mb->net), (size_t)ch * sizeof(float));
-    st = pn_normalize(resized.pixels, size, size, &norm, mb->input, err);
+    memcpy(norm.mean, mb->spec.mean, (size_t)ch * sizeof(float));
+    memcpy(norm.std, mb->spec.std, (size_t)ch * sizeof(float));
+    size_t stride = (size_t)size * size * ch;
+    for (int v = 0; !st && v < views; v++) {
+        st = pn_tta_view(v, resized.pixels, size, size, mb->view, err);
+        if (!st)
+            st = pn_normalize(mb->view, size, size, &norm, mb->input + v * stride, err);
+    }
     pn_image_free(&resized);
     return st;
 }
 
-/* P(pneumonia) from one member's logits: softmax of logits / temperature,
- * then 1 - P(NORMAL), i.e. the mass of every class that is not class 0. */
-static float member_probability(const pn_model_member *mb, const float *logits)
+/* P(pneumonia) of one view's logits, and with three classes the three
+ * probabilities (the binary one split by the softmax of the two subtypes). */
+static float member_probability(const pn_model_member *mb, const float *logits, float *p3)
 {
-    float scaled[PN_MODEL_CLASSES], probs[PN_MODEL_CLASSES];
-    for (int k = 0; k < PN_MODEL_CLASSES; k++)
-        scaled[k] = logits[k] / mb->temperature;
-    pn_softmax(scaled, 1, PN_MODEL_CLASSES, probs);
-    float p = 0;
-    for (int k = 1; k < PN_MODEL_CLASSES; k++)
-        p += probs[k];
+    float p = 1.0f / (1.0f + expf(-pn_positive_logit(logits, mb->classes) / mb->temperature));
+    if (mb->classes == 3) {
+        float m = logits[1] > logits[2] ? logits[1] : logits[2];
+        float eb = expf(logits[1] - m), ev = expf(logits[2] - m);
+        p3[0] = 1 - p;
+        p3[1] = p * eb / (eb + ev);
+        p3[2] = p - p3[1];
+    }
     return p;
 }
 
-/* The model's P(pneumonia): the mean of its members' probabilities. */
-static pn_status model_probability(pn_model *m, const pn_image *img, float *prob, pn_error *err)
+/* The model's probabilities: the mean over members and their views. */
+static pn_status model_probability(pn_model *m, const pn_image *img, pn_prediction *out, pn_error *err)
 {
-    double sum = 0;
+    double sum = 0, sum3[3] = {0, 0, 0};
     for (int i = 0; i < m->n_members; i++) {
         pn_model_member *mb = &m->members[i];
-        pn_status st = preprocess(mb, img, err);
+        pn_status st = preprocess(mb, img, m->tta, err);
         if (!st)
-            st = pn_net_forward(mb->net, mb->input, 1, PN_FWD_INFER, err);
+            st = pn_net_forward(mb->net, mb->input, m->tta, PN_FWD_INFER, err);
         if (st)
             return st;
-        sum += member_probability(mb, pn_net_logits(mb->net));
+        const float *z = pn_net_logits(mb->net);
+        memcpy(mb->logits, z, (size_t)mb->classes * sizeof(float));
+        for (int v = 0; v < m->tta; v++) {
+            float p3[3];
+            sum += member_probability(mb, z + (size_t)v * mb->classes, p3);
+            for (int k = 0; m->classes == 3 && k < 3; k++)
+                sum3[k] += p3[k];
+        }
     }
-    *prob = (float)(sum / m->n_members);
+    double n = (double)m->n_members * m->tta;
+    out->probability = (float)(sum / n);
+    out->n_classes = m->classes;
+    for (int k = 0; m->classes == 3 && k < 3; k++)
+        out->class_prob[k] = (float)(sum3[k] / n);
     return PN_OK;
 }
 
@@ -95,19 +114,47 @@ static void crop_cam_to_image(float *cam, int size, int img_w, int img_h)
     free(copy);
 }
 
-/* Grad-CAM of the PNEUMONIA class on the first member's preprocessed input. */
+/* The member's unfused network, built once from the model file. */
+static pn_status member_cam_net(pn_model *m, pn_model_member *mb, pn_error *err)
+{
+    if (mb->cam_net)
+        return PN_OK;
+    pn_st_file *f;
+    pn_status st = pn_st_open(mb->path, &f, err);
+    if (st)
+        return st;
+    st = pn_net_load_from(m->ctx, f, mb->path, mb->prefix, &mb->spec, PN_F32, &mb->cam_net, err);
+    pn_st_close(f);
+    if (!st)
+        pn_net_freeze(mb->cam_net, "", 1); /* no weight gradients: only the map is wanted */
+    return st;
+}
+
+/* Grad-CAM of the pneumonia evidence: the mean of the members' maps, each on
+ * its identity view (class PNEUMONIA, or with three classes the likelier subtype). */
 static pn_status compute_cam(pn_model *m, pn_prediction *out, int img_w, int img_h, pn_error *err)
 {
-    pn_model_member *mb = &m->members[0];
-    if (!mb->cam_net) {
-        pn_status st = pn_net_load(m->ctx, mb->path, PN_F32, &mb->cam_net, NULL, err);
-        if (st)
-            return st;
-        pn_net_freeze(mb->cam_net, "", 1); /* no weight gradients: only the map is wanted */
+    pn_status st = PN_OK;
+    for (int i = 0; !st && i < m->n_members; i++) {
+        pn_model_member *mb = &m->members[i];
+        float *cam = NULL;
+        int size = 0, target = mb->classes == 3 && mb->logits[2] > mb->logits[1] ? 2 : 1;
+        st = member_cam_net(m, mb, err);
+        if (!st)
+            st = pn_gradcam(mb->cam_net, mb->input, target, NULL, &cam, &size, err);
+        if (!st && mb->resize == PN_RESIZE_LETTERBOX)
+            crop_cam_to_image(cam, size, img_w, img_h);
+        if (!st && i == 0) {
+            out->cam = cam;
+            out->cam_size = size;
+            continue;
+        }
+        if (!st && size != out->cam_size)
+            st = pn_fail(err, PN_EUNSUPPORTED, "ensemble members with different input sizes have no common Grad-CAM grid");
+        for (int k = 0; !st && k < size * size; k++)
+            out->cam[k] += (cam[k] - out->cam[k]) / (float)(i + 1); /* running mean */
+        free(cam);
     }
-    pn_status st = pn_gradcam(mb->cam_net, mb->input, 1, NULL, &out->cam, &out->cam_size, err);
-    if (!st && mb->resize == PN_RESIZE_LETTERBOX)
-        crop_cam_to_image(out->cam, out->cam_size, img_w, img_h);
     return st;
 }
 
@@ -120,9 +167,8 @@ pn_status pn_model_predict_image(pn_model *m, const pn_image *img, int want_cam,
     out->height = img->src_h;
     out->is_color = img->is_color;
     image_warnings(img, out);
-    pn_status st = model_probability(m, img, &out->probability, err);
-    /* compute_cam reads members[0]'s input, which holds this image while the
-     * model has one member (an ensemble would preprocess it again here). */
+    pn_status st = model_probability(m, img, out, err);
+    /* compute_cam reads each member's identity view, which holds this image */
     if (!st && want_cam)
         st = compute_cam(m, out, img->w, img->h, err);
     return st;
@@ -160,9 +206,9 @@ pn_status pn_model_warm_up(pn_model *m, pn_error *err)
     pn_status st = PN_OK;
     for (int i = 0; !st && i < m->n_members; i++) {
         pn_model_member *mb = &m->members[i];
-        int size = pn_net_input_size(mb->net);
-        memset(mb->input, 0, (size_t)size * size * pn_net_channels(mb->net) * sizeof(float));
-        st = pn_net_forward(mb->net, mb->input, 1, PN_FWD_INFER, err);
+        int size = mb->spec.input_size;
+        memset(mb->input, 0, (size_t)m->tta * size * size * mb->spec.channels * sizeof(float));
+        st = pn_net_forward(mb->net, mb->input, m->tta, PN_FWD_INFER, err);
     }
     pn_prediction p = {0};
     if (!st)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pneumo/eval.h"
 #include "pneumo/nn.h"
@@ -375,6 +376,42 @@ static pn_status pooled_report(const pn_train_config *c, const oof_set *s, float
     return st;
 }
 
+/* out_dir/ensemble.safetensors: the fold models as one model, at the pooled
+ * temperature and threshold, carrying the pooled out-of-fold metrics. */
+static pn_status write_ensemble(const pn_train_config *c, const pn_cv_result *res, json_t *cv,
+                                pn_error *err)
+{
+    char dirs[100][4096], path[4200], thr[32], rule[128], when[32];
+    const char *members[100];
+    for (int k = 0; k < c->folds; k++) {
+        char dir[4000];
+        pn_cv_fold_dir(c, k, dir, sizeof dir);
+        snprintf(dirs[k], sizeof dirs[k], "%s/model.safetensors", dir);
+        members[k] = dirs[k];
+    }
+    json_t *metrics = json_deep_copy(json_object_get(cv, "pooled"));
+    char split[256];
+    snprintf(split, sizeof split, "pooled out-of-fold predictions of %d-fold patient-wise cross-validation "
+             "(each image scored by the one fold model that did not train on it)", c->folds);
+    json_object_set_new(metrics, "split", json_string(split));
+    char *mtext = json_dumps(metrics, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    char *cvtext = json_dumps(cv, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(metrics);
+    snprintf(thr, sizeof thr, "%.6g", res->threshold);
+    snprintf(rule, sizeof rule, "highest threshold with pooled out-of-fold sensitivity >= %.2f", c->target_sensitivity);
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    pn_kv meta[] = {{"threshold", thr}, {"threshold_rule", rule}, {"metrics", mtext ? mtext : "{}"},
+                    {"cross_validation", cvtext ? cvtext : "{}"}, {"trained_at", when}};
+    snprintf(path, sizeof path, "%s/ensemble.safetensors", c->out_dir);
+    pn_status st = mtext && cvtext ? pn_ensemble_write(path, members, c->folds > 16 ? 16 : c->folds, res->temperature,
+                                                      meta, sizeof meta / sizeof *meta, err)
+                                   : pn_fail(err, PN_ENOMEM, "out of memory");
+    free(mtext);
+    free(cvtext);
+    return st;
+}
+
 static pn_status write_json(const char *dir, json_t *j, pn_error *err)
 {
     char path[4200];
@@ -430,6 +467,7 @@ pn_status pn_cv_pool(const pn_train_config *c, pn_cv_result *res, pn_error *err)
     if (!st) st = write_oof_csv(&s, c->out_dir, err);
     if (!st) st = pooled_report(c, &s, res->threshold, j, err);
     if (!st) st = write_json(c->out_dir, j, err);
+    if (!st && c->folds <= 16) st = write_ensemble(c, res, j, err);
     json_decref(mj);
     json_decref(j);
     free(fm);
