@@ -139,8 +139,12 @@ typedef struct pn_kv {
 
 #define PN_MODEL_FORMAT_VERSION "1"
 
-/* Writes every parameter and buffer (weights as bf16 when bf16_weights, else
- * fp32; running statistics always fp32) and __metadata__: format, version,
+/* The one rule for what pn_net_save stores as bf16 when asked to: trainable
+ * weights with more than one dimension (conv and fc kernels). Biases, batch
+ * norm scales and running statistics stay fp32. */
+int pn_param_stored_bf16(const pn_param *p);
+/* Writes every parameter and buffer (weights as bf16 when bf16_weights, see
+ * pn_param_stored_bf16, else fp32) and __metadata__: format, version,
  * arch (the cfg text), input_size, channels, classes, mean, std, plus `meta`. */
 pn_status pn_net_save(const pn_net *net, const char *path, const pn_kv *meta, size_t n_meta,
                       int bf16_weights, pn_error *err);

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "pneumo/disclaimer.h"
 #include "pneumo/data.h"
 #include "pneumo/infer.h"
 #include "pneumo/os.h"
@@ -35,7 +36,7 @@ static int usage(FILE *out)
     fprintf(out, "usage: pneumo predict [--model FILE] [--threshold T] [--format table|csv|json]\n"
                  "                      [--gradcam DIR] [--threads N] PATH...\n"
                  "PATH: image files (JPEG, PNG) or folders (searched recursively).\n"
-                 "Research and screening-assist tool, not a diagnostic device.\n");
+                 PN_DISCLAIMER "\n");
     return out == stdout ? 0 : 2;
 }
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "pneumo/disclaimer.h"
 
 static const pn_command commands[] = {
     /* {name, summary, function}: each defined in src/cli/cmd_NAME.c */
@@ -20,7 +21,7 @@ static const pn_command commands[] = {
 static void usage(FILE *out)
 {
     fprintf(out, "pneumo %s: chest X-ray pneumonia screening toolkit\n"
-                 "Research and screening-assist tool, not a diagnostic device.\n\n"
+                 PN_DISCLAIMER "\n\n"
                  "usage: pneumo <command> [options]   (pneumo <command> --help for details)\n\n",
             PNEUMO_VERSION);
     for (const pn_command *c = commands; c->name; c++)

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "pneumo/data.h"
+#include "pneumo/disclaimer.h"
 #include "pneumo/eval.h"
 #include "pneumo/os.h"
 #include "pneumo/safetensors.h"
@@ -326,7 +327,7 @@ static pn_status validate_as_deployed(trainer *t, pn_error *err)
     for (size_t i = 0; i < pn_net_param_count(t->net); i++) {
         const pn_param *src = pn_net_param(t->net, i);
         pn_param *dst = pn_net_param(deployed, i);
-        int as_bf16 = !src->is_buffer && src->ndim > 1; /* pn_net_save's rule */
+        int as_bf16 = pn_param_stored_bf16(src);
         for (size_t k = 0; k < src->numel; k++)
             dst->data[k] = as_bf16 ? pn_bf16_to_f32(pn_f32_to_bf16(src->data[k])) : src->data[k];
     }
@@ -395,7 +396,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
                         {"recipe", recipe}, {"trained_at", when}, {"train_seconds", secs},
                         {"class_names", "[\"NORMAL\",\"PNEUMONIA\"]"}, {"resize", t->cfg->letterbox ? "letterbox" : "squash"},
                         {"images", counts}, {"history", history ? history : "{}"},
-                        {"disclaimer", "Research and screening-assist tool; not a diagnostic device."}};
+                        {"disclaimer", PN_DISCLAIMER}};
         snprintf(res->model_path, sizeof res->model_path, "%s/model.safetensors", t->cfg->out_dir);
         st = pn_net_save(t->net, res->model_path, meta, sizeof meta / sizeof *meta, 1, err);
         free(metrics);
