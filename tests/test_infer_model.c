@@ -106,7 +106,7 @@ static void test_load_and_metadata(void **state)
     assert_int_equal(h.epochs, 2);
     assert_float_equal(h.val_auc[1], 0.8f, 1e-6);
     assert_float_equal(h.train_loss[0], 3.0f, 1e-6);
-    pn_model_history_free(&h);
+    pn_history_free(&h);
     pn_model_free(m);
     /* no history: an empty one */
     const char *plain = save_model("plain.safetensors", CFG(2), NULL, 0);

@@ -65,9 +65,8 @@ void pn_prediction_clear(pn_prediction *p);
 
 /* The training curves stored in the model by `pneumo train` (card key
  * "history"). Returns 0 and an empty history when the model has none;
- * pn_model_history_free releases the columns. */
+ * pn_history_free releases the columns. */
 int pn_model_history(const pn_model *m, pn_history *out);
-void pn_model_history_free(pn_history *h);
 
 /* ---- Evaluating a labelled folder -------------------------------------- */
 

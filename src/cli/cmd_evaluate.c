@@ -89,7 +89,7 @@ static int write_outputs(const pn_model *model, const char *dir, const pn_eval_s
                               .threshold_note = "stored in the model (chosen on patient-wise validation) unless --threshold",
                               .samples = r->tile_info, .n_samples = r->n_tiles, .seed = 1};
         int failed = pn_report_write(report_dir, &in, err) != PN_OK;
-        pn_model_history_free(&history);
+        pn_history_free(&history);
         if (failed)
             return 1;
         printf("report: %s/report.html\n", report_dir);

@@ -287,25 +287,14 @@ char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_
     return s;
 }
 
-/* Temperature, thresholds and validation metrics of the best weights; writes model.safetensors. */
 /* The per-epoch curves as JSON (stored in the model for reports) and as history.png. */
-static char *history_json(trainer *t, int epochs, pn_error *err)
+static char *history_json(trainer *t, int epochs)
 {
-    const float *cols[] = {t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc, t->h_val_auc};
-    const char *names[] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
-    json_t *h = json_object();
-    for (int k = 0; k < 5; k++) {
-        json_t *a = json_array();
-        for (int e = 0; e < epochs; e++)
-            json_array_append_new(a, json_real(cols[k][e]));
-        json_object_set_new(h, names[k], a);
-    }
-    char *text = json_dumps(h, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    json_decref(h);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/history.png", t->cfg->out_dir);
     pn_history hist = {(size_t)epochs, t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc,
                        t->h_val_auc};
+    char *text = pn_history_to_json(&hist);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/history.png", t->cfg->out_dir);
     /* A missing picture does not fail training, so its error is not recorded:
      * err is written only on a failing path. */
     pn_plot_history(&hist, path, NULL);
@@ -341,6 +330,7 @@ static pn_status validate_as_deployed(trainer *t, pn_error *err)
     return st;
 }
 
+/* Temperature, thresholds and validation metrics of the best weights; writes model.safetensors. */
 static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_error *err)
 {
     double temperature = 1;
@@ -380,7 +370,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
         json_object_set_new(mj, "threshold_youden", json_real(youden.threshold));
         char *metrics = json_dumps(mj, JSON_COMPACT | JSON_REAL_PRECISION(6));
         char *recipe = pn_train_recipe_json(t->cfg, t, 1);
-        char *history = history_json(t, epochs_done, err);
+        char *history = history_json(t, epochs_done);
         char thr[32], thr_y[32], temp[32], secs[32], when[32], counts[96];
         snprintf(thr, sizeof thr, "%.6g", sens_op.threshold);
         snprintf(thr_y, sizeof thr_y, "%.6g", youden.threshold);
