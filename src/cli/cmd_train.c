@@ -16,7 +16,7 @@ static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
 static int usage(FILE *out)
 {
     fprintf(out,
-        "usage: pneumo train --data DIR [options]   (or --recipe FILE with the same keys)\n"
+        "usage: pneumo train --data DIR [options]   (or --recipe NAME.recipe with the same keys)\n"
         "  --arch NAME|FILE      architecture (default mobilenetv3-small)\n"
         "  --input-size N --channels 1|3 --resize squash|letterbox (default squash)\n"
         "  --init FILE           pretrained weights by name (e.g. ../shared/pretrained/...)\n"
@@ -66,6 +66,10 @@ static int parse_class_weights(const char *v, void *dest)
  * exit, as the config points into them. */
 static int read_recipe(const char *path, void *table)
 {
+    size_t len = strlen(path);
+    if (len > 4 && !strcmp(path + len - 4, ".cfg"))
+        fprintf(stderr, "pneumo train: warning: %s: .cfg is the extension of architecture files; "
+                        "name recipes NAME.recipe (read anyway)\n", path);
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "pneumo train: %s: %s\n", path, strerror(errno));
