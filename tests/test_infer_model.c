@@ -2,6 +2,7 @@
  * probability against the network's own logits, image warnings, Grad-CAM,
  * refusal of heads that are not NORMAL/PNEUMONIA, and folder evaluation. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,30 @@ static void test_evaluate_folder(void **state)
     pn_model_free(m);
 }
 
+/* The model's thread count applies to its own work only: the caller's
+ * OpenMP setting is the same before and after loading and predicting. */
+static void test_threads_do_not_leak(void **state)
+{
+    omp_set_num_threads(3);
+    pn_model *m;
+    pn_error err = {0};
+    assert_int_equal(pn_model_load(save_model("threads.safetensors", CFG(2), NULL, 0), 1, &m, &err), PN_OK);
+    assert_int_equal(omp_get_max_threads(), 3);
+    pn_image img = gradient_image(200, 200, 0);
+    pn_prediction p;
+    assert_int_equal(pn_model_predict_image(m, &img, 1, &p, &err), PN_OK);
+    assert_int_equal(omp_get_max_threads(), 3);
+    pn_prediction_clear(&p);
+    assert_int_equal(pn_model_warm_up(m, &err), PN_OK);
+    assert_int_equal(omp_get_max_threads(), 3);
+    pn_image_free(&img);
+    pn_model_free(m);
+    pn_ctx *ctx = (pn_ctx *)(uintptr_t)1;
+    assert_int_equal(pn_ctx_create_with(&(pn_ctx_options){.threads = -1}, &ctx, &err), PN_EINVAL);
+    assert_null(ctx);
+    omp_set_num_threads(omp_get_num_procs());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -295,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_gradcam_and_warm_up),
         cmocka_unit_test(test_unsupported_heads_refused),
         cmocka_unit_test(test_evaluate_folder),
+        cmocka_unit_test(test_threads_do_not_leak),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

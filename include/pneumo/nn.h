@@ -18,7 +18,17 @@
 /* ---- context ------------------------------------------------------------ */
 typedef struct pn_ctx pn_ctx;
 
+typedef struct pn_ctx_options {
+    /* OpenMP threads for the work of this context's networks and optimisers
+     * (forward, backward, optimiser step); 0 = the calling thread's setting.
+     * Applied for the duration of each call and restored after it, so the
+     * caller's OpenMP settings never change. */
+    int threads;
+} pn_ctx_options;
+
 pn_status pn_ctx_create(pn_ctx **out, pn_error *err);
+/* pn_ctx_create with options (NULL = defaults). */
+pn_status pn_ctx_create_with(const pn_ctx_options *opt, pn_ctx **out, pn_error *err);
 void pn_ctx_destroy(pn_ctx *ctx);
 /* 1 when the CPU computes bf16 natively (AVX512-BF16 or AMX). */
 int pn_ctx_has_native_bf16(const pn_ctx *ctx);

@@ -25,8 +25,7 @@ typedef struct pn_model_member {
 } pn_model_member;
 
 struct pn_model {
-    pn_ctx *ctx;
-    int threads;
+    pn_ctx *ctx;               /* with the model's thread count */
     pn_model_member *members; /* [n_members]; members[0] draws the Grad-CAM */
     int n_members;
     pn_model_info info;

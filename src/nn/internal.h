@@ -14,8 +14,15 @@ struct pn_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int native_bf16;
+    int threads; /* pn_ctx_options.threads */
     char isa[32];
 };
+
+/* Applies ctx's thread count to the calling thread for one library call and
+ * returns what to restore: `int saved = pn_ctx_threads_enter(ctx); ...;
+ * pn_ctx_threads_leave(saved);` */
+int pn_ctx_threads_enter(const pn_ctx *ctx);
+void pn_ctx_threads_leave(int saved);
 
 /* An activation tensor (NHWC) and, for training, its gradient. */
 typedef struct pn_buf {

@@ -107,7 +107,7 @@ static pn_status setup_net(trainer *t, pn_error *err)
 {
     const pn_train_config *c = t->cfg;
     pn_status st;
-    if ((st = pn_arch_read(c->arch, &t->arch_text, err)) || (st = pn_ctx_create(&t->ctx, err)))
+    if ((st = pn_arch_read(c->arch, &t->arch_text, err)) || (st = pn_ctx_create_with(&(pn_ctx_options){.threads = c->threads}, &t->ctx, err)))
         return st;
     pn_net_options o = {.channels = c->channels, .input_size = c->input_size, .classes = 2,
                         .precision = c->precision, .seed = c->seed};
@@ -554,8 +554,6 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
 {
     trainer t = {.cfg = cfg, .t_start = pn_clock_s()};
     memset(res, 0, sizeof *res);
-    if (cfg->threads > 0)
-        omp_set_num_threads(cfg->threads);
     pn_status st = pn_make_dir(cfg->out_dir, err);
     if (!st) st = setup_net(&t, err);
     if (!st) st = setup_data(&t, pn_net_input_size(t.net), pn_net_channels(t.net), pn_net_mean(t.net),
