@@ -262,7 +262,7 @@ static void test_evaluate_folder(void **state)
     pn_error err = {0};
     assert_int_equal(pn_model_load(save_model("eval.safetensors", CFG(2), NULL, 0), 1, &m, &err), PN_OK);
     int skipped = 0;
-    pn_eval_options o = {.cam_stats = 1, .skipped = count_skip, .user = &skipped};
+    pn_eval_options o = {.cam_stats = 1, .threshold = -1, .skipped = count_skip, .user = &skipped};
     pn_eval_set r;
     assert_int_equal(pn_model_evaluate_folder(m, root, &o, &r, &err), PN_OK);
     assert_int_equal(r.n, 9);
@@ -279,7 +279,22 @@ static void test_evaluate_folder(void **state)
     }
     assert_int_equal(pos, 4);
     assert_true(r.n_tiles >= 1 && r.n_tiles <= PN_EVAL_MAX_TILES);
+    /* metrics at the model's threshold, with intervals around them */
+    assert_float_equal(r.threshold, 0.5f, 0);
+    assert_int_equal(r.metrics.n, 9);
+    assert_int_equal(r.metrics.n_pos, 4);
+    assert_true(r.ci.lo[0] <= r.ci.hi[0]);
     pn_eval_set_free(&r);
+    /* threshold 0: everything is called PNEUMONIA */
+    o.threshold = 0;
+    o.bootstrap = 50;
+    assert_int_equal(pn_model_evaluate_folder(m, root, &o, &r, &err), PN_OK);
+    assert_float_equal(r.metrics.sensitivity, 1.0, 0);
+    assert_float_equal(r.metrics.specificity, 0.0, 0);
+    pn_eval_set_free(&r);
+    o.threshold = 1.5f;
+    assert_int_equal(pn_model_evaluate_folder(m, root, &o, &r, NULL), PN_EINVAL);
+    o.threshold = -1;
     /* --holdout needs the recipe that training stores */
     o.holdout = 1;
     assert_int_equal(pn_model_evaluate_folder(m, root, &o, &r, &err), PN_EINVAL);

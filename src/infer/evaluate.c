@@ -95,6 +95,9 @@ pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_o
                                    pn_error *err)
 {
     memset(out, 0, sizeof *out);
+    out->threshold = o->threshold >= 0 ? o->threshold : m->info.threshold;
+    if (!(out->threshold <= 1))
+        return pn_fail(err, PN_EINVAL, "threshold %g is not in [0, 1]", (double)out->threshold);
     size_t *idx = NULL, count = 0;
     int tile_size = o->tile_size > 0 ? o->tile_size : 160;
     pn_status st = pn_dataset_scan(dir, &out->ds, err);
@@ -114,6 +117,11 @@ pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_o
     free(idx);
     if (!st && out->n == 0)
         st = pn_fail(err, PN_EFORMAT, "no readable image in %s", dir);
+    if (!st)
+        st = pn_metrics_compute(out->prob, out->label, out->n, out->threshold, &out->metrics, err);
+    if (!st)
+        st = pn_metrics_bootstrap(out->prob, out->label, out->n, out->threshold,
+                                  o->bootstrap > 0 ? o->bootstrap : 1000, 1, &out->ci, err);
     if (st)
         pn_eval_set_free(out);
     return st;
