@@ -7,7 +7,7 @@
 
 static const pn_command commands[] = {
     /* {name, summary, function}: each defined in src/cli/cmd_NAME.c */
-    {"train", "train a model on a folder dataset (patient-wise validation)", pn_cmd_train},
+    {"train", "train a model on a folder dataset (options or a NAME.recipe file)", pn_cmd_train},
     {"evaluate", "metrics with CIs, plots and an HTML report on a labelled folder", pn_cmd_evaluate},
     {"predict", "probability, label and optional Grad-CAM for image files or folders", pn_cmd_predict},
     {"serve", "HTTP prediction server: REST API, web page, metrics, audit log", pn_cmd_serve},
