@@ -61,11 +61,39 @@ static int parse_class_weights(const char *v, void *dest)
     return 0;
 }
 
-/* A recipe is `key = value` lines with the option names (comments with #),
- * checked by the same parser as the command line. Its strings live until
- * exit, as the config points into them. */
-static int read_recipe(const char *path, void *table)
+/* The recipe's option table and the values read from it, which the config
+ * points into until the command ends. */
+typedef struct recipe_reader {
+    const pn_option *table;
+    char **values;
+    size_t n, cap;
+} recipe_reader;
+
+static const char *keep_value(recipe_reader *r, const char *value)
 {
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 32;
+        char **grown = realloc(r->values, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        r->values = grown;
+        r->cap = cap;
+    }
+    return (r->values[r->n] = strdup(value)) ? r->values[r->n++] : NULL;
+}
+
+static void recipe_reader_free(recipe_reader *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->values[i]);
+    free(r->values);
+}
+
+/* A recipe is `key = value` lines with the option names (comments with #),
+ * checked by the same parser as the command line. */
+static int read_recipe(const char *path, void *reader)
+{
+    recipe_reader *rr = reader;
     size_t len = strlen(path);
     if (len > 4 && !strcmp(path + len - 4, ".cfg"))
         fprintf(stderr, "pneumo train: warning: %s: .cfg is the extension of architecture files; "
@@ -95,7 +123,8 @@ static int read_recipe(const char *path, void *table)
             fprintf(stderr, "pneumo train: %s: a recipe cannot include another\n", where);
             rc = -1;
         } else {
-            rc = pn_opts_set("pneumo train", table, key, strdup(value), where) ? -1 : 0;
+            const char *kept = keep_value(rr, value);
+            rc = kept && !pn_opts_set("pneumo train", rr->table, key, kept, where) ? 0 : -1;
         }
     }
     fclose(f);
@@ -129,6 +158,31 @@ static void show_progress(void *user, const pn_train_progress *p)
     }
 }
 
+/* Trains with the parsed config and prints the outcome; the exit code. */
+static int train(const pn_train_config *c)
+{
+    signal(SIGINT, on_sigint);
+    int tty = isatty(2);
+    pn_train_result r;
+    pn_error err = {0};
+    pn_status st = pn_train_run(c, show_progress, &tty, &stop_requested, &r, &err);
+    if (st) {
+        fprintf(stderr, "\npneumo train: %s\n", err.msg);
+        return 1;
+    }
+    if (r.stopped) {
+        fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c->out_dir);
+        return 130;
+    }
+    printf("model: %s\nbest epoch %d, %.1f s\nvalidation (%s split of train, %s): ROC AUC %.4f, "
+           "sensitivity %.4f, specificity %.4f, accuracy %.4f, balanced accuracy %.4f\n"
+           "threshold %.4f (sensitivity >= %.2f rule; Youden %.4f), temperature %.3f\n",
+           r.model_path, r.best_epoch, r.seconds, r.split_kind, "at the stored threshold", r.val_auc,
+           r.val_sensitivity, r.val_specificity, r.val_accuracy, r.val_balanced_accuracy, r.threshold,
+           c->target_sensitivity, r.threshold_youden, r.temperature);
+    return 0;
+}
+
 int pn_cmd_train(int argc, char **argv)
 {
     pn_train_config c = pn_train_defaults();
@@ -139,6 +193,7 @@ int pn_cmd_train(int argc, char **argv)
     c.recipe_text = command;
     _Static_assert(sizeof(pn_dtype) == sizeof(int) && sizeof(pn_optim_kind) == sizeof(int) &&
                    sizeof(pn_schedule_kind) == sizeof(int), "choice options store an int");
+    recipe_reader recipe = {0};
     pn_option table[40] = {
         PN_OPT_STRING("data", &c.data_dir),
         PN_OPT_STRING("arch", &c.arch),
@@ -171,33 +226,15 @@ int pn_cmd_train(int argc, char **argv)
         PN_OPT_CHOICE("optimizer", (int *)&c.optimizer, optimizer_choices),
         PN_OPT_CHOICE("schedule", (int *)&c.schedule, schedule_choices),
         PN_OPT_CUSTOM("class-weights", &c, parse_class_weights, "auto, none or two positive weights W0,W1"),
-        PN_OPT_CUSTOM("recipe", table, read_recipe, "a readable recipe file of valid keys (see above)"),
+        PN_OPT_CUSTOM("recipe", &recipe, read_recipe, "a readable recipe file of valid keys (see above)"),
         PN_OPT_END,
     };
-    switch (pn_opts_parse("pneumo train", table, argc, argv, 1, NULL, NULL)) {
-    case PN_OPTS_HELP: return usage(stdout);
-    case PN_OPTS_BAD: return 2;
-    case PN_OPTS_OK: break;
-    }
-    if (!c.data_dir) return usage(stderr);
-    signal(SIGINT, on_sigint);
-    int tty = isatty(2);
-    pn_train_result r;
-    pn_error err = {0};
-    pn_status st = pn_train_run(&c, show_progress, &tty, &stop_requested, &r, &err);
-    if (st) {
-        fprintf(stderr, "\npneumo train: %s\n", err.msg);
-        return 1;
-    }
-    if (r.stopped) {
-        fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c.out_dir);
-        return 130;
-    }
-    printf("model: %s\nbest epoch %d, %.1f s\nvalidation (%s split of train, %s): ROC AUC %.4f, "
-           "sensitivity %.4f, specificity %.4f, accuracy %.4f, balanced accuracy %.4f\n"
-           "threshold %.4f (sensitivity >= %.2f rule; Youden %.4f), temperature %.3f\n",
-           r.model_path, r.best_epoch, r.seconds, r.split_kind, "at the stored threshold", r.val_auc,
-           r.val_sensitivity, r.val_specificity, r.val_accuracy, r.val_balanced_accuracy, r.threshold,
-           c.target_sensitivity, r.threshold_youden, r.temperature);
-    return 0;
+    recipe.table = table;
+    pn_opts_result parsed = pn_opts_parse("pneumo train", table, argc, argv, 1, NULL, NULL);
+    int rc = parsed == PN_OPTS_HELP ? usage(stdout)
+             : parsed == PN_OPTS_BAD ? 2
+             : c.data_dir           ? train(&c)
+                                    : usage(stderr);
+    recipe_reader_free(&recipe);
+    return rc;
 }

@@ -31,7 +31,6 @@ typedef struct trainer {
     int *labels, *val_labels;
     size_t n_val, n_train;
     float class_weights[2];
-    pn_history hist;
     float *h_train_loss, *h_val_loss, *h_train_acc, *h_val_acc, *h_val_auc;
     double t_start;
 } trainer;
