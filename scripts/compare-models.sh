@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${PNEUMO_BIN:-build/pneumo}
 recipes=("$@")
-[ ${#recipes[@]} -gt 0 ] || recipes=(recipes/*.cfg)
+[ ${#recipes[@]} -gt 0 ] || recipes=(recipes/*.recipe)
 mkdir -p runs
 for r in "${recipes[@]}"; do
-  name=$(basename "$r" .cfg)
+  name=$(basename "${r%.*}")
   start=$(date +%s)
   "$bin" train --recipe "$r" --out "runs/$name" > "runs/$name.train.txt" 2> "runs/$name.log"
   echo "$(( $(date +%s) - start ))" > "runs/$name.seconds"
@@ -23,7 +23,7 @@ import json, sys, os
 print("| recipe | train s | ROC AUC (95% CI) | sensitivity (95% CI) | specificity (95% CI) | balanced acc. (95% CI) | threshold |")
 print("|---|---|---|---|---|---|---|")
 for r in sys.argv[1:]:
-    n = os.path.basename(r)[:-4]
+    n = os.path.splitext(os.path.basename(r))[0]
     m = json.load(open(f"runs/{n}/holdout.json"))
     s = open(f"runs/{n}.seconds").read().strip()
     f = lambda k: "%.4f (%.4f-%.4f)" % (m[k], *m["ci95"][k])

@@ -47,6 +47,19 @@ expect_usage_error "typo.recipe:1: unknown option 'epochz'" train --recipe "$tmp
 printf 'epochs 3\n' > "$tmp/noeq.recipe"
 expect_usage_error "noeq.recipe:1: expected key = value" train --recipe "$tmp/noeq.recipe"
 expect_usage_error "No such file" train --recipe "$tmp/missing.recipe"
+# the old .cfg extension is read, with a warning
+printf 'epochs = abc\n' > "$tmp/old.cfg"
+expect_usage_error "old.cfg: .cfg is the extension of architecture files" train --recipe "$tmp/old.cfg"
+expect_usage_error "old.cfg:1: --epochs 'abc'" train --recipe "$tmp/old.cfg"
+# every shipped recipe parses: the only error is the bad option given after it
+src=${PNEUMO_SOURCE_DIR:?}
+for r in "$src"/recipes/*.recipe; do
+  expect_usage_error "pneumo train: --epochs 'x': expected" train --recipe "$r" --epochs x
+  if grep -q "recipe" "$tmp/err" || [ "$(wc -l < "$tmp/err")" -ne 1 ]; then
+    echo "FAIL: $r does not parse cleanly: $(cat "$tmp/err")"
+    failures=$((failures + 1))
+  fi
+done
 
 # evaluate
 expect_usage_error "--threads '0'" evaluate --data "$tmp" --threads 0

@@ -233,6 +233,84 @@ static void test_threshold_selection(void **state)
     assert_int_equal(pn_threshold_for_sensitivity(hand_prob, hand_label, 4, 1.5, &p, NULL), PN_EINVAL);
 }
 
+/* Threshold selection at the edges: ties, one class only, perfect
+ * separation, extreme targets and invalid input, each with a known answer. */
+static void test_threshold_edge_cases(void **state)
+{
+    pn_operating_point p;
+    pn_error err = {0};
+    /* every score tied: the one threshold predicts everything positive */
+    const float tied[4] = {0.6f, 0.6f, 0.6f, 0.6f};
+    const int mixed[4] = {0, 1, 0, 1};
+    assert_int_equal(pn_threshold_for_sensitivity(tied, mixed, 4, 0.95, &p, &err), PN_OK);
+    assert_near(p.threshold, 0.6f, 0);
+    assert_near(p.sensitivity, 1, 0);
+    assert_near(p.specificity, 0, 0);
+    assert_int_equal(pn_threshold_youden(tied, mixed, 4, &p, &err), PN_OK);
+    assert_near(p.threshold, 0.6f, 0);
+    assert_near(p.youden_j, 0, 0);
+    /* perfect separation: Youden picks the lowest positive score, J = 1 */
+    const float sep[6] = {0.1f, 0.2f, 0.3f, 0.7f, 0.8f, 0.9f};
+    const int sep_label[6] = {0, 0, 0, 1, 1, 1};
+    assert_int_equal(pn_threshold_youden(sep, sep_label, 6, &p, &err), PN_OK);
+    assert_near(p.threshold, 0.7f, 0);
+    assert_near(p.youden_j, 1, TOL);
+    assert_int_equal(pn_threshold_for_sensitivity(sep, sep_label, 6, 1.0, &p, &err), PN_OK);
+    assert_near(p.threshold, 0.7f, 0);
+    assert_near(p.specificity, 1, TOL);
+    /* a tiny target: the highest threshold that catches one positive, even
+     * when the top score is a negative */
+    const float top_neg[4] = {0.95f, 0.8f, 0.4f, 0.2f};
+    const int top_neg_label[4] = {0, 1, 1, 0};
+    assert_int_equal(pn_threshold_for_sensitivity(top_neg, top_neg_label, 4, 1e-9, &p, &err), PN_OK);
+    assert_near(p.threshold, 0.8f, 0);
+    assert_near(p.sensitivity, 0.5, TOL);
+    /* one class only */
+    const int all_pos[4] = {1, 1, 1, 1}, all_neg[4] = {0, 0, 0, 0};
+    assert_int_equal(pn_threshold_for_sensitivity(sep, all_pos, 4, 0.95, &p, &err), PN_OK);
+    assert_true(isnan(p.specificity));
+    assert_int_equal(pn_threshold_youden(sep, all_pos, 4, &p, &err), PN_EINVAL);
+    assert_non_null(strstr(err.msg, "both classes"));
+    assert_int_equal(pn_threshold_for_sensitivity(sep, all_neg, 4, 0.95, &p, &err), PN_EINVAL);
+    assert_non_null(strstr(err.msg, "no PNEUMONIA"));
+    /* invalid input: no examples, NaN or out-of-range scores, bad labels, bad targets */
+    assert_int_equal(pn_threshold_youden(sep, sep_label, 0, &p, NULL), PN_EINVAL);
+    const float with_nan[2] = {NAN, 0.5f}, above_one[2] = {1.5f, 0.5f};
+    const int two[2] = {0, 1}, bad_label[2] = {0, 2};
+    assert_int_equal(pn_threshold_youden(with_nan, two, 2, &p, NULL), PN_EINVAL);
+    assert_int_equal(pn_threshold_for_sensitivity(above_one, two, 2, 0.9, &p, NULL), PN_EINVAL);
+    assert_int_equal(pn_threshold_youden(sep, bad_label, 2, &p, NULL), PN_EINVAL);
+    assert_int_equal(pn_threshold_for_sensitivity(sep, sep_label, 6, 0, &p, NULL), PN_EINVAL);
+    assert_int_equal(pn_threshold_for_sensitivity(sep, sep_label, 6, NAN, &p, NULL), PN_EINVAL);
+}
+
+/* Training curves survive their JSON form (model cards, reports); anything
+ * without curves reads as no history. */
+static void test_history_json_round_trip(void **state)
+{
+    const float tl[3] = {0.9f, 0.5f, 0.25f}, vl[3] = {1, 0.75f, 0.5f}, ta[3] = {0.5f, 0.75f, 0.875f},
+                va[3] = {0.5f, 0.625f, 0.75f}, auc[3] = {0.6f, 0.7f, 0.8f};
+    pn_history h = {3, tl, vl, ta, va, auc}, back;
+    char *text = pn_history_to_json(&h);
+    assert_non_null(text);
+    for (int k = 0; k < PN_HISTORY_COLUMNS; k++)
+        assert_non_null(strstr(text, pn_history_keys[k]));
+    assert_int_equal(pn_history_from_json(text, &back), 1);
+    assert_int_equal(back.epochs, 3);
+    for (int k = 0; k < PN_HISTORY_COLUMNS; k++)
+        for (int e = 0; e < 3; e++)
+            assert_near(pn_history_column(&back, k)[e], pn_history_column(&h, k)[e], 1e-6);
+    pn_history_free(&back);
+    assert_null(back.val_auc);
+    free(text);
+    const char *none[] = {NULL, "", "not json", "{}", "{\"train_loss\": []}", "[1, 2]"};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        assert_int_equal(pn_history_from_json(none[i], &back), 0);
+        assert_int_equal(back.epochs, 0);
+        assert_null(back.train_loss);
+    }
+}
+
 static void ci_width_sum(const pn_metrics_ci *ci, double *sum)
 {
     *sum = 0;
@@ -419,6 +497,8 @@ int main(void)
         cmocka_unit_test(test_degenerate),
         cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_threshold_selection),
+        cmocka_unit_test(test_threshold_edge_cases),
+        cmocka_unit_test(test_history_json_round_trip),
         cmocka_unit_test(test_bootstrap),
         cmocka_unit_test(test_bootstrap_speed),
         cmocka_unit_test(test_temperature),

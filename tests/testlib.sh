@@ -11,3 +11,22 @@ make_subset() {
       while read -r f; do ln -s "$data/train/$cls/$f" "$out/train/$cls/$f"; done
   done
 }
+
+# kermany_or_skip WHAT: sets bin, src and data (the shared Kermany dataset), or
+# exits 77 (CTest: skipped) saying that WHAT cannot be tested without it.
+kermany_or_skip() {
+  bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
+  src=${PNEUMO_SOURCE_DIR:?}
+  data="$src/../shared/data/kermany"
+  if [ ! -d "$data/train/NORMAL" ]; then
+    echo "SKIP: $data is absent, so $1 cannot be tested here"
+    exit 77
+  fi
+}
+
+# scratch_dir NAME: a fresh temporary directory in $tmp, removed on exit (its
+# *.err files are shown when the test fails).
+scratch_dir() {
+  tmp=$(mktemp -d "/tmp/pneumo-$1-XXXXXX")
+  trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
+}

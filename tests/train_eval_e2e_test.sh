@@ -4,15 +4,8 @@
 # report files exist and the metrics JSON agrees with its confusion matrix.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
-bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
-src=${PNEUMO_SOURCE_DIR:?}
-data="$src/../shared/data/kermany"
-if [ ! -d "$data/train/NORMAL" ]; then
-  echo "SKIP: $data is absent, so the end-to-end train/evaluate run cannot be tested here"
-  exit 77
-fi
-tmp=$(mktemp -d /tmp/pneumo-e2e-XXXXXX)
-trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
+kermany_or_skip "the end-to-end train/evaluate run"
+scratch_dir e2e
 make_subset "$data" "$tmp/data" 20 60
 
 "$bin" train --data "$tmp/data" --arch simple-cnn --input-size 64 --epochs 2 --batch 16 \

@@ -3,15 +3,8 @@
 # an uninterrupted run: same weights bit for bit, same per-epoch history.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
-bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
-src=${PNEUMO_SOURCE_DIR:?}
-data="$src/../shared/data/kermany"
-if [ ! -d "$data/train/NORMAL" ]; then
-  echo "SKIP: $data is absent, so training cannot be resumed here"
-  exit 77
-fi
-tmp=$(mktemp -d /tmp/pneumo-resume-XXXXXX)
-trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
+kermany_or_skip "resuming training"
+scratch_dir resume
 make_subset "$data" "$tmp/data" 25 48
 opts=(--data "$tmp/data" --arch simple-cnn --input-size 48 --epochs 3 --batch 16 --lr 0.001
       --precision fp32 --seed 11 --threads 2)

@@ -4,15 +4,8 @@
 # and stores that in the model's metrics.
 set -euo pipefail
 source "$(dirname "$0")/testlib.sh"
-bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
-src=${PNEUMO_SOURCE_DIR:?}
-data="$src/../shared/data/kermany"
-if [ ! -d "$data/train/NORMAL" ]; then
-  echo "SKIP: $data is absent, so training cannot be run here"
-  exit 77
-fi
-tmp=$(mktemp -d /tmp/pneumo-splitkind-XXXXXX)
-trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
+kermany_or_skip "the validation split kind"
+scratch_dir splitkind
 make_subset "$data" "$tmp/named" 25 24
 # the same images under names without a patient id
 for cls in NORMAL PNEUMONIA; do

@@ -162,6 +162,19 @@ typedef struct pn_history {
     const float *train_acc, *val_acc, *val_auc;
 } pn_history;
 
+/* The training curves' names in pn_history order: the keys of the model
+ * card's "history" object and of the checkpoint's history tensors. */
+#define PN_HISTORY_COLUMNS 5
+extern const char *const pn_history_keys[PN_HISTORY_COLUMNS];
+/* Column k of h (pn_history_keys order). */
+const float *pn_history_column(const pn_history *h, int k);
+/* {"train_loss":[...], ...} over h->epochs, compact; malloc'ed, NULL when out of memory. */
+char *pn_history_to_json(const pn_history *h);
+/* Reads what pn_history_to_json wrote: 1 and malloc'ed columns (release with
+ * pn_history_free), or 0 and an empty history when text holds no curves. */
+int pn_history_from_json(const char *text, pn_history *out);
+void pn_history_free(pn_history *h);
+
 /* One tile of the sample-prediction grid. */
 typedef struct pn_sample_tile {
     const uint8_t *pixels; /* 8-bit gray, row-major, width*height bytes */

@@ -84,9 +84,8 @@ void pn_prediction_clear(pn_prediction *p);
 
 /* The training curves stored in the model by `pneumo train` (card key
  * "history"). Returns 0 and an empty history when the model has none;
- * pn_model_history_free releases the columns. */
+ * pn_history_free releases the columns. */
 int pn_model_history(const pn_model *m, pn_history *out);
-void pn_model_history_free(pn_history *h);
 
 /* ---- Evaluating a labelled folder -------------------------------------- */
 
@@ -101,6 +100,8 @@ typedef struct pn_eval_options {
      * lung box (x and y in 10%-90%), in cam_outside. */
     int cam_stats;
     int tile_size;            /* side of the report's sample tiles (0: 160) */
+    float threshold;          /* decision threshold in [0, 1]; < 0: the model's stored one */
+    int bootstrap;            /* bootstrap resamples for the CIs (0: 1000), seed 1 */
     /* Optional: called for every unreadable image and every 100 images. */
     void (*skipped)(void *user, const char *why);
     void (*progress)(void *user, size_t done, size_t total);
@@ -118,11 +119,15 @@ typedef struct pn_eval_set {
     pn_image tiles[PN_EVAL_MAX_TILES];
     pn_sample_tile tile_info[PN_EVAL_MAX_TILES];
     size_t n_tiles;
+    float threshold;          /* the threshold the metrics use */
+    pn_metrics metrics;
+    pn_metrics_ci ci;         /* 95% bootstrap intervals */
 } pn_eval_set;
 
 /* Predicts every image of the labelled folder dir (NORMAL/ and PNEUMONIA/),
- * skipping unreadable files, and keeps a few sample tiles for a report.
- * Fails when no image could be read. pn_eval_set_free releases out. */
+ * skipping unreadable files, keeps a few sample tiles for a report and
+ * computes the metrics with bootstrap CIs at the threshold. Fails when no
+ * image could be read. pn_eval_set_free releases out. */
 pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_options *o, pn_eval_set *out,
                                    pn_error *err);
 void pn_eval_set_free(pn_eval_set *s);

@@ -18,7 +18,17 @@
 /* ---- context ------------------------------------------------------------ */
 typedef struct pn_ctx pn_ctx;
 
+typedef struct pn_ctx_options {
+    /* OpenMP threads for the work of this context's networks and optimisers
+     * (forward, backward, optimiser step); 0 = the calling thread's setting.
+     * Applied for the duration of each call and restored after it, so the
+     * caller's OpenMP settings never change. */
+    int threads;
+} pn_ctx_options;
+
 pn_status pn_ctx_create(pn_ctx **out, pn_error *err);
+/* pn_ctx_create with options (NULL = defaults). */
+pn_status pn_ctx_create_with(const pn_ctx_options *opt, pn_ctx **out, pn_error *err);
 void pn_ctx_destroy(pn_ctx *ctx);
 /* 1 when the CPU computes bf16 natively (AVX512-BF16 or AMX). */
 int pn_ctx_has_native_bf16(const pn_ctx *ctx);
@@ -139,8 +149,12 @@ typedef struct pn_kv {
 
 #define PN_MODEL_FORMAT_VERSION "1"
 
-/* Writes every parameter and buffer (weights as bf16 when bf16_weights, else
- * fp32; running statistics always fp32) and __metadata__: format, version,
+/* The one rule for what pn_net_save stores as bf16 when asked to: trainable
+ * weights with more than one dimension (conv and fc kernels). Biases, batch
+ * norm scales and running statistics stay fp32. */
+int pn_param_stored_bf16(const pn_param *p);
+/* Writes every parameter and buffer (weights as bf16 when bf16_weights, see
+ * pn_param_stored_bf16, else fp32) and __metadata__: format, version,
  * arch (the cfg text), input_size, channels, classes, mean, std, plus `meta`. */
 pn_status pn_net_save(const pn_net *net, const char *path, const pn_kv *meta, size_t n_meta,
                       int bf16_weights, pn_error *err);

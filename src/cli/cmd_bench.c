@@ -1,6 +1,5 @@
 /* pneumo bench: engine throughput on random data, for bench/run.sh.
  * Prints one JSON line in the same shape as bench/torch_bench.py. */
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +90,6 @@ int pn_cmd_bench(int argc, char **argv)
     int rc_parse = parse(argc, argv, &o);
     if (rc_parse >= 0)
         return rc_parse;
-    omp_set_num_threads(o.threads);
     pn_error err = {0};
     char *text = NULL;
     pn_ctx *ctx = NULL;
@@ -99,7 +97,7 @@ int pn_cmd_bench(int argc, char **argv)
     pn_optim *opt = NULL;
     pn_net_options nopt = {.input_size = o.size, .precision = o.bf16 ? PN_BF16 : PN_F32, .seed = 1};
     int train = o.train, rc = 1;
-    if (pn_arch_read(o.arch, &text, &err) || pn_ctx_create(&ctx, &err) ||
+    if (pn_arch_read(o.arch, &text, &err) || pn_ctx_create_with(&(pn_ctx_options){.threads = o.threads}, &ctx, &err) ||
         pn_net_create(ctx, text, &nopt, &net, &err))
         goto done;
     pn_optim_config oc = pn_optim_defaults(PN_ADAM);

@@ -5,24 +5,17 @@
 #include "cli/commands.h"
 #include "pneumo/train.h"
 
-int pn_cmd_cv(int argc, char **argv)
+static int cross_validate(const pn_train_config *c)
 {
-    pn_train_config c = pn_train_defaults();
-    c.folds = 5;
-    c.out_dir = "runs/cv";
-    int rc = pn_cli_train_args(argc, argv, &c);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    volatile int *stop = pn_cli_stop_flag();
     int tty = isatty(2);
     pn_cv_result r;
     pn_error err = {0};
-    if (pn_cv_run(&c, pn_cli_train_progress, &tty, stop, &r, &err)) {
+    if (pn_cv_run(c, pn_cli_train_progress, &tty, pn_cli_stop_flag(), &r, &err)) {
         fprintf(stderr, "\npneumo cv: %s\n", err.msg);
         return 1;
     }
     if (r.stopped) {
-        fprintf(stderr, "\nstopped; the same command continues (finished folds are kept in %s)\n", c.out_dir);
+        fprintf(stderr, "\nstopped; the same command continues (finished folds are kept in %s)\n", c->out_dir);
         return 130;
     }
     printf("%d-fold patient-wise cross-validation, pooled out-of-fold (%s/oof.csv):\n"
@@ -30,9 +23,18 @@ int pn_cmd_cv(int argc, char **argv)
            "(sensitivity >= %.2f rule), temperature %.3f\n"
            "ECE %.4f before, %.4f after temperature scaling\n",
            r.folds, r.dir, r.roc_auc, r.sensitivity, r.specificity, r.accuracy, r.threshold,
-           c.target_sensitivity, r.temperature, r.ece_before, r.ece_after);
+           c->target_sensitivity, r.temperature, r.ece_before, r.ece_after);
     if (r.classes == 3)
         printf("three classes: accuracy %.4f, macro ROC AUC %.4f\n", r.accuracy3, r.macro_auc3);
-    printf("report: %s/cv.json, %s/report/report.html (%.0f s)\n", r.dir, r.dir, r.seconds);
+    printf("report: %s/report/report.html, %s/cv.json; the fold models as one: %s/ensemble.safetensors (%.0f s)\n",
+           r.dir, r.dir, r.dir, r.seconds);
     return 0;
+}
+
+int pn_cmd_cv(int argc, char **argv)
+{
+    pn_train_config c = pn_train_defaults();
+    c.folds = 5;
+    c.out_dir = "runs/cv";
+    return pn_cli_train_main(argc, argv, c, cross_validate);
 }

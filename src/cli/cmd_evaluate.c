@@ -61,14 +61,13 @@ static void print_cam_stats(double *outside, size_t n)
            n, sum / n, outside[n / 2], outside[(size_t)(0.9 * (n - 1))], over_half);
 }
 
-static int write_outputs(const pn_model *model, const char *dir, const pn_eval_set *r, float thr,
-                         const pn_metrics *m, const pn_metrics_ci *ci, const char *json_path,
+static int write_outputs(const pn_model *model, const char *dir, const pn_eval_set *r, const char *json_path,
                          const char *report_dir, pn_error *err)
 {
     const pn_model_info *info = pn_model_get_info(model);
     if (json_path) {
         json_t *j;
-        if (pn_metrics_to_json(m, ci, &j, err))
+        if (pn_metrics_to_json(&r->metrics, &r->ci, &j, err))
             return 1;
         json_object_set_new(j, "model_id", json_string(info->id));
         json_object_set_new(j, "data", json_string(dir));
@@ -85,11 +84,11 @@ static int write_outputs(const pn_model *model, const char *dir, const pn_eval_s
         pn_report_input in = {.model_name = model_name, .model_info = info->version,
                               .history = has_history ? &history : NULL,
                               .dataset_path = dir, .prob = r->prob, .label = r->label, .n = r->n,
-                              .file_names = r->names, .threshold = thr,
-                              .threshold_note = "stored in the model (chosen on patient-wise validation) unless --threshold",
+                              .file_names = r->names, .threshold = r->threshold,
+                              .threshold_note = "stored in the model (chosen on its validation split) unless --threshold",
                               .samples = r->tile_info, .n_samples = r->n_tiles, .seed = 1};
         int failed = pn_report_write(report_dir, &in, err) != PN_OK;
-        pn_model_history_free(&history);
+        pn_history_free(&history);
         if (failed)
             return 1;
         printf("report: %s/report.html\n", report_dir);
@@ -122,31 +121,19 @@ int pn_cmd_evaluate(int argc, char **argv)
     pn_error err = {0};
     pn_model *m = NULL;
     pn_eval_set r = {0};
-    pn_metrics met;
-    pn_metrics_ci ci;
     char *report = NULL;
     int rc = 1;
-    if (pn_model_load(model_path, threads, &m, &err))
-        goto fail;
-    if (thr < 0)
-        thr = pn_model_get_info(m)->threshold;
-    if (!(thr >= 0 && thr <= 1)) {
-        fprintf(stderr, "pneumo evaluate: --threshold must be in [0, 1]\n");
-        goto done;
-    }
-    pn_eval_options eo = {.holdout = holdout, .cam_stats = cam_stats, .skipped = on_skipped,
+    pn_eval_options eo = {.holdout = holdout, .cam_stats = cam_stats, .threshold = thr, .skipped = on_skipped,
                           .progress = on_progress};
-    if (pn_model_evaluate_folder(m, dir, &eo, &r, &err))
+    if (pn_model_load(model_path, threads, &m, &err) || pn_model_evaluate_folder(m, dir, &eo, &r, &err))
         goto fail;
     fprintf(stderr, "\r%zu images evaluated, %zu unreadable\n", r.n, r.failed);
-    if (pn_metrics_compute(r.prob, r.label, r.n, thr, &met, &err) ||
-        pn_metrics_bootstrap(r.prob, r.label, r.n, thr, 1000, 1, &ci, &err) ||
-        pn_classification_report(&met, &report, &err))
+    if (pn_classification_report(&r.metrics, &report, &err))
         goto fail;
-    print_summary(&met, &ci, report);
+    print_summary(&r.metrics, &r.ci, report);
     if (r.n_cam)
         print_cam_stats(r.cam_outside, r.n_cam);
-    rc = write_outputs(m, dir, &r, thr, &met, &ci, json_path, report_dir, &err);
+    rc = write_outputs(m, dir, &r, json_path, report_dir, &err);
     if (rc && err.msg[0])
         goto fail;
     goto done;

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "pneumo/disclaimer.h"
 #include "pneumo/data.h"
 #include "pneumo/infer.h"
 #include "pneumo/os.h"
@@ -35,7 +36,7 @@ static int usage(FILE *out)
     fprintf(out, "usage: pneumo predict [--model FILE] [--threshold T] [--format table|csv|json]\n"
                  "                      [--gradcam DIR] [--threads N] PATH...\n"
                  "PATH: image files (JPEG, PNG) or folders (searched recursively).\n"
-                 "Research and screening-assist tool, not a diagnostic device.\n");
+                 PN_DISCLAIMER "\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -155,6 +156,40 @@ static int parse(int argc, char **argv, predict_opts *o, file_list *files)
     return rc;
 }
 
+/* Predicts every file with m and prints the rows; 1 if any file failed. */
+static int predict_files(pn_model *m, const predict_opts *o, const file_list *files)
+{
+    json_t *arr = o->format == FMT_JSON ? json_array() : NULL;
+    if (o->format == FMT_CSV)
+        printf("file,probability,label,threshold,warnings\n");
+    else if (o->format == FMT_TABLE)
+        printf("%-50s %-11s %-9s %s\n", "file", "P(pneum.)", "label", "warnings");
+    int failed = 0, tty = isatty(2) && files->n > 20;
+    for (size_t i = 0; i < files->n; i++) {
+        pn_prediction p;
+        pn_error e = {0};
+        if (pn_model_predict_file(m, files->paths[i], o->gradcam_dir != NULL, &p, &e)) {
+            failed = 1;
+            print_row(o, arr, files->paths[i], NULL, e.msg);
+        } else {
+            print_row(o, arr, files->paths[i], &p, NULL);
+            if (o->gradcam_dir && p.cam)
+                write_overlay(o, files->paths[i], &p);
+            pn_prediction_clear(&p);
+        }
+        if (tty)
+            fprintf(stderr, "\r%zu/%zu", i + 1, files->n);
+    }
+    if (tty)
+        fprintf(stderr, "\n");
+    if (arr) {
+        json_dumpf(arr, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        printf("\n");
+        json_decref(arr);
+    }
+    return failed;
+}
+
 int pn_cmd_predict(int argc, char **argv)
 {
     predict_opts o;
@@ -164,48 +199,17 @@ int pn_cmd_predict(int argc, char **argv)
         return rc;
     pn_error err = {0};
     pn_model *m = NULL;
-    if (pn_model_load(o.model, o.threads, &m, &err)) {
+    if (pn_model_load(o.model, o.threads, &m, &err) || (o.gradcam_dir && pn_make_dir(o.gradcam_dir, &err))) {
         fprintf(stderr, "pneumo predict: %s\n", err.msg);
-        return 1;
-    }
-    if (o.threshold < 0)
-        o.threshold = pn_model_get_info(m)->threshold;
-    if (o.gradcam_dir && pn_make_dir(o.gradcam_dir, &err)) {
-        fprintf(stderr, "pneumo predict: --gradcam: %s\n", err.msg);
-        pn_model_free(m);
-        return 1;
-    }
-    json_t *arr = o.format == FMT_JSON ? json_array() : NULL;
-    if (o.format == FMT_CSV)
-        printf("file,probability,label,threshold,warnings\n");
-    else if (o.format == FMT_TABLE)
-        printf("%-50s %-11s %-9s %s\n", "file", "P(pneum.)", "label", "warnings");
-    int failed = 0, tty = isatty(2) && files.n > 20;
-    for (size_t i = 0; i < files.n; i++) {
-        pn_prediction p;
-        pn_error e = {0};
-        if (pn_model_predict_file(m, files.paths[i], o.gradcam_dir != NULL, &p, &e)) {
-            failed = 1;
-            print_row(&o, arr, files.paths[i], NULL, e.msg);
-        } else {
-            print_row(&o, arr, files.paths[i], &p, NULL);
-            if (o.gradcam_dir && p.cam)
-                write_overlay(&o, files.paths[i], &p);
-            pn_prediction_clear(&p);
-        }
-        if (tty)
-            fprintf(stderr, "\r%zu/%zu", i + 1, files.n);
-    }
-    if (tty)
-        fprintf(stderr, "\n");
-    if (arr) {
-        json_dumpf(arr, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-        printf("\n");
-        json_decref(arr);
+        rc = 1;
+    } else {
+        if (o.threshold < 0)
+            o.threshold = pn_model_get_info(m)->threshold;
+        rc = predict_files(m, &o, &files);
     }
     for (size_t i = 0; i < files.n; i++)
         free(files.paths[i]);
     free(files.paths);
     pn_model_free(m);
-    return failed;
+    return rc;
 }

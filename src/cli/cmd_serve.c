@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/options.h"
+#include "pneumo/disclaimer.h"
 #include "pneumo/infer_serve.h"
 
 static void usage(FILE *out)
@@ -20,7 +21,7 @@ static void usage(FILE *out)
             "  --host      numeric address to listen on; 0.0.0.0 exposes it to the network\n"
             "  --threads   prediction slots, each with its own model instance (default: cores)\n"
             "  --max-body  largest accepted upload in bytes (default 20000000)\n"
-            "Research and screening-assist tool, not a diagnostic device.\n");
+            PN_DISCLAIMER "\n");
 }
 
 typedef struct serve_args {
@@ -83,7 +84,7 @@ int pn_cmd_serve(int argc, char **argv)
     const pn_model_info *info = pn_model_pool_info(pool);
     fprintf(stderr,
             "pneumo serve: http://%s:%d/ model %s (%s, %s), %d prediction slot%s, audit log %s\n"
-            "Research and screening-assist tool, not a diagnostic device. Ctrl-C to stop.\n",
+            PN_DISCLAIMER " Ctrl-C to stop.\n",
             a.opt.host, pn_server_port(server), info->id, info->arch_name, info->version, a.threads,
             a.threads == 1 ? "" : "s", a.opt.audit_db);
     int sig = 0;

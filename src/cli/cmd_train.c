@@ -16,7 +16,7 @@ static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
 static int usage(FILE *out)
 {
     fprintf(out,
-        "usage: pneumo train --data DIR [options]   (or --recipe FILE with the same keys)\n"
+        "usage: pneumo train --data DIR [options]   (or --recipe NAME.recipe with the same keys)\n"
         "  --arch NAME|FILE      architecture (default mobilenetv3-small)\n"
         "  --input-size N --channels 1|3 --resize squash|letterbox (default squash)\n"
         "  --init FILE           pretrained weights by name (e.g. ../shared/pretrained/...)\n"
@@ -65,11 +65,43 @@ static int parse_class_weights(const char *v, void *dest)
     return 0;
 }
 
-/* A recipe is `key = value` lines with the option names (comments with #),
- * checked by the same parser as the command line. Its strings live until
- * exit, as the config points into them. */
-static int read_recipe(const char *path, void *table)
+/* The recipe's option table and the values read from it, which the config
+ * points into until the command ends. */
+typedef struct recipe_reader {
+    const pn_option *table;
+    char **values;
+    size_t n, cap;
+} recipe_reader;
+
+static const char *keep_value(recipe_reader *r, const char *value)
 {
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 32;
+        char **grown = realloc(r->values, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        r->values = grown;
+        r->cap = cap;
+    }
+    return (r->values[r->n] = strdup(value)) ? r->values[r->n++] : NULL;
+}
+
+static void recipe_reader_free(recipe_reader *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        free(r->values[i]);
+    free(r->values);
+}
+
+/* A recipe is `key = value` lines with the option names (comments with #),
+ * checked by the same parser as the command line. */
+static int read_recipe(const char *path, void *reader)
+{
+    recipe_reader *rr = reader;
+    size_t len = strlen(path);
+    if (len > 4 && !strcmp(path + len - 4, ".cfg"))
+        fprintf(stderr, "pneumo train: warning: %s: .cfg is the extension of architecture files; "
+                        "name recipes NAME.recipe (read anyway)\n", path);
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "pneumo train: %s: %s\n", path, strerror(errno));
@@ -95,7 +127,8 @@ static int read_recipe(const char *path, void *table)
             fprintf(stderr, "pneumo train: %s: a recipe cannot include another\n", where);
             rc = -1;
         } else {
-            rc = pn_opts_set("pneumo train", table, key, strdup(value), where) ? -1 : 0;
+            const char *kept = keep_value(rr, value);
+            rc = kept && !pn_opts_set("pneumo train", rr->table, key, kept, where) ? 0 : -1;
         }
     }
     fclose(f);
@@ -133,6 +166,12 @@ void pn_cli_train_progress(void *user, const pn_train_progress *p)
     }
 }
 
+volatile int *pn_cli_stop_flag(void)
+{
+    signal(SIGINT, on_sigint);
+    return &stop_requested;
+}
+
 static const pn_opt_choice keep_choices[] = {{"best", 0}, {"last", 1}, {NULL, 0}};
 
 static int parse_preset(const char *v, void *dest)
@@ -144,91 +183,19 @@ static int parse_preset(const char *v, void *dest)
     return 0;
 }
 
-int pn_cli_train_args(int argc, char **argv, pn_train_config *c)
+/* Trains with the parsed config and prints the outcome; the exit code. */
+static int train(const pn_train_config *c)
 {
-    static char command[4096];
-    size_t len = 0;
-    for (int i = 0; i < argc && len < sizeof command - 1; i++)
-        len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "pneumo ", argv[i]);
-    c->recipe_text = command;
-    _Static_assert(sizeof(pn_dtype) == sizeof(int) && sizeof(pn_optim_kind) == sizeof(int) &&
-                   sizeof(pn_schedule_kind) == sizeof(int), "choice options store an int");
-    char prog[64];
-    snprintf(prog, sizeof prog, "pneumo %s", argv[0]);
-    pn_option table[48] = {
-        PN_OPT_STRING("data", &c->data_dir),
-        PN_OPT_STRING("arch", &c->arch),
-        PN_OPT_STRING("init", &c->init),
-        PN_OPT_STRING("init-skip", &c->init_skip),
-        PN_OPT_STRING("out", &c->out_dir),
-        PN_OPT_INT("input-size", &c->input_size, 8, 4096),
-        PN_OPT_INT("channels", &c->channels, 1, 3),
-        PN_OPT_INT("epochs", &c->epochs, 1, 100000),
-        PN_OPT_INT("batch", &c->batch, 1, 65536),
-        PN_OPT_INT("threads", &c->threads, 1, 1024),
-        PN_OPT_FLOAT_ABOVE("lr", &c->lr, 0, 10),
-        PN_OPT_FLOAT("weight-decay", &c->weight_decay, 0, 1),
-        PN_OPT_FLOAT("label-smoothing", &c->label_smoothing, 0, 0.5),
-        PN_OPT_FLOAT_ABOVE("val-fraction", &c->val_fraction, 0, 0.9),
-        PN_OPT_FLOAT("warmup-epochs", &c->warmup_epochs, 0, 100000),
-        PN_OPT_STRING("freeze", &c->freeze_prefix),
-        PN_OPT_INT("freeze-epochs", &c->freeze_epochs, 0, 100000),
-        PN_OPT_FLOAT_ABOVE("phase2-lr-scale", &c->phase2_lr_scale, 0, 1000),
-        PN_OPT_INT("early-stop", &c->early_stop, 0, 100000),
-        PN_OPT_FLOAT_ABOVE("target-sensitivity", &c->target_sensitivity, 0, 1),
-        PN_OPT_U64("seed", &c->seed, 0, 1e18),
-        PN_OPT_INT("max-images", &c->max_images, 1, 1 << 30),
-        PN_OPT_INT("stop-after", &c->stop_after, 1, 1 << 30),
-        PN_OPT_CHOICE("resize", &c->letterbox, resize_choices),
-        PN_OPT_INT("augment", &c->augment, 0, 1),
-        PN_OPT_FLAG("no-augment", &c->augment, 0),
-        PN_OPT_FLAG("resume", &c->resume, 1),
-        PN_OPT_CHOICE("precision", (int *)&c->precision, precision_choices),
-        PN_OPT_CHOICE("optimizer", (int *)&c->optimizer, optimizer_choices),
-        PN_OPT_CHOICE("schedule", (int *)&c->schedule, schedule_choices),
-        PN_OPT_CUSTOM("class-weights", c, parse_class_weights, "auto, none or two positive weights W0,W1"),
-        PN_OPT_CUSTOM("augment-preset", &c->aug_preset, parse_preset, "default or strong"),
-        PN_OPT_FLOAT("mixup", &c->mixup_alpha, 0, 10),
-        PN_OPT_FLOAT("ema", &c->ema_decay, 0, 0.99999),
-        PN_OPT_INT("clahe", &c->clahe, 0, 1),
-        PN_OPT_INT("classes", &c->classes, 2, 3),
-        PN_OPT_CHOICE("keep", &c->keep_last, keep_choices),
-        PN_OPT_INT("folds", &c->folds, 2, 100),
-        PN_OPT_INT("fold", &c->fold, 0, 99),
-        PN_OPT_CUSTOM("recipe", table, read_recipe, "a readable recipe file of valid keys (see above)"),
-        PN_OPT_END,
-    };
-    switch (pn_opts_parse(prog, table, argc, argv, 1, NULL, NULL)) {
-    case PN_OPTS_HELP: return usage(stdout) - 1;
-    case PN_OPTS_BAD: return 2;
-    case PN_OPTS_OK: break;
-    }
-    return c->data_dir ? 0 : usage(stderr);
-}
-
-volatile int *pn_cli_stop_flag(void)
-{
-    signal(SIGINT, on_sigint);
-    return &stop_requested;
-}
-
-int pn_cmd_train(int argc, char **argv)
-{
-    pn_train_config c = pn_train_defaults();
-    int rc = pn_cli_train_args(argc, argv, &c);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    volatile int *stop = pn_cli_stop_flag();
     int tty = isatty(2);
     pn_train_result r;
     pn_error err = {0};
-    pn_status st = pn_train_run(&c, pn_cli_train_progress, &tty, stop, &r, &err);
+    pn_status st = pn_train_run(c, pn_cli_train_progress, &tty, pn_cli_stop_flag(), &r, &err);
     if (st) {
         fprintf(stderr, "\npneumo train: %s\n", err.msg);
         return 1;
     }
     if (r.stopped) {
-        fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c.out_dir);
+        fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c->out_dir);
         return 130;
     }
     printf("model: %s\nbest epoch %d, %.1f s\nvalidation (%s split of train, %s): ROC AUC %.4f, "
@@ -236,6 +203,76 @@ int pn_cmd_train(int argc, char **argv)
            "threshold %.4f (sensitivity >= %.2f rule; Youden %.4f), temperature %.3f\n",
            r.model_path, r.best_epoch, r.seconds, r.split_kind, "at the stored threshold", r.val_auc,
            r.val_sensitivity, r.val_specificity, r.val_accuracy, r.val_balanced_accuracy, r.threshold,
-           c.target_sensitivity, r.threshold_youden, r.temperature);
+           c->target_sensitivity, r.threshold_youden, r.temperature);
     return 0;
+}
+
+int pn_cli_train_main(int argc, char **argv, pn_train_config c, int (*run)(const pn_train_config *c))
+{
+    static char command[4096];
+    size_t len = 0;
+    for (int i = 0; i < argc && len < sizeof command - 1; i++)
+        len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "pneumo ", argv[i]);
+    c.recipe_text = command;
+    _Static_assert(sizeof(pn_dtype) == sizeof(int) && sizeof(pn_optim_kind) == sizeof(int) &&
+                   sizeof(pn_schedule_kind) == sizeof(int), "choice options store an int");
+    recipe_reader recipe = {0};
+    char prog[64];
+    snprintf(prog, sizeof prog, "pneumo %s", argv[0]);
+    pn_option table[48] = {
+        PN_OPT_STRING("data", &c.data_dir),
+        PN_OPT_STRING("arch", &c.arch),
+        PN_OPT_STRING("init", &c.init),
+        PN_OPT_STRING("init-skip", &c.init_skip),
+        PN_OPT_STRING("out", &c.out_dir),
+        PN_OPT_INT("input-size", &c.input_size, 8, 4096),
+        PN_OPT_INT("channels", &c.channels, 1, 3),
+        PN_OPT_INT("epochs", &c.epochs, 1, 100000),
+        PN_OPT_INT("batch", &c.batch, 1, 65536),
+        PN_OPT_INT("threads", &c.threads, 1, 1024),
+        PN_OPT_FLOAT_ABOVE("lr", &c.lr, 0, 10),
+        PN_OPT_FLOAT("weight-decay", &c.weight_decay, 0, 1),
+        PN_OPT_FLOAT("label-smoothing", &c.label_smoothing, 0, 0.5),
+        PN_OPT_FLOAT_ABOVE("val-fraction", &c.val_fraction, 0, 0.9),
+        PN_OPT_FLOAT("warmup-epochs", &c.warmup_epochs, 0, 100000),
+        PN_OPT_STRING("freeze", &c.freeze_prefix),
+        PN_OPT_INT("freeze-epochs", &c.freeze_epochs, 0, 100000),
+        PN_OPT_FLOAT_ABOVE("phase2-lr-scale", &c.phase2_lr_scale, 0, 1000),
+        PN_OPT_INT("early-stop", &c.early_stop, 0, 100000),
+        PN_OPT_FLOAT_ABOVE("target-sensitivity", &c.target_sensitivity, 0, 1),
+        PN_OPT_U64("seed", &c.seed, 0, 1e18),
+        PN_OPT_INT("max-images", &c.max_images, 1, 1 << 30),
+        PN_OPT_INT("stop-after", &c.stop_after, 1, 1 << 30),
+        PN_OPT_CHOICE("resize", &c.letterbox, resize_choices),
+        PN_OPT_INT("augment", &c.augment, 0, 1),
+        PN_OPT_FLAG("no-augment", &c.augment, 0),
+        PN_OPT_FLAG("resume", &c.resume, 1),
+        PN_OPT_CHOICE("precision", (int *)&c.precision, precision_choices),
+        PN_OPT_CHOICE("optimizer", (int *)&c.optimizer, optimizer_choices),
+        PN_OPT_CHOICE("schedule", (int *)&c.schedule, schedule_choices),
+        PN_OPT_CUSTOM("class-weights", &c, parse_class_weights, "auto, none or two positive weights W0,W1"),
+        PN_OPT_CUSTOM("augment-preset", &c.aug_preset, parse_preset, "default or strong"),
+        PN_OPT_FLOAT("mixup", &c.mixup_alpha, 0, 10),
+        PN_OPT_FLOAT("ema", &c.ema_decay, 0, 0.99999),
+        PN_OPT_INT("clahe", &c.clahe, 0, 1),
+        PN_OPT_INT("classes", &c.classes, 2, 3),
+        PN_OPT_CHOICE("keep", &c.keep_last, keep_choices),
+        PN_OPT_INT("folds", &c.folds, 2, 100),
+        PN_OPT_INT("fold", &c.fold, 0, 99),
+        PN_OPT_CUSTOM("recipe", &recipe, read_recipe, "a readable recipe file of valid keys (see above)"),
+        PN_OPT_END,
+    };
+    recipe.table = table;
+    pn_opts_result parsed = pn_opts_parse(prog, table, argc, argv, 1, NULL, NULL);
+    int rc = parsed == PN_OPTS_HELP ? usage(stdout)
+             : parsed == PN_OPTS_BAD ? 2
+             : c.data_dir           ? run(&c)
+                                    : usage(stderr);
+    recipe_reader_free(&recipe);
+    return rc;
+}
+
+int pn_cmd_train(int argc, char **argv)
+{
+    return pn_cli_train_main(argc, argv, pn_train_defaults(), train);
 }

@@ -20,11 +20,12 @@ int pn_cmd_predict(int argc, char **argv);
 int pn_cmd_data(int argc, char **argv);
 int pn_cmd_serve(int argc, char **argv);
 
-/* pneumo train's options (shared by cv): 0 = parsed, -1 = --help printed,
- * else the exit code of a usage error. */
+/* pneumo train's options (shared by cv): parses argv and recipe files into
+ * a copy of defaults, runs run() on it, frees what the recipe kept; the exit code. */
 struct pn_train_config;
 struct pn_train_progress;
-int pn_cli_train_args(int argc, char **argv, struct pn_train_config *c);
+int pn_cli_train_main(int argc, char **argv, struct pn_train_config defaults,
+                      int (*run)(const struct pn_train_config *c));
 void pn_cli_train_progress(void *user, const struct pn_train_progress *p);
 /* Installs the SIGINT handler; the flag it sets. */
 volatile int *pn_cli_stop_flag(void);

@@ -3,10 +3,11 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "pneumo/disclaimer.h"
 
 static const pn_command commands[] = {
     /* {name, summary, function}: each defined in src/cli/cmd_NAME.c */
-    {"train", "train a model on a folder dataset (patient-wise validation)", pn_cmd_train},
+    {"train", "train a model on a folder dataset (options or a NAME.recipe file)", pn_cmd_train},
     {"cv", "patient-wise K-fold cross-validation: out-of-fold metrics, calibration, report", pn_cmd_cv},
     {"evaluate", "metrics with CIs, plots and an HTML report on a labelled folder", pn_cmd_evaluate},
     {"predict", "probability, label and optional Grad-CAM for image files or folders", pn_cmd_predict},
@@ -21,7 +22,7 @@ static const pn_command commands[] = {
 static void usage(FILE *out)
 {
     fprintf(out, "pneumo %s: chest X-ray pneumonia screening toolkit\n"
-                 "Research and screening-assist tool, not a diagnostic device.\n\n"
+                 PN_DISCLAIMER "\n\n"
                  "usage: pneumo <command> [options]   (pneumo <command> --help for details)\n\n",
             PNEUMO_VERSION);
     for (const pn_command *c = commands; c->name; c++)

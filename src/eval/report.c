@@ -1,6 +1,7 @@
 /* pn_report_write: plots + metrics.json + one self-contained report.html
  * (plots embedded as base64 data URIs, so the file can be mailed alone). */
 #include "eval/eval_internal.h"
+#include "pneumo/disclaimer.h"
 #include "pneumo/os.h"
 
 #include <errno.h>
@@ -14,11 +15,9 @@
 #define MAX_LISTED_ERRORS 10
 
 static const char *const DISCLAIMER =
-    "Research and screening-assist tool, not a diagnostic device. These results describe this "
-    "model on this dataset only and do not establish clinical performance. Sensitivity and "
-    "specificity are both reported because a screening threshold trades one for the other: a "
-    "negative result does not rule out pneumonia, and every output must be reviewed by a "
-    "qualified clinician.";
+    PN_DISCLAIMER " These results describe this model on this dataset only and do not establish "
+    "clinical performance. Sensitivity and specificity are both reported because a screening "
+    "threshold trades one for the other: a negative result does not rule out pneumonia.";
 
 typedef struct report_ctx {
     const char *dir;

@@ -95,6 +95,9 @@ pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_o
                                    pn_error *err)
 {
     memset(out, 0, sizeof *out);
+    out->threshold = o->threshold >= 0 ? o->threshold : m->info.threshold;
+    if (!(out->threshold <= 1))
+        return pn_fail(err, PN_EINVAL, "threshold %g is not in [0, 1]", (double)out->threshold);
     size_t *idx = NULL, count = 0;
     int tile_size = o->tile_size > 0 ? o->tile_size : 160;
     pn_status st = pn_dataset_scan(dir, &out->ds, err);
@@ -114,6 +117,11 @@ pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_o
     free(idx);
     if (!st && out->n == 0)
         st = pn_fail(err, PN_EFORMAT, "no readable image in %s", dir);
+    if (!st)
+        st = pn_metrics_compute(out->prob, out->label, out->n, out->threshold, &out->metrics, err);
+    if (!st)
+        st = pn_metrics_bootstrap(out->prob, out->label, out->n, out->threshold,
+                                  o->bootstrap > 0 ? o->bootstrap : 1000, 1, &out->ci, err);
     if (st)
         pn_eval_set_free(out);
     return st;
@@ -131,39 +139,13 @@ void pn_eval_set_free(pn_eval_set *s)
     memset(s, 0, sizeof *s);
 }
 
-/* The column names pneumo train stores its curves under (card key "history"). */
-static const char *const history_keys[5] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
-
 int pn_model_history(const pn_model *m, pn_history *out)
 {
-    memset(out, 0, sizeof *out);
     json_t *card = json_loads(m->info.card_json, 0, NULL);
     json_t *h = card ? json_object_get(card, "history") : NULL;
-    size_t epochs = h ? json_array_size(json_object_get(h, history_keys[0])) : 0;
-    float *cols[5] = {0};
-    int ok = epochs > 0;
-    for (int k = 0; ok && k < 5; k++) {
-        json_t *a = json_object_get(h, history_keys[k]);
-        ok = (cols[k] = calloc(epochs, sizeof(float))) != NULL;
-        for (size_t e = 0; ok && e < epochs && e < json_array_size(a); e++)
-            cols[k][e] = (float)json_number_value(json_array_get(a, e));
-    }
+    char *text = h ? json_dumps(h, JSON_COMPACT) : NULL;
     json_decref(card);
-    if (!ok) {
-        for (int k = 0; k < 5; k++)
-            free(cols[k]);
-        return 0;
-    }
-    *out = (pn_history){epochs, cols[0], cols[1], cols[2], cols[3], cols[4]};
-    return 1;
-}
-
-void pn_model_history_free(pn_history *h)
-{
-    free((void *)h->train_loss);
-    free((void *)h->val_loss);
-    free((void *)h->train_acc);
-    free((void *)h->val_acc);
-    free((void *)h->val_auc);
-    memset(h, 0, sizeof *h);
+    int found = pn_history_from_json(text, out);
+    free(text);
+    return found;
 }

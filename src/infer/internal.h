@@ -33,8 +33,7 @@ typedef struct pn_model_member {
 } pn_model_member;
 
 struct pn_model {
-    pn_ctx *ctx;
-    int threads;
+    pn_ctx *ctx;               /* with the model's thread count */
     pn_model_member *members; /* [n_members]; the Grad-CAM is the mean of their maps */
     int n_members;
     int tta;                  /* views per member (1 = none); the model's stored choice or an override */

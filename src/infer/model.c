@@ -213,10 +213,9 @@ pn_status pn_model_load(const char *path, int threads, pn_model **out, pn_error 
     pn_model *m = calloc(1, sizeof *m);
     if (!m)
         return pn_fail(err, PN_ENOMEM, "out of memory");
-    m->threads = threads > 0 ? threads : omp_get_num_procs();
-    omp_set_num_threads(m->threads);
+    pn_ctx_options copt = {.threads = threads > 0 ? threads : omp_get_num_procs()};
     pn_st_file *f = NULL;
-    pn_status st = pn_ctx_create(&m->ctx, err);
+    pn_status st = pn_ctx_create_with(&copt, &m->ctx, err);
     if (!st)
         st = pn_st_open(path, &f, err);
     if (!st)

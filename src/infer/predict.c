@@ -2,7 +2,6 @@
  * scaled P(pneumonia) averaged over the model's members, image warnings and
  * the Grad-CAM map. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,7 +161,6 @@ pn_status pn_model_predict_image(pn_model *m, const pn_image *img, int want_cam,
                                  pn_error *err)
 {
     memset(out, 0, sizeof *out);
-    omp_set_num_threads(m->threads);
     out->width = img->src_w;
     out->height = img->src_h;
     out->is_color = img->is_color;
@@ -202,7 +200,6 @@ pn_status pn_model_predict_file(pn_model *m, const char *path, int want_cam, pn_
 
 pn_status pn_model_warm_up(pn_model *m, pn_error *err)
 {
-    omp_set_num_threads(m->threads);
     pn_status st = PN_OK;
     for (int i = 0; !st && i < m->n_members; i++) {
         pn_model_member *mb = &m->members[i];

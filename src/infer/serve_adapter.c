@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pneumo/disclaimer.h"
 #include "pneumo/infer_serve.h"
 #include "pneumo/overlay.h"
 
@@ -86,8 +87,7 @@ static char *model_json(const pn_model_info *info, int n_slots)
                              info->input_size, "channels", info->channels, "threshold",
                              (double)info->threshold, "classes", "NORMAL", "PNEUMONIA", "metrics",
                              json_or_empty(info->metrics_json), "card", json_or_empty(info->card_json),
-                             "workers", n_slots, "disclaimer",
-                             "Research and screening-assist tool, not a diagnostic device.");
+                             "workers", n_slots, "disclaimer", PN_DISCLAIMER);
     char *text = root ? json_dumps(root, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(root);
     return text;

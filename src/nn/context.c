@@ -1,4 +1,5 @@
 /* The oneDNN engine and stream a network runs on, and CPU capability checks. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,11 +24,17 @@ static const char *isa_name(dnnl_cpu_isa_t isa)
     }
 }
 
-pn_status pn_ctx_create(pn_ctx **out, pn_error *err)
+pn_status pn_ctx_create(pn_ctx **out, pn_error *err) { return pn_ctx_create_with(NULL, out, err); }
+
+pn_status pn_ctx_create_with(const pn_ctx_options *opt, pn_ctx **out, pn_error *err)
 {
+    *out = NULL;
+    if (opt && (opt->threads < 0 || opt->threads > 4096))
+        return pn_fail(err, PN_EINVAL, "thread count %d out of range (0-4096)", opt->threads);
     pn_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return pn_fail(err, PN_ENOMEM, "out of memory");
+    ctx->threads = opt ? opt->threads : 0;
     if (dnnl_engine_create(&ctx->engine, dnnl_cpu, 0) != dnnl_success) {
         free(ctx);
         return pn_fail(err, PN_EDNNL, "cannot create the oneDNN CPU engine");
@@ -66,4 +73,18 @@ void pn_ctx_destroy(pn_ctx *ctx)
 }
 
 int pn_ctx_has_native_bf16(const pn_ctx *ctx) { return ctx->native_bf16; }
+
+int pn_ctx_threads_enter(const pn_ctx *ctx)
+{
+    int saved = omp_get_max_threads();
+    if (ctx->threads > 0 && ctx->threads != saved)
+        omp_set_num_threads(ctx->threads);
+    return saved;
+}
+
+void pn_ctx_threads_leave(int saved)
+{
+    if (omp_get_max_threads() != saved)
+        omp_set_num_threads(saved);
+}
 const char *pn_ctx_isa_name(const pn_ctx *ctx) { return ctx->isa; }

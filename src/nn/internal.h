@@ -14,8 +14,15 @@ struct pn_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     int native_bf16;
+    int threads; /* pn_ctx_options.threads */
     char isa[32];
 };
+
+/* Applies ctx's thread count to the calling thread for one library call and
+ * returns what to restore: `int saved = pn_ctx_threads_enter(ctx); ...;
+ * pn_ctx_threads_leave(saved);` */
+int pn_ctx_threads_enter(const pn_ctx *ctx);
+void pn_ctx_threads_leave(int saved);
 
 /* An activation tensor (NHWC) and, for training, its gradient. */
 typedef struct pn_buf {
@@ -80,7 +87,6 @@ struct pn_net {
 
     int batch;            /* allocated batch size (activations) */
     int cur_n;            /* batch of the last forward */
-    int prim_n, prim_train; /* what the layers' primitives were built for */
     int trained_forward;  /* last forward kept training state */
     int can_train;        /* 0 after pn_net_fuse_for_inference */
     int calibrating_bn;   /* pn_net_recalibrate_bn in progress */
@@ -89,7 +95,6 @@ struct pn_net {
     void *scratch;        /* gradient accumulation scratch, largest activation */
     void **grad_pool;     /* gradient buffers shared by layers (see alloc_grads) */
     int n_grad_pool;
-    size_t scratch_bytes;
     int watch;            /* layer index watched for Grad-CAM, or -1 */
     float *watch_act, *watch_grad;
     void *relayout[PN_RELAYOUT_SLOTS]; /* see pn_relayout; grown on demand */

@@ -6,7 +6,7 @@
 #include "pneumo/os.h"
 #include "nn/vec.h"
 
-pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_error *err)
+static pn_status forward(pn_net *net, const float *input, int n, int mode, pn_error *err)
 {
     if (n <= 0)
         return pn_fail(err, PN_EINVAL, "batch size must be positive");
@@ -48,6 +48,14 @@ pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_er
     return PN_OK;
 }
 
+pn_status pn_net_forward(pn_net *net, const float *input, int n, int mode, pn_error *err)
+{
+    int saved = pn_ctx_threads_enter(net->ctx);
+    pn_status st = forward(net, input, n, mode, err);
+    pn_ctx_threads_leave(saved);
+    return st;
+}
+
 const float *pn_net_logits(pn_net *net) { return net->logits; }
 
 /* The watched gradient is complete (all consumers ran) just before the
@@ -65,7 +73,7 @@ static pn_status capture_watch_grad(pn_net *net, pn_error *err)
     return PN_OK;
 }
 
-pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
+static pn_status backward(pn_net *net, const float *dlogits, pn_error *err)
 {
     if (net->trained_forward == PN_FWD_INFER)
         return pn_fail(err, PN_EINVAL, "backward needs a preceding training (or gradient) forward pass");
@@ -90,6 +98,14 @@ pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
             l->prof_bwd_s += pn_clock_s() - t0;
     }
     return PN_OK;
+}
+
+pn_status pn_net_backward(pn_net *net, const float *dlogits, pn_error *err)
+{
+    int saved = pn_ctx_threads_enter(net->ctx);
+    pn_status st = backward(net, dlogits, err);
+    pn_ctx_threads_leave(saved);
+    return st;
 }
 
 pn_status pn_net_recalibrate_bn(pn_net *net, const float *input, int n, pn_error *err)

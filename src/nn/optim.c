@@ -166,7 +166,7 @@ static void adam_update(const pn_optim_config *c, pn_param *p, float *m, float *
     adam_range(p->data + begin, p->grad + begin, m + begin, v + begin, end - begin, &a);
 }
 
-float pn_optim_step(pn_optim *o, float lr)
+static float step(pn_optim *o, float lr)
 {
     float norm = grad_norm(o->net);
     float gscale = o->cfg.clip_norm > 0 && norm > o->cfg.clip_norm ? o->cfg.clip_norm / norm : 1.0f;
@@ -186,6 +186,14 @@ float pn_optim_step(pn_optim *o, float lr)
         }
     }
     pn_net_params_changed(o->net);
+    return norm;
+}
+
+float pn_optim_step(pn_optim *o, float lr)
+{
+    int saved = pn_ctx_threads_enter(o->net->ctx);
+    float norm = step(o, lr);
+    pn_ctx_threads_leave(saved);
     return norm;
 }
 

@@ -214,6 +214,8 @@ static pn_status add_meta_floats(pn_st_writer *w, const char *key, const float *
     return pn_st_writer_set_metadata(w, key, buf, err);
 }
 
+int pn_param_stored_bf16(const pn_param *p) { return !p->is_buffer && p->ndim > 1; }
+
 pn_status pn_net_save(const pn_net *net, const char *path, const pn_kv *meta, size_t n_meta,
                       int bf16_weights, pn_error *err)
 {
@@ -228,7 +230,7 @@ pn_status pn_net_save(const pn_net *net, const char *path, const pn_kv *meta, si
         int64_t shape[4];
         for (int k = 0; k < p->ndim; k++)
             shape[k] = p->shape[k];
-        pn_st_dtype dt = bf16_weights && !p->is_buffer && p->ndim > 1 ? PN_ST_BF16 : PN_ST_F32;
+        pn_st_dtype dt = bf16_weights && pn_param_stored_bf16(p) ? PN_ST_BF16 : PN_ST_F32;
         st = pn_st_writer_add_f32(w, p->name, dt, p->ndim, shape, p->data, err);
     }
     if (!st) st = pn_st_writer_set_metadata(w, "format", "pneumo", err);

@@ -42,9 +42,8 @@ static pn_status add_tensors(const trainer *t, pn_st_writer *w, pn_error *err)
     }
     int e = t->cfg->epochs;
     const float *hist[] = {t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc, t->h_val_auc};
-    const char *names[] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
-    for (int k = 0; !st && k < 5; k++)
-        st = add_vector(w, "history/", names[k], 1, &e, hist[k], err);
+    for (int k = 0; !st && k < PN_HISTORY_COLUMNS; k++)
+        st = add_vector(w, "history/", pn_history_keys[k], 1, &e, hist[k], err);
     return st;
 }
 
@@ -114,9 +113,8 @@ static pn_status read_tensors(trainer *t, pn_st_file *f, const char *path, pn_er
         off += p->numel;
     }
     float *hist[] = {t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc, t->h_val_auc};
-    const char *names[] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
-    for (int k = 0; !st && k < 5; k++)
-        st = read_vector(f, path, "history/", names[k], (size_t)t->cfg->epochs, hist[k], err);
+    for (int k = 0; !st && k < PN_HISTORY_COLUMNS; k++)
+        st = read_vector(f, path, "history/", pn_history_keys[k], (size_t)t->cfg->epochs, hist[k], err);
     pn_net_params_changed(t->net);
     return st;
 }

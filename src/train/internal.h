@@ -38,7 +38,6 @@ typedef struct trainer {
     size_t *val_index;          /* [n_val] cache (= dataset) indices of validation images */
     size_t n_val, n_train;
     float class_weights[3];
-    pn_history hist;
     float *h_train_loss, *h_val_loss, *h_train_acc, *h_val_acc, *h_val_auc;
     double t_start;
 } trainer;

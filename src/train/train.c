@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "pneumo/data.h"
+#include "pneumo/disclaimer.h"
 #include "pneumo/eval.h"
 #include "pneumo/os.h"
 #include "pneumo/safetensors.h"
@@ -165,7 +166,7 @@ static pn_status setup_net(trainer *t, pn_error *err)
 {
     const pn_train_config *c = t->cfg;
     pn_status st;
-    if ((st = pn_arch_read(c->arch, &t->arch_text, err)) || (st = pn_ctx_create(&t->ctx, err)))
+    if ((st = pn_arch_read(c->arch, &t->arch_text, err)) || (st = pn_ctx_create_with(&(pn_ctx_options){.threads = c->threads}, &t->ctx, err)))
         return st;
     pn_net_options o = {.channels = c->channels, .input_size = c->input_size, .classes = t->classes,
                         .precision = c->precision, .seed = c->seed};
@@ -435,25 +436,14 @@ char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_
     return s;
 }
 
-/* Temperature, thresholds and validation metrics of the best weights; writes model.safetensors. */
 /* The per-epoch curves as JSON (stored in the model for reports) and as history.png. */
-static char *history_json(trainer *t, int epochs, pn_error *err)
+static char *history_json(trainer *t, int epochs)
 {
-    const float *cols[] = {t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc, t->h_val_auc};
-    const char *names[] = {"train_loss", "val_loss", "train_acc", "val_acc", "val_auc"};
-    json_t *h = json_object();
-    for (int k = 0; k < 5; k++) {
-        json_t *a = json_array();
-        for (int e = 0; e < epochs; e++)
-            json_array_append_new(a, json_real(cols[k][e]));
-        json_object_set_new(h, names[k], a);
-    }
-    char *text = json_dumps(h, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    json_decref(h);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/history.png", t->cfg->out_dir);
     pn_history hist = {(size_t)epochs, t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc,
                        t->h_val_auc};
+    char *text = pn_history_to_json(&hist);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/history.png", t->cfg->out_dir);
     /* A missing picture does not fail training, so its error is not recorded:
      * err is written only on a failing path. */
     pn_plot_history(&hist, path, NULL);
@@ -475,7 +465,7 @@ static pn_status validate_as_deployed(trainer *t, pn_error *err)
     for (size_t i = 0; i < pn_net_param_count(t->net); i++) {
         const pn_param *src = pn_net_param(t->net, i);
         pn_param *dst = pn_net_param(deployed, i);
-        int as_bf16 = !src->is_buffer && src->ndim > 1; /* pn_net_save's rule */
+        int as_bf16 = pn_param_stored_bf16(src);
         for (size_t k = 0; k < src->numel; k++)
             dst->data[k] = as_bf16 ? pn_bf16_to_f32(pn_f32_to_bf16(src->data[k])) : src->data[k];
     }
@@ -512,6 +502,7 @@ static pn_status write_predictions(const trainer *t, pn_error *err)
     return fclose(f) ? pn_fail(err, PN_EIO, "%s: write failed", path) : PN_OK;
 }
 
+/* Temperature, thresholds and validation metrics of the best weights; writes model.safetensors. */
 static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_error *err)
 {
     double temperature = 1;
@@ -558,7 +549,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
         json_object_set_new(mj, "threshold_youden", json_real(youden.threshold));
         char *metrics = json_dumps(mj, JSON_COMPACT | JSON_REAL_PRECISION(6));
         char *recipe = pn_train_recipe_json(t->cfg, t, 1);
-        char *history = history_json(t, epochs_done, err);
+        char *history = history_json(t, epochs_done);
         char thr[32], thr_y[32], temp[32], secs[32], when[32], counts[96];
         snprintf(thr, sizeof thr, "%.6g", sens_op.threshold);
         snprintf(thr_y, sizeof thr_y, "%.6g", youden.threshold);
@@ -575,7 +566,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
                         {"class_names", t->classes == 3 ? "[\"NORMAL\",\"BACTERIAL\",\"VIRAL\"]" : "[\"NORMAL\",\"PNEUMONIA\"]"},
                         {"resize", t->cfg->letterbox ? "letterbox" : "squash"}, {"clahe", t->cfg->clahe ? "1" : "0"},
                         {"images", counts}, {"history", history ? history : "{}"},
-                        {"disclaimer", "Research and screening-assist tool; not a diagnostic device."}};
+                        {"disclaimer", PN_DISCLAIMER}};
         snprintf(res->model_path, sizeof res->model_path, "%s/model.safetensors", t->cfg->out_dir);
         st = pn_net_save(t->net, res->model_path, meta, sizeof meta / sizeof *meta, 1, err);
         free(metrics);
@@ -758,8 +749,6 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
 {
     trainer t = {.cfg = cfg, .t_start = pn_clock_s(), .classes = cfg->classes ? cfg->classes : 2};
     memset(res, 0, sizeof *res);
-    if (cfg->threads > 0)
-        omp_set_num_threads(cfg->threads);
     pn_status st = t.classes == 2 || t.classes == 3
                        ? pn_make_dir(cfg->out_dir, err)
                        : pn_fail(err, PN_EINVAL, "classes must be 2 or 3, got %d", t.classes);
