@@ -13,7 +13,7 @@
 
 typedef struct pn_model pn_model;
 
-#define PN_MAX_WARNINGS 4
+#define PN_MAX_WARNINGS 6
 
 typedef struct pn_model_info {
     const char *id;           /* content hash of the model file (first 16 hex of SHA-256) */

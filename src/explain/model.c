@@ -163,6 +163,8 @@ static void image_warnings(const pn_image *img, pn_prediction *p)
     double aspect = (double)img->src_w / img->src_h;
     if (aspect > 2.0 || aspect < 0.5)
         add_warning(p, "unusual aspect ratio for a chest X-ray");
+    for (int i = 0; i < img->n_notes && i < PN_IMAGE_MAX_NOTES; i++)
+        add_warning(p, img->notes[i]);
 }
 
 static pn_status preprocess(pn_model *m, const pn_image *img, pn_error *err)
