@@ -106,6 +106,10 @@ static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
     DcmElement *pixels = NULL;
     if (ds->findAndGetElement(DCM_PixelData, pixels).bad() || !pixels)
         return pn_fail(err, PN_EFORMAT, "%s: DICOM pixel data unreadable", name);
+    OFString photometric;
+    ds->findAndGetOFString(DCM_PhotometricInterpretation, photometric);
+    if (photometric.find("_422") != OFString_npos)
+        samples = 2; /* Y Y Cb Cr for every two pixels */
     uint64_t need = ((uint64_t)rows * cols * samples * alloc + 7) / 8; /* the first frame */
     if (pixels->getLength() < need)
         return pn_fail(err, PN_EFORMAT,
