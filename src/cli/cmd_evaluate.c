@@ -54,7 +54,7 @@ typedef struct eval_run {
     float *prob;
     int *label;
     const char **names;
-    size_t n, failed;
+    size_t n, failed, warned; /* warned: images predicted with at least one warning */
     double *cam_outside;
     size_t n_cam;
     pn_image tiles[GRID_TILES];
@@ -111,6 +111,13 @@ static int predict_all(pn_model *m, const char *dir, int holdout, int cam_stats,
             r->failed++;
             continue;
         }
+        if (p.n_warnings) {
+            r->warned++;
+            fprintf(stderr, "warning: %s:", s->path);
+            for (int k = 0; k < p.n_warnings; k++)
+                fprintf(stderr, "%s %s", k ? ";" : "", p.warnings[k]);
+            fputc('\n', stderr);
+        }
         if (p.cam)
             r->cam_outside[r->n_cam++] = pn_cam_fraction_outside(p.cam, p.cam_size, 0.1f, 0.1f, 0.9f, 0.9f);
         pn_prediction_clear(&p);
@@ -123,7 +130,7 @@ static int predict_all(pn_model *m, const char *dir, int holdout, int cam_stats,
             fprintf(stderr, "\r%zu/%zu images", i + 1, count);
     }
     free(idx);
-    fprintf(stderr, "\r%zu images evaluated, %zu unreadable\n", r->n, r->failed);
+    fprintf(stderr, "\r%zu images evaluated, %zu unreadable, %zu with warnings\n", r->n, r->failed, r->warned);
     return r->n ? 0 : (fprintf(stderr, "no readable image in %s\n", dir), 1);
 }
 
@@ -193,6 +200,8 @@ static int write_outputs(const pn_model_info *info, const char *dir, const eval_
             return 1;
         json_object_set_new(j, "model_id", json_string(info->id));
         json_object_set_new(j, "data", json_string(dir));
+        json_object_set_new(j, "images_unreadable", json_integer((json_int_t)r->failed));
+        json_object_set_new(j, "images_with_warnings", json_integer((json_int_t)r->warned));
         int rc = json_dump_file(j, json_path, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         json_decref(j);
         if (rc)
