@@ -499,6 +499,10 @@ static void malformed_files_are_clear_errors(void **state)
     }
     assert_true(relabelled >= 1);
     expect_error("j2k.dcm", d, n, PN_EUNSUPPORTED, "unsupported transfer syntax");
+    /* A transfer syntax DCMTK does not know at all (as HTJ2K is to 3.6.7). */
+    while ((ts = memmem(d, n, "1.2.840.10008.1.2.4.90", 22)))
+        ts[21] = '9';
+    expect_error("unknown-ts.dcm", d, n, PN_EUNSUPPORTED, "unsupported transfer syntax: 1.2.840.10008.1.2.4.99");
     free(d);
 }
 

@@ -24,6 +24,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dccodec.h>
 #include <dcmtk/dcmdata/dcpixel.h>
@@ -116,6 +117,19 @@ static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
                        "%s: DICOM pixel data holds %lu bytes, Rows x Columns need %llu", name,
                        (unsigned long)pixels->getLength(), (unsigned long long)need);
     return PN_OK;
+}
+
+/* A transfer syntax named in the meta header that DCMTK does not know (e.g.
+ * HTJ2K, Deflated Image Frame Compression): its pixel data cannot be read. */
+static pn_status check_meta_transfer_syntax(DcmFileFormat &ff, const char *name, pn_error *err)
+{
+    OFString uid;
+    if (ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad() || uid.empty() ||
+        DcmXfer(uid.c_str()).getXfer() != EXS_Unknown)
+        return PN_OK;
+    int printable = uid.size() <= 64 && uid.find_first_not_of("0123456789.") == OFString_npos;
+    return pn_fail(err, PN_EUNSUPPORTED, "%s: unsupported transfer syntax: %s", name,
+                   printable ? uid.c_str() : "(malformed UID)");
 }
 
 static pn_status check_transfer_syntax(DcmDataset *ds, const char *name, pn_error *err)
@@ -219,6 +233,8 @@ static pn_status decode(const uint8_t *data, size_t size, const char *name, pn_i
     DcmFileFormat ff;
     pn_status st = read_file_format(data, size, name, ff, err);
     DcmDataset *ds = ff.getDataset();
+    if (!st)
+        st = check_meta_transfer_syntax(ff, name, err);
     if (!st)
         st = check_transfer_syntax(ds, name, err);
     if (!st)
