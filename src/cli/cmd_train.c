@@ -65,9 +65,30 @@ static int parse_class_weights(const char *v, void *dest)
     return 0;
 }
 
+/* Recipe values live until exit, as the config points into them: they stay
+ * on this list (also when the config is dropped after a bad line). */
+typedef struct recipe_value {
+    struct recipe_value *next;
+    char text[];
+} recipe_value;
+static recipe_value *recipe_values;
+
+static const char *keep_recipe_value(const char *text)
+{
+    size_t n = strlen(text) + 1;
+    recipe_value *v = malloc(sizeof *v + n);
+    if (!v) {
+        fprintf(stderr, "pneumo train: out of memory\n");
+        return NULL;
+    }
+    memcpy(v->text, text, n);
+    v->next = recipe_values;
+    recipe_values = v;
+    return v->text;
+}
+
 /* A recipe is `key = value` lines with the option names (comments with #),
- * checked by the same parser as the command line. Its strings live until
- * exit, as the config points into them. */
+ * checked by the same parser as the command line. */
 static int read_recipe(const char *path, void *table)
 {
     FILE *f = fopen(path, "r");
@@ -95,7 +116,8 @@ static int read_recipe(const char *path, void *table)
             fprintf(stderr, "pneumo train: %s: a recipe cannot include another\n", where);
             rc = -1;
         } else {
-            rc = pn_opts_set("pneumo train", table, key, strdup(value), where) ? -1 : 0;
+            const char *kept = keep_recipe_value(value);
+            rc = !kept || pn_opts_set("pneumo train", table, key, kept, where) ? -1 : 0;
         }
     }
     fclose(f);
