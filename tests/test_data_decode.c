@@ -430,7 +430,7 @@ static uint32_t crc32_of(const uint8_t *p, size_t n)
 static void test_bad_inputs(void **state)
 {
     expect_file_error("empty.jpeg", "", 0, PN_EFORMAT, "empty");
-    expect_file_error("text.jpeg", "hello, not an image", 19, PN_EFORMAT, "not a JPEG or PNG");
+    expect_file_error("text.jpeg", "hello, not an image", 19, PN_EFORMAT, "not a JPEG, PNG or DICOM");
     expect_file_error("pic.bmp.jpeg", "BM\x36\0\0\0\0\0\0\0\x36\0\0\0", 14, PN_EUNSUPPORTED, "BMP");
     expect_file_error("anim.png", "GIF89a\x01\0\x01\0\0\0\0", 13, PN_EUNSUPPORTED, "GIF");
 

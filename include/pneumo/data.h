@@ -26,6 +26,8 @@ extern "C" {
 /* Decompression-bomb guard: headers announcing more pixels are refused before
  * anything is allocated. */
 #define PN_IMAGE_MAX_PIXELS (100u * 1000u * 1000u)
+/* Warnings a decoder can attach to an image (see pn_image.notes). */
+#define PN_IMAGE_MAX_NOTES 3
 
 typedef struct pn_image {
     int w, h;
@@ -36,11 +38,16 @@ typedef struct pn_image {
     int is_color;
     int orientation;  /* EXIF orientation that was applied (1 = none) */
     int src_w, src_h; /* the stored image's size (oriented), before any DCT down-scaling */
+    /* What the decoder wants said with every prediction on this image, e.g.
+     * "multi-frame DICOM: only the first frame was used" (never patient data). */
+    int n_notes;
+    char notes[PN_IMAGE_MAX_NOTES][160];
 } pn_image;
 
-/* Decodes JPEG (libjpeg-turbo) or PNG (libpng); the format is sniffed from
- * the magic bytes, never from the name. Colour becomes BT.601 luminance, EXIF
- * orientation is applied, alpha is dropped. When min_w/min_h > 0 a JPEG is
+/* Decodes JPEG (libjpeg-turbo), PNG (libpng) or DICOM (DCMTK); the format is
+ * sniffed from the magic bytes, never from the name. Colour becomes BT.601
+ * luminance, EXIF orientation is applied, alpha is dropped. 16-bit PNG and
+ * DICOM are mapped to 8 bits as docs/input-formats.md describes. When min_w/min_h > 0 a JPEG is
  * decoded with DCT scaling at the smallest scale whose (oriented) output is
  * still >= min_w x min_h, which makes huge images cheap to shrink later.
  * name is only used in error messages. Truncated or corrupt data, libjpeg
@@ -51,6 +58,16 @@ pn_status pn_image_decode_memory(const void *data, size_t size, const char *name
 pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image *out,
                                pn_error *err);
 void pn_image_free(pn_image *img);
+
+/* The format pn_image_decode_memory would decode these bytes as, from the
+ * magic bytes alone (DICOM with or without the 128-byte preamble). */
+typedef enum pn_image_format {
+    PN_FORMAT_UNKNOWN = 0,
+    PN_FORMAT_JPEG,
+    PN_FORMAT_PNG,
+    PN_FORMAT_DICOM
+} pn_image_format;
+pn_image_format pn_image_sniff(const void *data, size_t size);
 
 /* Writes an 8-bit grayscale PNG. */
 pn_status pn_image_write_png(const char *path, const pn_image *img, pn_error *err);

@@ -18,7 +18,7 @@
 
 typedef struct pn_model pn_model;
 
-#define PN_MAX_WARNINGS 4
+#define PN_MAX_WARNINGS 6
 /* Networks one model file may hold (an ensemble). */
 #define PN_MODEL_MAX_MEMBERS 16
 
@@ -67,7 +67,7 @@ int pn_model_members(const pn_model *m);
 int pn_model_classes(const pn_model *m);
 const pn_model_info *pn_model_get_info(const pn_model *m);
 
-/* Decodes an image file held in memory (JPEG or PNG), preprocesses it as in
+/* Decodes an image file held in memory (JPEG, PNG or DICOM), preprocesses it as in
  * training and predicts. want_cam adds a Grad-CAM map. */
 pn_status pn_model_predict_bytes(pn_model *m, const void *bytes, size_t size, int want_cam,
                                  pn_prediction *out, pn_error *err);
@@ -104,6 +104,7 @@ typedef struct pn_eval_options {
     int bootstrap;            /* bootstrap resamples for the CIs (0: 1000), seed 1 */
     /* Optional: called for every unreadable image and every 100 images. */
     void (*skipped)(void *user, const char *why);
+    void (*warned)(void *user, const char *path, const pn_prediction *p);
     void (*progress)(void *user, size_t done, size_t total);
     void *user;
 } pn_eval_options;
@@ -114,6 +115,7 @@ typedef struct pn_eval_set {
     int *label;               /* [n] true labels */
     const char **names;       /* [n] file paths (into ds) */
     size_t n, failed;         /* images evaluated, images unreadable */
+    size_t warned;            /* images predicted with at least one warning */
     double *cam_outside;      /* [n_cam] with cam_stats */
     size_t n_cam;
     pn_image tiles[PN_EVAL_MAX_TILES];

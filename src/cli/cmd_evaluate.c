@@ -24,6 +24,14 @@ static int usage(FILE *out)
 
 static void on_skipped(void *user, const char *why) { fprintf(stderr, "skipped: %s\n", why); }
 
+static void on_warned(void *user, const char *path, const pn_prediction *p)
+{
+    fprintf(stderr, "warning: %s:", path);
+    for (int k = 0; k < p->n_warnings; k++)
+        fprintf(stderr, "%s %s", k ? ";" : "", p->warnings[k]);
+    fputc('\n', stderr);
+}
+
 static void on_progress(void *user, size_t done, size_t total)
 {
     fprintf(stderr, "\r%zu/%zu images", done, total);
@@ -71,6 +79,8 @@ static int write_outputs(const pn_model *model, const char *dir, const pn_eval_s
             return 1;
         json_object_set_new(j, "model_id", json_string(info->id));
         json_object_set_new(j, "data", json_string(dir));
+        json_object_set_new(j, "images_unreadable", json_integer((json_int_t)r->failed));
+        json_object_set_new(j, "images_with_warnings", json_integer((json_int_t)r->warned));
         int rc = json_dump_file(j, json_path, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         json_decref(j);
         if (rc)
@@ -124,10 +134,10 @@ int pn_cmd_evaluate(int argc, char **argv)
     char *report = NULL;
     int rc = 1;
     pn_eval_options eo = {.holdout = holdout, .cam_stats = cam_stats, .threshold = thr, .skipped = on_skipped,
-                          .progress = on_progress};
+                          .warned = on_warned, .progress = on_progress};
     if (pn_model_load(model_path, threads, &m, &err) || pn_model_evaluate_folder(m, dir, &eo, &r, &err))
         goto fail;
-    fprintf(stderr, "\r%zu images evaluated, %zu unreadable\n", r.n, r.failed);
+    fprintf(stderr, "\r%zu images evaluated, %zu unreadable, %zu with warnings\n", r.n, r.failed, r.warned);
     if (pn_classification_report(&r.metrics, &report, &err))
         goto fail;
     print_summary(&r.metrics, &r.ci, report);

@@ -35,7 +35,7 @@ static int usage(FILE *out)
 {
     fprintf(out, "usage: pneumo predict [--model FILE] [--threshold T] [--format table|csv|json]\n"
                  "                      [--gradcam DIR] [--threads N] PATH...\n"
-                 "PATH: image files (JPEG, PNG) or folders (searched recursively).\n"
+                 "PATH: image files (JPEG, PNG, DICOM) or folders (searched recursively; .jpg .jpeg .png .dcm).\n"
                  PN_DISCLAIMER "\n");
     return out == stdout ? 0 : 2;
 }
@@ -43,7 +43,8 @@ static int usage(FILE *out)
 static int has_image_ext(const char *name)
 {
     const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png") ||
+                   !strcasecmp(dot, ".dcm"));
 }
 
 static void add_file(file_list *l, const char *path)
@@ -104,7 +105,7 @@ static void print_row(const predict_opts *o, json_t *arr, const char *path, cons
                       const char *error)
 {
     const char *label = error ? "" : p->probability >= o->threshold ? "PNEUMONIA" : "NORMAL";
-    char warn[700] = "";
+    char warn[PN_MAX_WARNINGS * 162] = "";
     for (int i = 0; !error && i < p->n_warnings; i++)
         snprintf(warn + strlen(warn), sizeof warn - strlen(warn), "%s%s", i ? "; " : "", p->warnings[i]);
     if (o->format == FMT_JSON) {

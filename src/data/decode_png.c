@@ -1,7 +1,10 @@
 /* PNG decoding with libpng. libpng errors and warnings both leave through
  * longjmp and become a pn_error. Ancillary chunks we would ignore anyway
  * (colour profiles, text, time) are skipped unparsed, so their harmless
- * quirks are not warnings and do not reject otherwise good files. */
+ * quirks are not warnings and do not reject otherwise good files.
+ * 16-bit samples are mapped to 8 bits the way DICOM maps stored values
+ * without a window (docs/input-formats.md): the full range of the sBIT
+ * significant bits when the file has sBIT, else the min-max of the values. */
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +44,52 @@ static void read_memory(png_structp png, png_bytep out, png_size_t n)
 
 static void skip_unused_chunks(png_structp png)
 {
-    static const png_byte unused[] = "iCCP\0sRGB\0cHRM\0gAMA\0sBIT\0bKGD\0hIST\0pHYs\0sPLT\0"
+    static const png_byte unused[] = "iCCP\0sRGB\0cHRM\0gAMA\0bKGD\0hIST\0pHYs\0sPLT\0"
                                      "tIME\0tEXt\0zTXt\0iTXt\0eXIf\0";
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, unused,
                                 (int)(sizeof unused - 1) / 5);
+}
+
+/* Significant bits of the 16-bit colour samples from sBIT (largest of R, G,
+ * B for colour), or 0 when the file has none. */
+static int significant_bits(png_structp png, png_infop info)
+{
+    png_color_8p sig = NULL;
+    if (png_get_bit_depth(png, info) != 16 || !png_get_sBIT(png, info, &sig) || !sig)
+        return 0;
+    int bits = sig->gray;
+    if (png_get_color_type(png, info) & PNG_COLOR_MASK_COLOR)
+        bits = sig->red > sig->green ? sig->red : sig->green, bits = bits > sig->blue ? bits : sig->blue;
+    return bits >= 1 && bits <= 16 ? bits : 0;
+}
+
+static unsigned sample16(const uint8_t *buf, size_t i) { return (unsigned)buf[2 * i] << 8 | buf[2 * i + 1]; }
+
+/* In place: n big-endian 16-bit samples -> n 8-bit samples at the start of
+ * buf. With sig_bits s, [0, 2^s - 1] maps to [0, 255]; values are taken as
+ * stored left-shifted (the PNG rule) unless they all fit in s bits (written
+ * unshifted, as many converters do). Without sig_bits, [min, max] of the
+ * values maps to [0, 255] (a flat image keeps its high byte). */
+static void map_16_to_8(uint8_t *buf, size_t n, int sig_bits)
+{
+    unsigned lo = 65535, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = sample16(buf, i);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    unsigned shift = 0;
+    if (sig_bits) {
+        unsigned top = (1u << sig_bits) - 1;
+        shift = hi > top ? 16 - (unsigned)sig_bits : 0;
+        lo = 0;
+        hi = top;
+    }
+    uint64_t range = hi - lo;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = sample16(buf, i) >> shift;
+        buf[i] = range ? (uint8_t)(((uint64_t)(v - lo) * 255 + range / 2) / range) : (uint8_t)(v >> 8);
+    }
 }
 
 static pn_status decode(png_structp png, png_infop info, png_ctx *ctx, const char *name,
@@ -58,23 +103,26 @@ static pn_status decode(png_structp png, png_infop info, png_ctx *ctx, const cha
     if ((uint64_t)w * h > PN_IMAGE_MAX_PIXELS)
         return pn_fail(err, PN_ELIMIT, "%s: PNG is %ux%u, more than the %u pixel limit", name,
                        (unsigned)w, (unsigned)h, PN_IMAGE_MAX_PIXELS);
+    int sig_bits = significant_bits(png, info);
     png_set_expand(png);     /* palette -> RGB, low bit depths -> 8, tRNS -> alpha */
-    png_set_scale_16(png);
     png_set_strip_alpha(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     size_t comps = png_get_channels(png, info);
+    size_t bytes = png_get_bit_depth(png, info) == 16 ? 2 : 1;
     if (comps != 1 && comps != 3)
         return pn_fail(err, PN_EINTERNAL, "%s: PNG gave %zu channels after expansion", name, comps);
-    ctx->raw = malloc((size_t)w * h * comps);
+    ctx->raw = malloc((size_t)w * h * comps * bytes);
     ctx->rows = malloc(h * sizeof *ctx->rows);
     if (!ctx->raw || !ctx->rows)
         return pn_fail(err, PN_ENOMEM, "%s: out of memory for a %ux%u PNG", name, (unsigned)w,
                        (unsigned)h);
     for (png_uint_32 y = 0; y < h; y++)
-        ctx->rows[y] = ctx->raw + (size_t)y * w * comps;
+        ctx->rows[y] = ctx->raw + (size_t)y * w * comps * bytes;
     png_read_image(png, ctx->rows);
     png_read_end(png, NULL);
+    if (bytes == 2)
+        map_16_to_8(ctx->raw, (size_t)w * h * comps, sig_bits);
 
     out->w = out->src_w = (int)w;
     out->h = out->src_h = (int)h;

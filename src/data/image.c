@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/decode_dicom.h"
 #include "data/internal.h"
 
 #define MAX_FILE_BYTES (1024u * 1024u * 1024u)
@@ -20,13 +21,48 @@ static const char *other_format(const uint8_t *d, size_t n)
         return "TIFF";
     if (n >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4))
         return "WebP";
-    if (n >= 132 && !memcmp(d + 128, "DICM", 4))
-        return "DICOM";
     if (n >= 12 && !memcmp(d, "\0\0\0\x0cjP  ", 8))
         return "JPEG 2000";
     if (n >= 12 && !memcmp(d + 4, "ftyp", 4))
         return "HEIF/AVIF";
     return NULL;
+}
+
+static int is_jpeg(const uint8_t *d, size_t n)
+{
+    return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF;
+}
+
+static int is_png(const uint8_t *d, size_t n)
+{
+    return n >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8);
+}
+
+/* Part 10 ("DICM" after the preamble), or a bare data set whose first element
+ * is in group 0002 (meta) or 0008 (identification): little endian (explicit
+ * or implicit VR) or big endian. */
+static int is_dicom(const uint8_t *d, size_t n)
+{
+    if (n >= 132 && !memcmp(d + 128, "DICM", 4))
+        return 1;
+    if (n < 8)
+        return 0;
+    unsigned group_le = d[0] | d[1] << 8, elem_le = d[2] | d[3] << 8;
+    unsigned group_be = d[0] << 8 | d[1], elem_be = d[2] << 8 | d[3];
+    if (group_le == 0x0002 || (group_le == 0x0008 && elem_le < 0x0100))
+        return 1;
+    return group_be == 0x0008 && elem_be < 0x0100;
+}
+
+pn_image_format pn_image_sniff(const void *data, size_t size)
+{
+    const uint8_t *d = data;
+    if (!d)
+        return PN_FORMAT_UNKNOWN;
+    return is_jpeg(d, size) ? PN_FORMAT_JPEG
+           : is_png(d, size) ? PN_FORMAT_PNG
+           : is_dicom(d, size) ? PN_FORMAT_DICOM
+                               : PN_FORMAT_UNKNOWN;
 }
 
 pn_status pn_image_decode_memory(const void *data, size_t size, const char *name, int min_w,
@@ -38,15 +74,17 @@ pn_status pn_image_decode_memory(const void *data, size_t size, const char *name
         name = "<memory>";
     if (!d || size == 0)
         return pn_fail(err, PN_EFORMAT, "%s: empty file", name);
-    if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
-        return pn_decode_jpeg(d, size, name, min_w, min_h, out, err);
-    if (size >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8))
-        return pn_decode_png(d, size, name, out, err);
+    switch (pn_image_sniff(d, size)) {
+    case PN_FORMAT_JPEG: return pn_decode_jpeg(d, size, name, min_w, min_h, out, err);
+    case PN_FORMAT_PNG: return pn_decode_png(d, size, name, out, err);
+    case PN_FORMAT_DICOM: return pn_decode_dicom(d, size, name, out, err);
+    case PN_FORMAT_UNKNOWN: break;
+    }
     const char *other = other_format(d, size);
     if (other)
-        return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG or PNG)",
+        return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG, PNG or DICOM)",
                        name, other);
-    return pn_fail(err, PN_EFORMAT, "%s: not a JPEG or PNG image (unknown file signature)", name);
+    return pn_fail(err, PN_EFORMAT, "%s: not a JPEG, PNG or DICOM image (unknown file signature)", name);
 }
 
 pn_status pn_read_file(const char *path, uint8_t **data, size_t *size, pn_error *err)

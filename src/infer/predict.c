@@ -24,6 +24,8 @@ static void image_warnings(const pn_image *img, pn_prediction *p)
     double aspect = (double)img->src_w / img->src_h;
     if (aspect > 2.0 || aspect < 0.5)
         add_warning(p, "unusual aspect ratio for a chest X-ray");
+    for (int i = 0; i < img->n_notes && i < PN_IMAGE_MAX_NOTES; i++)
+        add_warning(p, img->notes[i]);
 }
 
 /* img -> mb->input: resized (and equalised) as the member was trained, then

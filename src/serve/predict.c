@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pneumo/data.h"
 #include "pneumo/sha256.h"
 #include "serve/base64.h"
 #include "serve/internal.h"
@@ -36,8 +37,8 @@ static int type_is(const char *content_type, const char *mime)
 
 int predict_content_type_ok(const char *content_type)
 {
-    static const char *const accepted[] = {"image/jpeg", "image/jpg", "image/png", "application/octet-stream",
-                                           "multipart/form-data"};
+    static const char *const accepted[] = {"image/jpeg", "image/jpg", "image/png", "application/dicom",
+                                           "application/octet-stream", "multipart/form-data"};
     if (!content_type || !*content_type)
         return 1;
     for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++)
@@ -49,10 +50,7 @@ int predict_content_type_ok(const char *content_type)
 /* The format comes from the bytes, never from a name or a header. */
 static int sniff_image(const unsigned char *b, size_t n)
 {
-    static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
-        return 1;
-    return n >= 8 && !memcmp(b, png, 8);
+    return pn_image_sniff(b, n) != PN_FORMAT_UNKNOWN;
 }
 
 static int parse_threshold(const char *text, double *out)
@@ -159,7 +157,9 @@ static json_t *audit_json(pn_server *s, struct MHD_Connection *c, const predict_
     pn_sha256_hex(digest, hex);
     client_address(c, client, sizeof client);
     const pn_predictor *pr = s->predictor;
-    pn_audit_record rec = {.image_sha256 = hex, .file_name = in->file_name, .image_bytes = (int64_t)in->size,
+    /* DICOM file names often carry patient identifiers: the audit keeps only the hash. */
+    const char *file_name = pn_image_sniff(in->bytes, in->size) == PN_FORMAT_DICOM ? NULL : in->file_name;
+    pn_audit_record rec = {.image_sha256 = hex, .file_name = file_name, .image_bytes = (int64_t)in->size,
                            .width = p->width, .height = p->height, .model_id = pr->model_id,
                            .model_version = pr->model_version, .probability = p->probability,
                            .threshold = in->threshold, .label = label, .latency_ms = latency_ms,
@@ -266,7 +266,7 @@ enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *
         ok = send_error(s, c, r, MHD_HTTP_BAD_REQUEST,
                         "empty upload: send the image as the body or as multipart field 'file'");
     else if (!sniff_image(in.bytes, in.size))
-        ok = send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the upload is neither a JPEG nor a PNG image");
+        ok = send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the upload is not a JPEG, PNG or DICOM image");
     else
         ok = run_prediction(s, c, r, &in);
     free(form);

@@ -176,8 +176,8 @@ static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, reques
     const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (!predict_content_type_ok(type))
         return send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                          "unsupported Content-Type: send image/jpeg, image/png, application/octet-stream "
-                          "or multipart/form-data");
+                          "unsupported Content-Type: send image/jpeg, image/png, application/dicom, "
+                          "application/octet-stream or multipart/form-data");
     if (known && announced > 0) {
         r->body = malloc(announced);
         if (!r->body)

@@ -1,0 +1,264 @@
+/* DICOM decoding with DCMTK (dcmdata + dcmimgle), the only C++ in pneumo; the
+ * rest of the code sees the C function pn_decode_dicom (data/decode_dicom.h).
+ *
+ * What a file becomes (docs/input-formats.md says the same for users):
+ * - DICOM Part 10 with or without preamble/meta header, any uncompressed
+ *   transfer syntax, and the compressed ones DCMTK decodes (JPEG baseline,
+ *   extended, lossless; JPEG-LS; RLE). Others (JPEG 2000, ...) are refused
+ *   with "unsupported transfer syntax".
+ * - Grayscale: modality transform (Rescale Slope/Intercept or Modality LUT),
+ *   then the first VOI LUT in the file, else the first Window Center/Width,
+ *   else the min-max of the frame's values; MONOCHROME1 is inverted so bone
+ *   is white. Overlay planes are not drawn. The result is DCMTK's own 8-bit
+ *   rendering, identical to `dcm2pnm --no-overlays` with +Wl 1 / +Wi 1 / +Wm.
+ * - Colour (RGB, YBR, palette): rendered to RGB, then BT.601 luminance.
+ * - Multi-frame: the first frame, with a warning.
+ * - Modality not CR/DX/DR, or BodyPartExamined / ViewPosition saying it is not
+ *   a frontal chest: a warning on the image (shown with every prediction).
+ * No attribute value other than those three (and geometry) is ever read, so
+ * no patient attribute can reach a message. DCMTK's own logger is switched
+ * off for the same reason. */
+#include <dcmtk/config/osconfig.h>
+
+#include <dcmtk/dcmdata/dcdatset.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcistrmb.h>
+#include <dcmtk/dcmdata/dcmetinf.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dccodec.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmimage/diregist.h> /* colour images */
+#include <dcmtk/dcmimgle/dcmimage.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <pthread.h>
+#include <string.h>
+#include <strings.h>
+
+#include <new>
+
+#include "data/decode_dicom.h"
+extern "C" {
+#include "data/internal.h"
+}
+
+static pthread_once_t codecs_once = PTHREAD_ONCE_INIT;
+
+/* DCMTK keeps its codecs and logger in process-wide tables: set them up once. */
+static void register_codecs(void)
+{
+    OFLog::configure(OFLogger::OFF_LOG_LEVEL);
+    DJDecoderRegistration::registerCodecs();
+    DJLSDecoderRegistration::registerCodecs();
+    DcmRLEDecoderRegistration::registerCodecs();
+}
+
+static pn_status read_file_format(const uint8_t *data, size_t size, const char *name,
+                                  DcmFileFormat &ff, pn_error *err)
+{
+    DcmInputBufferStream in;
+    in.setBuffer(data, (offile_off_t)size);
+    in.setEos();
+    ff.transferInit();
+    OFCondition cond = ff.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+    ff.transferEnd();
+    if (cond.bad())
+        return pn_fail(err, PN_EFORMAT, "%s: corrupt or truncated DICOM: %s", name, cond.text());
+    return PN_OK;
+}
+
+static Uint16 get_u16(DcmDataset *ds, const DcmTagKey &tag)
+{
+    Uint16 v = 0;
+    return ds->findAndGetUint16(tag, v).good() ? v : 0;
+}
+
+static long get_frames(DcmDataset *ds)
+{
+    Sint32 v = 1;
+    return ds->findAndGetSint32(DCM_NumberOfFrames, v).good() && v > 1 ? v : 1;
+}
+
+/* Refuses what cannot be an image, or one too large, before DCMTK allocates. */
+static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
+{
+    if (!ds->tagExists(DCM_PixelData))
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM file has no pixel data (not an image)", name);
+    Uint16 rows = get_u16(ds, DCM_Rows), cols = get_u16(ds, DCM_Columns);
+    Uint16 samples = get_u16(ds, DCM_SamplesPerPixel), alloc = get_u16(ds, DCM_BitsAllocated);
+    if (rows == 0 || cols == 0)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM image has no Rows/Columns", name);
+    if ((uint64_t)rows * cols > PN_IMAGE_MAX_PIXELS)
+        return pn_fail(err, PN_ELIMIT, "%s: DICOM image is %ux%u, more than the %u pixel limit",
+                       name, (unsigned)cols, (unsigned)rows, PN_IMAGE_MAX_PIXELS);
+    if (samples != 1 && samples != 3)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM Samples per Pixel %u (expected 1 or 3)", name,
+                       (unsigned)samples);
+    if (alloc != 1 && alloc != 8 && alloc != 16 && alloc != 32)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM Bits Allocated %u is not supported", name,
+                       (unsigned)alloc);
+    DcmXfer xfer(ds->getOriginalXfer());
+    if (xfer.isEncapsulated())
+        return PN_OK; /* the codec checks its own fragments */
+    DcmElement *pixels = NULL;
+    if (ds->findAndGetElement(DCM_PixelData, pixels).bad() || !pixels)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM pixel data unreadable", name);
+    OFString photometric;
+    ds->findAndGetOFString(DCM_PhotometricInterpretation, photometric);
+    if (photometric.find("_422") != OFString_npos)
+        samples = 2; /* Y Y Cb Cr for every two pixels */
+    uint64_t need = ((uint64_t)rows * cols * samples * alloc + 7) / 8; /* the first frame */
+    if (pixels->getLength() < need)
+        return pn_fail(err, PN_EFORMAT,
+                       "%s: DICOM pixel data holds %lu bytes, Rows x Columns need %llu", name,
+                       (unsigned long)pixels->getLength(), (unsigned long long)need);
+    return PN_OK;
+}
+
+/* A transfer syntax named in the meta header that DCMTK does not know (e.g.
+ * HTJ2K, Deflated Image Frame Compression): its pixel data cannot be read. */
+static pn_status check_meta_transfer_syntax(DcmFileFormat &ff, const char *name, pn_error *err)
+{
+    OFString uid;
+    if (ff.getMetaInfo()->findAndGetOFString(DCM_TransferSyntaxUID, uid).bad() || uid.empty() ||
+        DcmXfer(uid.c_str()).getXfer() != EXS_Unknown)
+        return PN_OK;
+    int printable = uid.size() <= 64 && uid.find_first_not_of("0123456789.") == OFString_npos;
+    return pn_fail(err, PN_EUNSUPPORTED, "%s: unsupported transfer syntax: %s", name,
+                   printable ? uid.c_str() : "(malformed UID)");
+}
+
+static pn_status check_transfer_syntax(DcmDataset *ds, const char *name, pn_error *err)
+{
+    E_TransferSyntax xs = ds->getOriginalXfer();
+    DcmXfer xfer(xs);
+    if (xs == EXS_Unknown)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM transfer syntax not recognised", name);
+    if (xfer.isEncapsulated() && !DcmCodecList::canChangeCoding(xs, EXS_LittleEndianExplicit))
+        return pn_fail(err, PN_EUNSUPPORTED, "%s: unsupported transfer syntax: %s (%s)", name,
+                       xfer.getXferName(), xfer.getXferID());
+    return PN_OK;
+}
+
+static void add_note(pn_image *img, const char *text)
+{
+    if (img->n_notes < PN_IMAGE_MAX_NOTES)
+        snprintf(img->notes[img->n_notes++], sizeof img->notes[0], "%s", text);
+}
+
+static int is_one_of(const char *value, const char *const *list)
+{
+    for (; *list; list++)
+        if (!strcasecmp(value, *list))
+            return 1;
+    return 0;
+}
+
+/* Only Modality, BodyPartExamined and ViewPosition are read here: never a
+ * patient attribute. The note names the attribute, not its value. */
+static void acquisition_notes(DcmDataset *ds, long frames, pn_image *img)
+{
+    static const char *const radiography[] = {"CR", "DX", "DR", NULL};
+    static const char *const chest[] = {"CHEST", "THORAX", "LUNG", "LUNGS", NULL};
+    static const char *const frontal[] = {"PA", "AP", "POSTERO-ANTERIOR", "ANTERO-POSTERIOR", NULL};
+    OFString modality, body, view;
+    ds->findAndGetOFString(DCM_Modality, modality);
+    ds->findAndGetOFString(DCM_BodyPartExamined, body);
+    ds->findAndGetOFString(DCM_ViewPosition, view);
+    char text[160];
+    if (!is_one_of(modality.c_str(), radiography)) {
+        snprintf(text, sizeof text, "DICOM Modality is %.16s, not CR/DX/DR: this may not be a radiograph",
+                 modality.empty() ? "missing" : modality.c_str());
+        add_note(img, text);
+    }
+    if ((!body.empty() && !is_one_of(body.c_str(), chest)) ||
+        (!view.empty() && !is_one_of(view.c_str(), frontal)))
+        add_note(img, "DICOM BodyPartExamined/ViewPosition say this is not a frontal chest view");
+    if (frames > 1) {
+        snprintf(text, sizeof text, "multi-frame DICOM (%ld frames): only the first frame was used",
+                 frames);
+        add_note(img, text);
+    }
+}
+
+/* The documented windowing: first VOI LUT, else first window, else min-max. */
+static int apply_voi(DicomImage &di)
+{
+    if (!di.isMonochrome())
+        return 1;
+    di.hideAllOverlays();
+    if (di.getVoiLutCount() > 0)
+        return di.setVoiLut(0);
+    if (di.getWindowCount() > 0)
+        return di.setWindow(0);
+    return di.setMinMaxWindow(0);
+}
+
+static pn_status render(DcmFileFormat &ff, const char *name, pn_image *out, pn_error *err)
+{
+    DcmDataset *ds = ff.getDataset();
+    DicomImage di(&ff, ds->getOriginalXfer(),
+                  CIF_UsePartialAccessToPixelData | CIF_NeverAccessEmbeddedOverlays, 0, 1);
+    if (di.getStatus() != EIS_Normal)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM image cannot be rendered: %s", name,
+                       DicomImage::getString(di.getStatus()));
+    if (!apply_voi(di))
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM VOI windowing failed", name);
+    unsigned long w = di.getWidth(), h = di.getHeight();
+    const uint8_t *rendered = (const uint8_t *)di.getOutputData(8, 0, 0);
+    if (!rendered || w == 0 || h == 0 || (uint64_t)w * h > PN_IMAGE_MAX_PIXELS)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM pixel data cannot be decoded: %s", name,
+                       DicomImage::getString(di.getStatus()));
+    size_t n = (size_t)w * h;
+    out->pixels = (uint8_t *)malloc(n);
+    if (!out->pixels)
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory for a %lux%lu DICOM image", name, w, h);
+    if (di.isMonochrome())
+        memcpy(out->pixels, rendered, n);
+    else
+        out->is_color = pn_rgb_to_gray(rendered, n, out->pixels); /* interleaved RGB */
+    out->w = out->src_w = (int)w;
+    out->h = out->src_h = (int)h;
+    out->orientation = 1;
+    return PN_OK;
+}
+
+static pn_status decode(const uint8_t *data, size_t size, const char *name, pn_image *out,
+                        pn_error *err)
+{
+    DcmFileFormat ff;
+    pn_status st = read_file_format(data, size, name, ff, err);
+    DcmDataset *ds = ff.getDataset();
+    if (!st)
+        st = check_meta_transfer_syntax(ff, name, err);
+    if (!st)
+        st = check_transfer_syntax(ds, name, err);
+    if (!st)
+        st = check_geometry(ds, name, err);
+    if (!st)
+        st = render(ff, name, out, err);
+    if (!st)
+        acquisition_notes(ds, get_frames(ds), out);
+    return st;
+}
+
+extern "C" pn_status pn_decode_dicom(const uint8_t *data, size_t size, const char *name,
+                                     pn_image *out, pn_error *err)
+{
+    pthread_once(&codecs_once, register_codecs);
+    pn_status st;
+    try {
+        st = decode(data, size, name, out, err);
+    } catch (const std::bad_alloc &) {
+        st = pn_fail(err, PN_ENOMEM, "%s: out of memory decoding DICOM", name);
+    } catch (...) {
+        st = pn_fail(err, PN_EINTERNAL, "%s: DICOM decoder failed", name);
+    }
+    if (st)
+        pn_image_free(out);
+    return st;
+}
