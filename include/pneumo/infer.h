@@ -48,6 +48,13 @@ pn_status pn_model_load(const char *path, int threads, pn_model **out, pn_error 
 void pn_model_free(pn_model *m);
 const pn_model_info *pn_model_get_info(const pn_model *m);
 
+/* A model's networks, for exporters: member i's network (fused for inference,
+ * fp32) and the temperature its logits are divided by. A model's probability
+ * is the mean of its members' softmax(logits / temperature) probabilities. */
+int pn_model_member_count(const pn_model *m);
+const struct pn_net *pn_model_member_net(const pn_model *m, int i);
+float pn_model_member_temperature(const pn_model *m, int i);
+
 /* Decodes an image file held in memory (JPEG or PNG), preprocesses it as in
  * training and predicts. want_cam adds a Grad-CAM map. */
 pn_status pn_model_predict_bytes(pn_model *m, const void *bytes, size_t size, int want_cam,
