@@ -3,7 +3,7 @@
  * activation) read back with protobuf-c are well formed: opset, typed input
  * and output, every node input defined before use, batch norms as nodes in
  * an unfused net and folded into their convolutions after
- * pn_net_fuse_for_inference. ONNX Runtime's numbers are checked by
+ * pn_net_fuse_for_inference; an ensemble is its members' Mean. ONNX Runtime's numbers are checked by
  * tests/onnx_export_test.sh. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +39,13 @@ static void test_unmapped_layers_are_named(void **state)
     emit_fails_naming(&d, "layer 'stem': activation 99 has no ONNX mapping");
 }
 
-static pn_net *all_kinds_net(void)
+static pn_net *all_kinds_net_sized(int input_size)
 {
     char path[4096], *text = NULL;
     pn_error err = {0};
     pn_net *net = NULL;
     snprintf(path, sizeof path, "%s/tests/onnx/all_kinds.cfg", pn_test_source_dir());
-    pn_net_options opt = {.seed = 3};
+    pn_net_options opt = {.seed = 3, .input_size = input_size};
     assert_int_equal(pn_arch_read(path, &text, &err), PN_OK);
     if (pn_net_create(g_ctx, text, &opt, &net, &err))
         fail_msg("%s", err.msg);
@@ -53,14 +53,15 @@ static pn_net *all_kinds_net(void)
     return net;
 }
 
-static Onnx__ModelProto *export_and_read(const pn_net *net, float temperature)
+static pn_net *all_kinds_net(void) { return all_kinds_net_sized(0); }
+
+static Onnx__ModelProto *export_members_and_read(const pn_export_member *m, int n)
 {
     char path[4096];
     pn_error err = {0};
     snprintf(path, sizeof path, "%s/model.onnx", pn_test_tmpdir());
-    pn_export_member m = {net, temperature};
     pn_kv meta[] = {{"pneumo.threshold", "0.5"}};
-    if (pn_export_onnx(&m, meta, 1, path, &err))
+    if (pn_export_onnx(m, n, meta, 1, path, &err))
         fail_msg("%s", err.msg);
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
@@ -74,6 +75,12 @@ static Onnx__ModelProto *export_and_read(const pn_net *net, float temperature)
     free(buf);
     assert_non_null(model);
     return model;
+}
+
+static Onnx__ModelProto *export_and_read(const pn_net *net, float temperature)
+{
+    pn_export_member m = {net, temperature};
+    return export_members_and_read(&m, 1);
 }
 
 static int defined(char **names, size_t n, const char *name)
@@ -146,6 +153,51 @@ static void test_all_kinds_unfused_and_fused(void **state)
     pn_net_destroy(net);
 }
 
+/* Two members: their own nodes under m0/ and m1/, then the Mean of their probabilities. */
+static void test_ensemble_is_the_mean_of_members(void **state)
+{
+    (void)state;
+    pn_net *a = all_kinds_net(), *b = all_kinds_net();
+    pn_export_member m[2] = {{a, 1.5f}, {b, 0.5f}};
+    Onnx__ModelProto *model = export_members_and_read(m, 2);
+    const Onnx__GraphProto *g = model->graph;
+    const Onnx__NodeProto *last = g->node[g->n_node - 1];
+    assert_string_equal(last->op_type, "Mean");
+    assert_string_equal(last->output[0], "probabilities");
+    assert_int_equal(last->n_input, 2);
+    assert_string_equal(last->input[0], "m0/probabilities");
+    assert_string_equal(last->input[1], "m1/probabilities");
+    int temperatures = 0;
+    for (size_t i = 0; i < g->n_initializer; i++) {
+        float t;
+        memcpy(&t, g->initializer[i]->raw_data.data, sizeof t);
+        if (!strcmp(g->initializer[i]->name, "m0/head.temperature"))
+            temperatures += t == 1.5f;
+        if (!strcmp(g->initializer[i]->name, "m1/head.temperature"))
+            temperatures += t == 0.5f;
+    }
+    assert_int_equal(temperatures, 2);
+    onnx__model_proto__free_unpacked(model, NULL);
+    pn_net_destroy(a);
+    pn_net_destroy(b);
+}
+
+/* One graph input, so members must share the input size. */
+static void test_ensemble_sizes_must_match(void **state)
+{
+    (void)state;
+    pn_net *a = all_kinds_net(), *b = all_kinds_net_sized(48);
+    pn_export_member m[2] = {{a, 1}, {b, 1}};
+    pn_error err = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/never.onnx", pn_test_tmpdir());
+    assert_int_equal(pn_export_onnx(m, 2, NULL, 0, path, &err), PN_EUNSUPPORTED);
+    assert_non_null(strstr(err.msg, "member 1 takes 48 pixels"));
+    assert_int_equal(pn_export_onnx(m, 0, NULL, 0, path, &err), PN_EINVAL);
+    pn_net_destroy(a);
+    pn_net_destroy(b);
+}
+
 static void test_bad_temperature_is_refused(void **state)
 {
     (void)state;
@@ -154,7 +206,7 @@ static void test_bad_temperature_is_refused(void **state)
     char path[4096];
     snprintf(path, sizeof path, "%s/never.onnx", pn_test_tmpdir());
     pn_export_member m = {net, 0};
-    assert_int_equal(pn_export_onnx(&m, NULL, 0, path, &err), PN_EINVAL);
+    assert_int_equal(pn_export_onnx(&m, 1, NULL, 0, path, &err), PN_EINVAL);
     FILE *f = fopen(path, "rb");
     assert_null(f);
     pn_net_destroy(net);
@@ -165,6 +217,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unmapped_layers_are_named),
         cmocka_unit_test(test_all_kinds_unfused_and_fused),
+        cmocka_unit_test(test_ensemble_is_the_mean_of_members),
+        cmocka_unit_test(test_ensemble_sizes_must_match),
         cmocka_unit_test(test_bad_temperature_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -21,10 +21,13 @@ typedef struct pn_export_member {
     float temperature;     /* logits are divided by it before the softmax (> 0) */
 } pn_export_member;
 
-/* Writes the ONNX model of one network to path. meta: extra metadata_props
- * (model id, threshold, ...), may be NULL. A layer the exporter cannot map is
+/* Writes the ONNX model of n_members networks to path: one network's
+ * probabilities, or for an ensemble the mean of its members' (each with its
+ * own preprocessing and temperature, as pneumo averages them; members must
+ * share the input size and classes). meta: extra metadata_props (model id,
+ * threshold, ...), may be NULL. A layer the exporter cannot map is
  * PN_EUNSUPPORTED with a message naming it; nothing is written then. */
-pn_status pn_export_onnx(const pn_export_member *member, const pn_kv *meta, size_t n_meta,
-                         const char *path, pn_error *err);
+pn_status pn_export_onnx(const pn_export_member *members, int n_members, const pn_kv *meta,
+                         size_t n_meta, const char *path, pn_error *err);
 
 #endif

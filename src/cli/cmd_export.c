@@ -25,6 +25,29 @@ static int usage(FILE *out)
     return out == stdout ? 0 : 2;
 }
 
+/* The model's members (one network, or an ensemble's) as the exporter takes them;
+ * NULL after printing why. 3-class heads compute P(pneumonia) another way than
+ * the softmax column the graph outputs, so they are refused. */
+static pn_export_member *members_of(const pn_model *m, const char *model_path)
+{
+    int n = pn_model_member_count(m);
+    pn_export_member *members = calloc((size_t)n, sizeof *members); /* [n] */
+    if (!members) {
+        fprintf(stderr, "pneumo export: out of memory\n");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        members[i] = (pn_export_member){pn_model_member_net(m, i), pn_model_member_temperature(m, i)};
+        if (pn_net_classes(members[i].net) != 2) {
+            fprintf(stderr, "pneumo export: %s: only NORMAL/PNEUMONIA (2-class) networks can be exported, "
+                            "member %d has %d classes\n", model_path, i, pn_net_classes(members[i].net));
+            free(members);
+            return NULL;
+        }
+    }
+    return members;
+}
+
 static int export_onnx(const char *model_path, const char *out)
 {
     pn_error err = {0};
@@ -33,29 +56,24 @@ static int export_onnx(const char *model_path, const char *out)
         fprintf(stderr, "pneumo export: %s\n", err.msg);
         return 1;
     }
-    int rc = 0;
     const pn_model_info *info = pn_model_get_info(m);
-    if (pn_model_member_count(m) != 1) {
-        fprintf(stderr, "pneumo export: %s: ensembles (%d members) cannot be exported yet\n", model_path,
-                pn_model_member_count(m));
+    char threshold[32], size[16];
+    snprintf(threshold, sizeof threshold, "%.6g", info->threshold);
+    snprintf(size, sizeof size, "%d", info->input_size);
+    const pn_kv meta[] = {{"pneumo.model_id", info->id},   {"pneumo.model_version", info->version},
+                          {"pneumo.arch", info->arch_name}, {"pneumo.input_size", size},
+                          {"pneumo.classes", "NORMAL,PNEUMONIA"}, {"pneumo.threshold", threshold}};
+    pn_export_member *members = members_of(m, model_path);
+    int rc = members ? 0 : 1;
+    if (members && pn_export_onnx(members, pn_model_member_count(m), meta, sizeof meta / sizeof *meta, out, &err)) {
+        fprintf(stderr, "pneumo export: %s: %s\n", model_path, err.msg);
         rc = 1;
-    } else {
-        char threshold[32], size[16];
-        snprintf(threshold, sizeof threshold, "%.6g", info->threshold);
-        snprintf(size, sizeof size, "%d", info->input_size);
-        const pn_kv meta[] = {{"pneumo.model_id", info->id},   {"pneumo.model_version", info->version},
-                              {"pneumo.arch", info->arch_name}, {"pneumo.input_size", size},
-                              {"pneumo.classes", "NORMAL,PNEUMONIA"}, {"pneumo.threshold", threshold}};
-        pn_export_member member = {pn_model_member_net(m, 0), pn_model_member_temperature(m, 0)};
-        if (pn_export_onnx(&member, meta, sizeof meta / sizeof *meta, out, &err)) {
-            fprintf(stderr, "pneumo export: %s: %s\n", model_path, err.msg);
-            rc = 1;
-        } else {
-            printf("wrote %s: %s, input \"image\" uint8 N x 1 x %d x %d, output \"probabilities\" "
-                   "N x 2 (P(PNEUMONIA) = column 1, threshold %s)\n",
-                   out, info->arch_name, info->input_size, info->input_size, threshold);
-        }
+    } else if (members) {
+        printf("wrote %s: %s, input \"image\" uint8 N x 1 x %d x %d, output \"probabilities\" "
+               "N x 2 (P(PNEUMONIA) = column 1, threshold %s)\n",
+               out, info->arch_name, info->input_size, info->input_size, threshold);
     }
+    free(members);
     pn_model_free(m);
     return rc;
 }

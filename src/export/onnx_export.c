@@ -1,5 +1,5 @@
-/* pn_export_onnx: the graph input (uint8 images), one member's nodes, the
- * output, the model header (IR version, opset, producer, metadata) and the
+/* pn_export_onnx: the graph input (uint8 images), the members' nodes (and
+ * their mean for an ensemble), the output, the model header (IR version, opset, producer, metadata) and the
  * file, serialised by protobuf-c. */
 #include <errno.h>
 #include <stdio.h>
@@ -87,12 +87,54 @@ static pn_status write_model(const Onnx__ModelProto *model, const char *path, pn
     return st;
 }
 
-pn_status pn_export_onnx(const pn_export_member *member, const pn_kv *meta, size_t n_meta,
-                         const char *path, pn_error *err)
+static pn_status check_members(const pn_export_member *members, int n, pn_error *err)
 {
-    if (!member->net || !(member->temperature > 0))
-        return pn_fail(err, PN_EINVAL, "ONNX export needs a network and a positive temperature");
-    const pn_net *net = member->net;
+    if (n < 1)
+        return pn_fail(err, PN_EINVAL, "ONNX export needs at least one network");
+    for (int i = 0; i < n; i++) {
+        const pn_net *net = members[i].net, *first = members[0].net;
+        if (!net || !(members[i].temperature > 0))
+            return pn_fail(err, PN_EINVAL, "ONNX export: member %d needs a network and a positive temperature", i);
+        if (pn_net_input_size(net) != pn_net_input_size(first) || pn_net_classes(net) != pn_net_classes(first))
+            return pn_fail(err, PN_EUNSUPPORTED,
+                           "ONNX export: member %d takes %d pixels and has %d classes, member 0 %d and %d: "
+                           "one graph input needs one input size",
+                           i, pn_net_input_size(net), pn_net_classes(net), pn_net_input_size(first),
+                           pn_net_classes(first));
+    }
+    return PN_OK;
+}
+
+/* The members' nodes; for an ensemble, members "m<i>/" and the Mean of their probabilities. */
+static void emit_members(onnx_builder *b, const pn_export_member *members, int n)
+{
+    if (n == 1) {
+        pn_onnx_add_member(b, &members[0], "", "image", "probabilities");
+        return;
+    }
+    char (*probs)[PN_ONNX_NAME_MAX] = calloc((size_t)n, sizeof *probs); /* [n] member outputs */
+    const char **names = calloc((size_t)n, sizeof *names);
+    if (!probs || !names)
+        onnx_fail(b, PN_ENOMEM, "out of memory");
+    for (int i = 0; !b->st && i < n; i++) {
+        char prefix[PN_ONNX_NAME_MAX];
+        onnx_name(b, prefix, "m%d/", i);
+        names[i] = onnx_name(b, probs[i], "m%d/probabilities", i);
+        pn_onnx_add_member(b, &members[i], prefix, "image", probs[i]);
+    }
+    if (!b->st)
+        onnx_node(b, "Mean", "probabilities", n, names);
+    free(probs);
+    free(names);
+}
+
+pn_status pn_export_onnx(const pn_export_member *members, int n_members, const pn_kv *meta,
+                         size_t n_meta, const char *path, pn_error *err)
+{
+    pn_status st = check_members(members, n_members, err);
+    if (st)
+        return st;
+    const pn_net *net = members[0].net;
     int size = pn_net_input_size(net);
     onnx_builder b;
     Onnx__ModelProto *model = NULL;
@@ -100,10 +142,10 @@ pn_status pn_export_onnx(const pn_export_member *member, const pn_kv *meta, size
         return b.st;
     onnx_value_info(&b, 0, "image", ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
                     (const int64_t[]){-1, 1, size, size}, 4);
-    pn_onnx_add_member(&b, member, "", "image", "probabilities");
+    emit_members(&b, members, n_members);
     onnx_value_info(&b, 1, "probabilities", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
                     (const int64_t[]){-1, pn_net_classes(net)}, 2);
-    pn_status st = b.st;
+    st = b.st;
     if (!st)
         st = make_model(&b, meta, n_meta, &model);
     if (!st)

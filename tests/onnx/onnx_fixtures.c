@@ -8,14 +8,20 @@
  *       saves a randomly initialised 2-class model of ARCH (a models/arch name
  *       or a cfg file) whose batch norms have random statistics and affine
  *       parameters (so folding them matters), with a temperature chosen so
- *       that the probabilities on the RAW images are neither 0 nor 1. */
+ *       that the probabilities on the RAW images are neither 0 nor 1.
+ *   onnx_fixtures ensemble OUT.onnx MODEL...
+ *       exports the models as one ensemble graph (the mean of their
+ *       probabilities) through the library, as `pneumo export` will once
+ *       model files hold ensembles; each model's temperature is its own. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pneumo/data.h"
+#include "pneumo/export.h"
 #include "pneumo/nn.h"
+#include "pneumo/safetensors.h"
 
 static int fail(const char *what, const pn_error *err)
 {
@@ -150,12 +156,39 @@ static int make_model(const char *arch, const char *out, int n, char **raws)
     return rc;
 }
 
+static int export_ensemble(const char *out, int n, char **paths)
+{
+    pn_error err = {0};
+    pn_ctx *ctx = NULL;
+    pn_export_member *members = calloc((size_t)n, sizeof *members); /* [n] */
+    int rc = !members || pn_ctx_create(&ctx, &err) ? fail("setup", &err) : 0;
+    for (int i = 0; !rc && i < n; i++) {
+        pn_net *net = NULL;
+        pn_st_file *meta = NULL;
+        if (pn_net_load(ctx, paths[i], PN_F32, &net, &meta, &err) || pn_net_fuse_for_inference(net, &err))
+            rc = fail(paths[i], &err);
+        const char *t = meta ? pn_st_metadata(meta, "temperature") : NULL;
+        members[i] = (pn_export_member){net, t ? strtof(t, NULL) : 1.0f};
+        pn_st_close(meta);
+    }
+    if (!rc && pn_export_onnx(members, n, NULL, 0, out, &err))
+        rc = fail(out, &err);
+    for (int i = 0; members && i < n; i++)
+        pn_net_destroy((pn_net *)members[i].net);
+    free(members);
+    pn_ctx_destroy(ctx);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "images"))
         return make_images(atoi(argv[2]), argv[3], argc - 4, argv + 4);
     if (argc >= 5 && !strcmp(argv[1], "model"))
         return make_model(argv[2], argv[3], argc - 4, argv + 4);
-    fprintf(stderr, "usage: onnx_fixtures images SIZE OUTDIR IMAGE... | model ARCH OUT.safetensors RAW...\n");
+    if (argc >= 4 && !strcmp(argv[1], "ensemble"))
+        return export_ensemble(argv[2], argc - 3, argv + 3);
+    fprintf(stderr, "usage: onnx_fixtures images SIZE OUTDIR IMAGE... | model ARCH OUT.safetensors RAW... | "
+                    "ensemble OUT.onnx MODEL...\n");
     return 2;
 }
