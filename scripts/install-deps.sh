@@ -6,9 +6,11 @@ set -euo pipefail
 what=${1:-all}
 
 build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
-            libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev)
+            libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev
+            protobuf-c-compiler libprotobuf-c-dev)
 # dcmtk: img2dcm, dcmodify, dump2dcm, dcmcjpeg, dcmcjpls, dcmcrle, dcm2pnm make and check the DICOM test files.
-test_pkgs=(libcmocka-dev python3-sklearn python3-numpy chromium curl dcmtk)
+# python3-onnx: the ONNX checker for exported graphs (tests/onnx_export_test.sh)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-onnx chromium curl dcmtk)
 # Node.js may come from another source (with npm bundled); install Debian's only when absent.
 command -v npm >/dev/null || test_pkgs+=(nodejs npm)
 # bench: the PyTorch peer and wrk; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON)
@@ -36,4 +38,10 @@ fi
 # Browser tests drive Debian's chromium through playwright-core (no browser download).
 if [ "$what" != build ] && [ ! -d tests/browser/node_modules/playwright-core ] && command -v npm >/dev/null; then
   (cd tests/browser && npm ci --no-audit --no-fund --silent) || echo "warning: npm ci failed; browser tests will be skipped" >&2
+fi
+# ONNX Runtime for the export test: only the CPU library bundled in the npm
+# package (ONNXRUNTIME_NODE_INSTALL=skip: its install script downloads nothing).
+if [ "$what" != build ] && [ ! -d tests/onnx/node_modules/onnxruntime-node ] && command -v npm >/dev/null; then
+  (cd tests/onnx && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --silent) ||
+    echo "warning: npm ci failed; the ONNX Runtime comparison will be skipped" >&2
 fi

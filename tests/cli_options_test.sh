@@ -72,6 +72,12 @@ expect_usage_error "--format 'nonsense': expected one of table|csv|json" predict
 expect_usage_error "--threshold '-0.1'" predict --threshold -0.1 x.jpg
 expect_usage_error "--threads 'two'" predict --threads two x.jpg
 
+# export
+expect_usage_error "--format 'tflite': expected one of onnx" export --format tflite m.safetensors --out m.onnx
+expect_usage_error "--out needs a value" export --format onnx m.safetensors --out
+expect_usage_error "needs --format onnx, one MODEL and --out FILE" export m.safetensors --out m.onnx
+expect_usage_error "needs --format onnx, one MODEL and --out FILE" export --format onnx a b --out m.onnx
+
 # serve
 expect_usage_error "--port '70000'" serve --port 70000
 expect_usage_error "--port 'http'" serve --port http

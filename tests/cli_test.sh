@@ -7,7 +7,7 @@ src=${PNEUMO_SOURCE_DIR:?}
 tmp=$(mktemp -d /tmp/pneumo-cli-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-for c in train evaluate predict serve audit data arch bench; do
+for c in train evaluate predict export serve audit data arch bench; do
   "$bin" "$c" --help > "$tmp/help.txt" || { echo "pneumo $c --help failed"; exit 1; }
   grep -q "usage" "$tmp/help.txt" || { echo "pneumo $c --help prints no usage"; exit 1; }
 done

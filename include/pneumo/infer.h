@@ -67,6 +67,15 @@ int pn_model_members(const pn_model *m);
 int pn_model_classes(const pn_model *m);
 const pn_model_info *pn_model_get_info(const pn_model *m);
 
+/* A model's networks, for exporters: member i's network (fused for inference,
+ * fp32) and the temperature its binary logit is divided by (see the
+ * probability rule above; for two classes it equals softmax(logits / T)). */
+int pn_model_member_count(const pn_model *m);
+const struct pn_net *pn_model_member_net(const pn_model *m, int i);
+float pn_model_member_temperature(const pn_model *m, int i);
+/* 1 when member i equalises its resized input with CLAHE (PN_CLAHE_TILES, PN_CLAHE_CLIP). */
+int pn_model_member_clahe(const pn_model *m, int i);
+
 /* Decodes an image file held in memory (JPEG, PNG or DICOM), preprocesses it as in
  * training and predicts. want_cam adds a Grad-CAM map. */
 pn_status pn_model_predict_bytes(pn_model *m, const void *bytes, size_t size, int want_cam,

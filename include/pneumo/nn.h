@@ -142,6 +142,55 @@ pn_status pn_net_recalibrate_bn(pn_net *net, const float *input, int n, pn_error
 pn_status pn_net_load_weights(pn_net *net, const char *path, const char *map,
                               const char *skip_prefix, char **report, pn_error *err);
 
+/* ---- the computed graph, for exporters ------------------------------------ */
+typedef enum pn_act_kind {
+    PN_ACT_LINEAR, PN_ACT_RELU, PN_ACT_RELU6, PN_ACT_HARDSWISH, PN_ACT_HARDSIGMOID,
+    PN_ACT_SIGMOID, PN_ACT_SILU
+} pn_act_kind;
+/* hardswish(x) = x relu6(x + 3) / 6, hardsigmoid(x) = relu6(x + 3) / 6, silu(x) = x sigmoid(x). */
+const char *pn_act_name(pn_act_kind k);
+
+/* The registry of layer kinds; names are the cfg section names. */
+typedef enum pn_layer_kind {
+    PN_LAYER_INPUT, PN_LAYER_CONV, PN_LAYER_BATCHNORM, PN_LAYER_ACTIVATION, PN_LAYER_MAXPOOL,
+    PN_LAYER_AVGPOOL, PN_LAYER_GAP, PN_LAYER_FC, PN_LAYER_DROPOUT, PN_LAYER_ADD, PN_LAYER_CONCAT,
+    PN_LAYER_SE, PN_LAYER_KIND_COUNT
+} pn_layer_kind;
+const char *pn_layer_kind_name(pn_layer_kind kind);
+
+#define PN_LAYER_MAX_INPUTS 8
+
+/* What one layer computes at inference, as the net stands: after
+ * pn_net_fuse_for_inference a convolution carries its folded batch norm in
+ * weight and bias and its activation in act, and the layers it absorbed are
+ * `folded`. Layer outputs are per image c x h x w; pointers are valid until
+ * the net changes. */
+typedef struct pn_layer_desc {
+    pn_layer_kind kind;
+    const char *name;
+    int n_inputs;
+    int inputs[PN_LAYER_MAX_INPUTS]; /* layer indices; 0 is the network input */
+    int c, h, w;
+    int folded;       /* its function is already applied by its input's layer: output = input 0 */
+    pn_act_kind act;  /* applied to the result: conv post-op, batch norm's fused activation,
+                         [activation]'s function; [se]: the squeeze activation */
+    pn_act_kind gate; /* [se] */
+    int kh, kw, sh, sw, dh, dw; /* conv, maxpool, avgpool */
+    int pt, pb, pl, pr;         /* padding top, bottom, left, right */
+    int groups;                 /* conv */
+    int squeeze;                /* [se] */
+    float eps;                  /* batchnorm */
+    const float *weight; /* conv [c, in_c/groups, kh, kw]; fc [c, in_c*in_h*in_w] over its input
+                            flattened in NHWC order; [se] fc1 [squeeze, c] */
+    const float *bias;   /* conv, fc [c]; [se] fc1 [squeeze]; NULL when none */
+    const float *weight2, *bias2;           /* [se] fc2 [c, squeeze], [c] */
+    const float *gamma, *beta, *mean, *var; /* batchnorm [c] */
+} pn_layer_desc;
+
+/* Layers in execution order; layer 0 is the input (c x h x w = channels x size x size). */
+int pn_net_layer_count(const pn_net *net);
+void pn_net_describe(const pn_net *net, int index, pn_layer_desc *d);
+
 /* ---- model files (safetensors) -------------------------------------------- */
 typedef struct pn_kv {
     const char *key, *value;

@@ -8,7 +8,7 @@
 #include "pneumo/nn.h"
 #include "nn/cfg.h"
 
-#define PN_MAX_INPUTS 8
+#define PN_MAX_INPUTS PN_LAYER_MAX_INPUTS
 
 struct pn_ctx {
     dnnl_engine_t engine;
@@ -34,10 +34,6 @@ typedef struct pn_buf {
 
 typedef struct pn_layer pn_layer;
 
-typedef enum pn_act_kind {
-    PN_ACT_LINEAR, PN_ACT_RELU, PN_ACT_RELU6, PN_ACT_HARDSWISH, PN_ACT_HARDSIGMOID,
-    PN_ACT_SIGMOID, PN_ACT_SILU
-} pn_act_kind;
 
 enum { PN_RELAYOUT_SLOTS = 2 }; /* shared buffers for activations in a primitive's layout (pn_relayout) */
 
@@ -50,6 +46,8 @@ typedef struct pn_layer_ops {
     /* Drops batch-size dependent state (primitives, memories); may be NULL. */
     void (*reset)(pn_layer *l);
     void (*destroy)(pn_layer *l);
+    /* Fills the kind's fields of d (pn_net_describe has set the common ones). */
+    void (*describe)(const pn_layer *l, const pn_net *net, pn_layer_desc *d);
 } pn_layer_ops;
 
 struct pn_layer {
@@ -260,7 +258,6 @@ static inline void pn_st(void *p, pn_dtype t, size_t i, float v)
 
 /* Activation functions shared by [activation], [se] and the fusion code. */
 pn_status pn_act_parse(const char *name, pn_act_kind *out, pn_error *err);
-const char *pn_act_name(pn_act_kind k);
 float pn_act_apply(pn_act_kind k, float x);
 float pn_act_grad(pn_act_kind k, float x); /* derivative at pre-activation x */
 /* oneDNN eltwise algorithm for k (0 when none, e.g. hardsigmoid). */
@@ -270,7 +267,9 @@ int pn_act_dnnl_use_dst(pn_act_kind k, dnnl_alg_kind_t *alg);
 /* The function an [activation] layer applies. */
 pn_act_kind pn_activation_kind(const pn_layer *l);
 
-/* Layer kinds. */
+/* Layer kinds: the registry (layer_kinds.c) maps pn_layer_kind to these. */
+const pn_layer_ops *pn_layer_ops_for(pn_layer_kind kind);
+const pn_layer_ops *pn_layer_ops_named(const char *name); /* NULL when unknown */
 extern const pn_layer_ops pn_layer_input_ops, pn_layer_conv_ops, pn_layer_batchnorm_ops,
     pn_layer_activation_ops, pn_layer_maxpool_ops, pn_layer_avgpool_ops, pn_layer_gap_ops,
     pn_layer_fc_ops, pn_layer_dropout_ops, pn_layer_add_ops, pn_layer_concat_ops,

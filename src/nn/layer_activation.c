@@ -128,5 +128,10 @@ static pn_status act_backward(pn_layer *l, pn_net *net, pn_error *err)
     return PN_OK;
 }
 
+static void act_describe(const pn_layer *l, const pn_net *net, pn_layer_desc *d)
+{
+    d->act = pn_activation_kind(l);
+}
+
 const pn_layer_ops pn_layer_activation_ops = {"activation", act_init, act_forward, act_backward,
-                                              act_reset, act_destroy};
+                                              act_reset, act_destroy, act_describe};

@@ -47,4 +47,5 @@ static pn_status add_backward(pn_layer *l, pn_net *net, pn_error *err)
     return PN_OK;
 }
 
-const pn_layer_ops pn_layer_add_ops = {"add", add_init, add_forward, add_backward, add_noop, add_noop};
+const pn_layer_ops pn_layer_add_ops = {"add", add_init, add_forward, add_backward, add_noop, add_noop,
+                                       NULL};

@@ -198,5 +198,16 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
     return PN_OK;
 }
 
+static void bn_describe(const pn_layer *l, const pn_net *net, pn_layer_desc *d)
+{
+    const pn_param *p = &net->params[l->first_param];
+    d->eps = pn_batchnorm_eps(l);
+    d->act = l->fused_act;
+    d->gamma = p[P_GAMMA].data;
+    d->beta = p[P_BETA].data;
+    d->mean = p[P_MEAN].data;
+    d->var = p[P_VAR].data;
+}
+
 const pn_layer_ops pn_layer_batchnorm_ops = {"batchnorm", bn_init, bn_forward, bn_backward,
-                                             NULL, bn_destroy};
+                                             NULL, bn_destroy, bn_describe};

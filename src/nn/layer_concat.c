@@ -56,4 +56,4 @@ static pn_status concat_backward(pn_layer *l, pn_net *net, pn_error *err)
 }
 
 const pn_layer_ops pn_layer_concat_ops = {"concat", concat_init, concat_forward, concat_backward,
-                                          concat_noop, concat_noop};
+                                          concat_noop, concat_noop, NULL};

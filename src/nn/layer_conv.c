@@ -481,5 +481,16 @@ static pn_status conv_backward(pn_layer *l, pn_net *net, pn_error *err)
     return pn_wprims_backward_data(&p->w, net, l, err);
 }
 
+static void conv_describe(const pn_layer *l, const pn_net *net, pn_layer_desc *d)
+{
+    const pn_conv_geom *g = pn_conv_geometry(l);
+    d->kh = g->kh, d->kw = g->kw, d->sh = g->sh, d->sw = g->sw, d->dh = g->dh, d->dw = g->dw;
+    d->pt = g->pt, d->pb = g->pb, d->pl = g->pl, d->pr = g->pr;
+    d->groups = g->groups;
+    d->act = g->post_act;
+    d->weight = net->params[l->first_param].data;
+    d->bias = g->fused_bias ? g->fused_bias : g->has_bias ? net->params[l->first_param + 1].data : NULL;
+}
+
 const pn_layer_ops pn_layer_conv_ops = {"conv", conv_init, conv_forward, conv_backward,
-                                        conv_reset, conv_destroy};
+                                        conv_reset, conv_destroy, conv_describe};

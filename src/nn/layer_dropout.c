@@ -90,4 +90,4 @@ static pn_status dropout_backward(pn_layer *l, pn_net *net, pn_error *err)
 }
 
 const pn_layer_ops pn_layer_dropout_ops = {"dropout", dropout_init, dropout_forward,
-                                           dropout_backward, dropout_reset, dropout_destroy};
+                                           dropout_backward, dropout_reset, dropout_destroy, NULL};

@@ -161,4 +161,12 @@ static pn_status fc_backward(pn_layer *l, pn_net *net, pn_error *err)
     return pn_wprims_backward_data(&p->w, net, l, err);
 }
 
-const pn_layer_ops pn_layer_fc_ops = {"fc", fc_init, fc_forward, fc_backward, fc_reset, fc_destroy};
+static void fc_describe(const pn_layer *l, const pn_net *net, pn_layer_desc *d)
+{
+    const fc_priv *p = l->priv;
+    d->weight = net->params[l->first_param].data;
+    d->bias = p->has_bias ? net->params[l->first_param + 1].data : NULL;
+}
+
+const pn_layer_ops pn_layer_fc_ops = {"fc", fc_init, fc_forward, fc_backward, fc_reset, fc_destroy,
+                                      fc_describe};

@@ -199,9 +199,17 @@ static pn_status pool_backward(pn_layer *l, pn_net *net, pn_error *err)
     return st;
 }
 
+/* The window (for [gap], the whole input). */
+static void pool_describe(const pn_layer *l, const pn_net *net, pn_layer_desc *d)
+{
+    const pool_priv *p = l->priv;
+    d->kh = p->kh, d->kw = p->kw, d->sh = p->sh, d->sw = p->sw, d->dh = d->dw = 1;
+    d->pt = p->pt, d->pb = p->pb, d->pl = p->pl, d->pr = p->pr;
+}
+
 const pn_layer_ops pn_layer_maxpool_ops = {"maxpool", maxpool_init, maxpool_forward,
-                                           maxpool_backward, NULL, pool_destroy};
+                                           maxpool_backward, NULL, pool_destroy, pool_describe};
 const pn_layer_ops pn_layer_avgpool_ops = {"avgpool", avgpool_init, pool_forward, pool_backward,
-                                           pool_reset, pool_destroy};
+                                           pool_reset, pool_destroy, pool_describe};
 const pn_layer_ops pn_layer_gap_ops = {"gap", gap_init, pool_forward, pool_backward, pool_reset,
-                                       pool_destroy};
+                                       pool_destroy, pool_describe};

@@ -467,4 +467,18 @@ static pn_status se_backward(pn_layer *l, pn_net *net, pn_error *err)
     return st;
 }
 
-const pn_layer_ops pn_layer_se_ops = {"se", se_init, se_forward, se_backward, se_reset, se_destroy};
+static void se_describe(const pn_layer *l, const pn_net *net, pn_layer_desc *d)
+{
+    const se_priv *p = l->priv;
+    const pn_param *w = &net->params[l->first_param];
+    d->squeeze = p->s;
+    d->act = p->act;
+    d->gate = p->gate;
+    d->weight = w[P_W1].data;
+    d->bias = w[P_B1].data;
+    d->weight2 = w[P_W2].data;
+    d->bias2 = w[P_B2].data;
+}
+
+const pn_layer_ops pn_layer_se_ops = {"se", se_init, se_forward, se_backward, se_reset, se_destroy,
+                                      se_describe};

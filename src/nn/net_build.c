@@ -17,23 +17,9 @@ static pn_status input_noop_fwd(pn_layer *l, pn_net *net, int train, pn_error *e
 static pn_status input_noop_bwd(pn_layer *l, pn_net *net, pn_error *err) { return PN_OK; }
 static void input_noop(pn_layer *l) { (void)l; }
 const pn_layer_ops pn_layer_input_ops = {"input", input_init, input_noop_fwd, input_noop_bwd,
-                                         input_noop, input_noop};
+                                         input_noop, input_noop, NULL};
 
 /* ---- building from cfg ---- */
-static const pn_layer_ops *ops_for(const char *kind)
-{
-    static const struct { const char *name; const pn_layer_ops *ops; } table[] = {
-        {"conv", &pn_layer_conv_ops}, {"batchnorm", &pn_layer_batchnorm_ops},
-        {"activation", &pn_layer_activation_ops}, {"maxpool", &pn_layer_maxpool_ops},
-        {"avgpool", &pn_layer_avgpool_ops}, {"gap", &pn_layer_gap_ops}, {"fc", &pn_layer_fc_ops},
-        {"dropout", &pn_layer_dropout_ops}, {"add", &pn_layer_add_ops},
-        {"concat", &pn_layer_concat_ops}, {"se", &pn_layer_se_ops}};
-    for (size_t i = 0; i < sizeof table / sizeof *table; i++)
-        if (!strcmp(kind, table[i].name))
-            return table[i].ops;
-    return NULL;
-}
-
 typedef struct build_state {
     pn_cfg cfg;
     int *section_out; /* layer index holding each section's output */
@@ -89,7 +75,7 @@ static pn_status add_layer(pn_net *net, const pn_layer_ops *ops, const char *nam
  * (conv with batchnorm=1) and an activation. */
 static pn_status build_section(pn_net *net, build_state *b, const pn_cfg_section *s, pn_error *err)
 {
-    const pn_layer_ops *ops = ops_for(s->kind);
+    const pn_layer_ops *ops = pn_layer_ops_named(s->kind);
     if (!ops)
         return pn_fail(err, PN_EFORMAT, "cfg line %d: unknown section [%s]", s->line, s->kind);
     char name[112];

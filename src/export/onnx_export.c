@@ -1,0 +1,157 @@
+/* pn_export_onnx: the graph input (uint8 images), the members' nodes (and
+ * their mean for an ensemble), the output, the model header (IR version, opset, producer, metadata) and the
+ * file, serialised by protobuf-c. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "export/onnx_internal.h"
+
+/* IR version 8 is what ONNX 1.10-1.12 write for opsets up to 17. */
+#define PN_ONNX_IR_VERSION 8
+
+static Onnx__StringStringEntryProto *entry(const char *key, const char *value)
+{
+    Onnx__StringStringEntryProto *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    onnx__string_string_entry_proto__init(e);
+    e->key = strdup(key);
+    e->value = strdup(value);
+    if (!e->key || !e->value) {
+        protobuf_c_message_free_unpacked(&e->base, NULL);
+        return NULL;
+    }
+    return e;
+}
+
+/* The model around the graph (which it takes over from b). */
+static pn_status make_model(onnx_builder *b, const pn_kv *meta, size_t n_meta, Onnx__ModelProto **out)
+{
+    Onnx__ModelProto *model = calloc(1, sizeof *model);
+    Onnx__OperatorSetIdProto *opset = calloc(1, sizeof *opset);
+    if (!model || !opset) {
+        free(model);
+        free(opset);
+        return onnx_fail(b, PN_ENOMEM, "out of memory");
+    }
+    onnx__model_proto__init(model);
+    onnx__operator_set_id_proto__init(opset);
+    model->graph = b->graph;
+    b->graph = NULL;
+    model->has_ir_version = 1;
+    model->ir_version = PN_ONNX_IR_VERSION;
+    opset->domain = strdup("");
+    opset->has_version = 1;
+    opset->version = PN_ONNX_OPSET;
+    model->producer_name = strdup("pneumo");
+    model->producer_version = strdup(PNEUMO_VERSION);
+    model->doc_string = strdup("pneumo chest X-ray classifier: input uint8 grayscale N x 1 x S x S at the "
+                               "model's input size, output class probabilities. Research and "
+                               "screening-assist tool, not a diagnostic device.");
+    model->opset_import = calloc(1, sizeof *model->opset_import);
+    model->metadata_props = calloc(n_meta ? n_meta : 1, sizeof *model->metadata_props);
+    if (model->opset_import)
+        model->opset_import[model->n_opset_import++] = opset;
+    else
+        protobuf_c_message_free_unpacked(&opset->base, NULL);
+    int ok = opset->domain && model->producer_name && model->producer_version && model->doc_string &&
+             model->opset_import && model->metadata_props;
+    for (size_t i = 0; ok && i < n_meta; i++)
+        ok = (model->metadata_props[model->n_metadata_props++] = entry(meta[i].key, meta[i].value)) != NULL;
+    if (!ok) {
+        protobuf_c_message_free_unpacked(&model->base, NULL);
+        return onnx_fail(b, PN_ENOMEM, "out of memory");
+    }
+    *out = model;
+    return PN_OK;
+}
+
+static pn_status write_model(const Onnx__ModelProto *model, const char *path, pn_error *err)
+{
+    size_t size = onnx__model_proto__get_packed_size(model);
+    uint8_t *buf = malloc(size ? size : 1); /* [size] serialised model */
+    if (!buf)
+        return pn_fail(err, PN_ENOMEM, "out of memory serialising the ONNX model (%zu bytes)", size);
+    onnx__model_proto__pack(model, buf);
+    pn_status st = PN_OK;
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        st = pn_fail(err, PN_EIO, "%s: %s", path, strerror(errno));
+    } else if (fwrite(buf, 1, size, f) != size || fclose(f) != 0) {
+        st = pn_fail(err, PN_EIO, "%s: write failed", path);
+        remove(path);
+    }
+    free(buf);
+    return st;
+}
+
+static pn_status check_members(const pn_export_member *members, int n, pn_error *err)
+{
+    if (n < 1)
+        return pn_fail(err, PN_EINVAL, "ONNX export needs at least one network");
+    for (int i = 0; i < n; i++) {
+        const pn_net *net = members[i].net, *first = members[0].net;
+        if (!net || !(members[i].temperature > 0))
+            return pn_fail(err, PN_EINVAL, "ONNX export: member %d needs a network and a positive temperature", i);
+        if (pn_net_input_size(net) != pn_net_input_size(first) || pn_net_classes(net) != pn_net_classes(first))
+            return pn_fail(err, PN_EUNSUPPORTED,
+                           "ONNX export: member %d takes %d pixels and has %d classes, member 0 %d and %d: "
+                           "one graph input needs one input size",
+                           i, pn_net_input_size(net), pn_net_classes(net), pn_net_input_size(first),
+                           pn_net_classes(first));
+    }
+    return PN_OK;
+}
+
+/* The members' nodes; for an ensemble, members "m<i>/" and the Mean of their probabilities. */
+static void emit_members(onnx_builder *b, const pn_export_member *members, int n)
+{
+    if (n == 1) {
+        pn_onnx_add_member(b, &members[0], "", "image", "probabilities");
+        return;
+    }
+    char (*probs)[PN_ONNX_NAME_MAX] = calloc((size_t)n, sizeof *probs); /* [n] member outputs */
+    const char **names = calloc((size_t)n, sizeof *names);
+    if (!probs || !names)
+        onnx_fail(b, PN_ENOMEM, "out of memory");
+    for (int i = 0; !b->st && i < n; i++) {
+        char prefix[PN_ONNX_NAME_MAX];
+        onnx_name(b, prefix, "m%d/", i);
+        names[i] = onnx_name(b, probs[i], "m%d/probabilities", i);
+        pn_onnx_add_member(b, &members[i], prefix, "image", probs[i]);
+    }
+    if (!b->st)
+        onnx_node(b, "Mean", "probabilities", n, names);
+    free(probs);
+    free(names);
+}
+
+pn_status pn_export_onnx(const pn_export_member *members, int n_members, const pn_kv *meta,
+                         size_t n_meta, const char *path, pn_error *err)
+{
+    pn_status st = check_members(members, n_members, err);
+    if (st)
+        return st;
+    const pn_net *net = members[0].net;
+    int size = pn_net_input_size(net);
+    onnx_builder b;
+    Onnx__ModelProto *model = NULL;
+    if (onnx_builder_init(&b, "pneumo", err))
+        return b.st;
+    onnx_value_info(&b, 0, "image", ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
+                    (const int64_t[]){-1, 1, size, size}, 4);
+    emit_members(&b, members, n_members);
+    onnx_value_info(&b, 1, "probabilities", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
+                    (const int64_t[]){-1, pn_net_classes(net)}, 2);
+    st = b.st;
+    if (!st)
+        st = make_model(&b, meta, n_meta, &model);
+    if (!st)
+        st = write_model(model, path, err);
+    if (model)
+        protobuf_c_message_free_unpacked(&model->base, NULL);
+    onnx_builder_free(&b);
+    return st;
+}
