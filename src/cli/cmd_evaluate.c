@@ -12,11 +12,13 @@
 static int usage(FILE *out)
 {
     fprintf(out, "usage: pneumo evaluate --data DIR [--model FILE] [--threshold T] [--json OUT] [--report DIR]\n"
-                 "       [--holdout] [--gradcam-stats] [--threads N]\n"
+                 "       [--holdout] [--gradcam-stats] [--threads N] [--tta N]\n"
                  "DIR holds NORMAL/ and PNEUMONIA/ (a split folder). Without --model the bundled model is used;\n"
                  "without --threshold the threshold stored in the model.\n"
                  "--holdout: DIR is a dataset root with train/; evaluate on the patient-wise validation\n"
-                 "           split that `pneumo train` held out (fraction and seed from the model's recipe).\n"
+                 "           split that `pneumo train` held out (fraction and seed from the model's recipe;\n"
+                 "           for a cross-validation fold model, its held-out fold).\n"
+                 "--tta N: average N test-time views per network (1 = none; default: the model's choice).\n"
                  "--gradcam-stats: for PNEUMONIA images, the share of Grad-CAM heat outside a central lung\n"
                  "           box (x and y in 10%%-90%% of the image).\n");
     return out == stdout ? 0 : 2;
@@ -110,7 +112,7 @@ int pn_cmd_evaluate(int argc, char **argv)
 {
     const char *model_path = NULL, *dir = NULL, *json_path = NULL, *report_dir = NULL;
     float thr = -1;
-    int threads = 0, holdout = 0, cam_stats = 0;
+    int threads = 0, holdout = 0, cam_stats = 0, tta = 0;
     const pn_option table[] = {
         PN_OPT_STRING("model", &model_path),
         PN_OPT_STRING("data", &dir),
@@ -118,6 +120,7 @@ int pn_cmd_evaluate(int argc, char **argv)
         PN_OPT_STRING("report", &report_dir),
         PN_OPT_FLOAT("threshold", &thr, 0, 1),
         PN_OPT_INT("threads", &threads, 1, 1024),
+        PN_OPT_INT("tta", &tta, 1, PN_TTA_MAX_VIEWS),
         PN_OPT_FLAG("holdout", &holdout, 1),
         PN_OPT_FLAG("gradcam-stats", &cam_stats, 1),
         PN_OPT_END,
@@ -135,7 +138,8 @@ int pn_cmd_evaluate(int argc, char **argv)
     int rc = 1;
     pn_eval_options eo = {.holdout = holdout, .cam_stats = cam_stats, .threshold = thr, .skipped = on_skipped,
                           .warned = on_warned, .progress = on_progress};
-    if (pn_model_load(model_path, threads, &m, &err) || pn_model_evaluate_folder(m, dir, &eo, &r, &err))
+    if (pn_model_load(model_path, threads, &m, &err) || (tta && pn_model_set_tta(m, tta, &err)) ||
+        pn_model_evaluate_folder(m, dir, &eo, &r, &err))
         goto fail;
     fprintf(stderr, "\r%zu images evaluated, %zu unreadable, %zu with warnings\n", r.n, r.failed, r.warned);
     if (pn_classification_report(&r.metrics, &report, &err))

@@ -23,7 +23,7 @@ typedef struct predict_opts {
     const char *model, *gradcam_dir;
     float threshold;
     out_format format;
-    int threads;
+    int threads, tta;
 } predict_opts;
 
 typedef struct file_list {
@@ -34,7 +34,9 @@ typedef struct file_list {
 static int usage(FILE *out)
 {
     fprintf(out, "usage: pneumo predict [--model FILE] [--threshold T] [--format table|csv|json]\n"
-                 "                      [--gradcam DIR] [--threads N] PATH...\n"
+                 "                      [--gradcam DIR] [--threads N] [--tta N] PATH...\n"
+                 "--tta N: average N test-time views per network (1 = none; default: the model's choice).\n"
+                 "Three-class models also give P(NORMAL), P(BACTERIAL), P(VIRAL) (CSV and JSON).\n"
                  "PATH: image files (JPEG, PNG, DICOM) or folders (searched recursively; .jpg .jpeg .png .dcm).\n"
                  PN_DISCLAIMER "\n");
     return out == stdout ? 0 : 2;
@@ -112,10 +114,16 @@ static void print_row(const predict_opts *o, json_t *arr, const char *path, cons
         json_t *row = error ? json_pack("{s:s, s:s}", "file", path, "error", error)
                             : json_pack("{s:s, s:f, s:s, s:f, s:s}", "file", path, "probability",
                                         p->probability, "label", label, "threshold", o->threshold, "warnings", warn);
+        if (!error && p->n_classes == 3)
+            json_object_set_new(row, "classes", json_pack("{s:f, s:f, s:f}", "NORMAL", p->class_prob[0],
+                                                          "BACTERIAL", p->class_prob[1], "VIRAL", p->class_prob[2]));
         json_array_append_new(arr, row);
     } else if (o->format == FMT_CSV) {
-        printf("\"%s\",%s%.6f,%s,%.4f,\"%s\"\n", path, "", error ? 0.0 : p->probability, label,
+        printf("\"%s\",%s%.6f,%s,%.4f,\"%s\"", path, "", error ? 0.0 : p->probability, label,
                o->threshold, error ? error : warn);
+        for (int k = 0; !error && p->n_classes == 3 && k < 3; k++)
+            printf(",%.6f", p->class_prob[k]);
+        printf("\n");
     } else if (error) {
         printf("%-50s %-11s %-9s %s\n", path, "ERROR", "", error);
     } else {
@@ -136,6 +144,7 @@ static int parse(int argc, char **argv, predict_opts *o, file_list *files)
         PN_OPT_STRING("gradcam", &o->gradcam_dir),
         PN_OPT_FLOAT("threshold", &o->threshold, 0, 1),
         PN_OPT_INT("threads", &o->threads, 1, 1024),
+        PN_OPT_INT("tta", &o->tta, 1, PN_TTA_MAX_VIEWS),
         PN_OPT_CHOICE("format", &format, format_choices),
         PN_OPT_END,
     };
@@ -162,7 +171,8 @@ static int predict_files(pn_model *m, const predict_opts *o, const file_list *fi
 {
     json_t *arr = o->format == FMT_JSON ? json_array() : NULL;
     if (o->format == FMT_CSV)
-        printf("file,probability,label,threshold,warnings\n");
+        printf("file,probability,label,threshold,warnings%s\n",
+               pn_model_classes(m) == 3 ? ",p_normal,p_bacterial,p_viral" : "");
     else if (o->format == FMT_TABLE)
         printf("%-50s %-11s %-9s %s\n", "file", "P(pneum.)", "label", "warnings");
     int failed = 0, tty = isatty(2) && files->n > 20;
@@ -200,7 +210,8 @@ int pn_cmd_predict(int argc, char **argv)
         return rc;
     pn_error err = {0};
     pn_model *m = NULL;
-    if (pn_model_load(o.model, o.threads, &m, &err) || (o.gradcam_dir && pn_make_dir(o.gradcam_dir, &err))) {
+    if (pn_model_load(o.model, o.threads, &m, &err) || (o.tta && pn_model_set_tta(m, o.tta, &err)) ||
+        (o.gradcam_dir && pn_make_dir(o.gradcam_dir, &err))) {
         fprintf(stderr, "pneumo predict: %s\n", err.msg);
         rc = 1;
     } else {

@@ -7,8 +7,24 @@
 #include "infer/internal.h"
 #include "pneumo/gradcam.h"
 
-/* The validation indices `pneumo train` used: same fraction and seed, read
- * from the recipe stored in the model card. */
+/* Held-out fold `fold` of a cross-validation (pn_dataset_folds, as pneumo cv made it). */
+static pn_status fold_indices(const pn_dataset *ds, int folds, int fold, uint64_t seed, size_t **idx, size_t *n,
+                              pn_error *err)
+{
+    int *assign = malloc((ds->n ? ds->n : 1) * sizeof *assign);
+    *idx = malloc((ds->n ? ds->n : 1) * sizeof **idx);
+    *n = 0;
+    pn_status st = assign && *idx ? pn_dataset_folds(ds, "train", folds, seed, assign, err)
+                                   : pn_fail(err, PN_ENOMEM, "out of memory");
+    for (size_t i = 0; !st && i < ds->n; i++)
+        if (assign[i] == fold)
+            (*idx)[(*n)++] = i;
+    free(assign);
+    return st;
+}
+
+/* The validation indices `pneumo train` used: same fraction and seed (or
+ * fold of folds), read from the recipe stored in the model card. */
 static pn_status holdout_indices(const pn_model *m, const pn_dataset *ds, size_t **idx, size_t *n,
                                  pn_error *err)
 {
@@ -16,7 +32,11 @@ static pn_status holdout_indices(const pn_model *m, const pn_dataset *ds, size_t
     json_t *recipe = card ? json_object_get(card, "recipe") : NULL;
     double fraction = recipe ? json_number_value(json_object_get(recipe, "val_fraction")) : 0;
     json_int_t seed = recipe ? json_integer_value(json_object_get(recipe, "seed")) : 0;
+    json_int_t folds = recipe ? json_integer_value(json_object_get(recipe, "folds")) : 0;
+    json_int_t fold = recipe ? json_integer_value(json_object_get(recipe, "fold")) : 0;
     json_decref(card);
+    if (folds >= 2)
+        return fold_indices(ds, (int)folds, (int)fold, (uint64_t)seed, idx, n, err);
     if (!(fraction > 0 && fraction < 1))
         return pn_fail(err, PN_EINVAL, "the model records no validation split (recipe.val_fraction)");
     pn_split split;
