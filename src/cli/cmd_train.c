@@ -65,9 +65,26 @@ static int parse_class_weights(const char *v, void *dest)
     return 0;
 }
 
+/* The recipe values the config points into: one buffer for the process,
+ * started afresh by each pn_cli_train_args, so they live until exit without
+ * a copy per value that nothing could free (each parse used to leak them). */
+static struct {
+    char text[64 * 1024];
+    size_t used;
+} recipe_values;
+
+static const char *keep_recipe_value(const char *v)
+{
+    size_t n = strlen(v) + 1;
+    if (n > sizeof recipe_values.text - recipe_values.used)
+        return NULL;
+    char *kept = memcpy(recipe_values.text + recipe_values.used, v, n);
+    recipe_values.used += n;
+    return kept;
+}
+
 /* A recipe is `key = value` lines with the option names (comments with #),
- * checked by the same parser as the command line. Its strings live until
- * exit, as the config points into them. */
+ * checked by the same parser as the command line. */
 static int read_recipe(const char *path, void *table)
 {
     FILE *f = fopen(path, "r");
@@ -82,6 +99,7 @@ static int read_recipe(const char *path, void *table)
         char *hash = strchr(line, '#');
         if (hash) *hash = '\0';
         char key[128], value[896], where[600];
+        const char *kept;
         snprintf(where, sizeof where, "%s:%d", path, lineno);
         if (line[strspn(line, " \t\r\n")] == '\0')
             continue;
@@ -94,8 +112,12 @@ static int read_recipe(const char *path, void *table)
         if (!strcmp(key, "recipe")) {
             fprintf(stderr, "pneumo train: %s: a recipe cannot include another\n", where);
             rc = -1;
+        } else if (!(kept = keep_recipe_value(value))) {
+            fprintf(stderr, "pneumo train: %s: the recipe's values exceed %zu bytes\n", where,
+                    sizeof recipe_values.text);
+            rc = -1;
         } else {
-            rc = pn_opts_set("pneumo train", table, key, strdup(value), where) ? -1 : 0;
+            rc = pn_opts_set("pneumo train", table, key, kept, where) ? -1 : 0;
         }
     }
     fclose(f);
@@ -148,6 +170,7 @@ int pn_cli_train_args(int argc, char **argv, pn_train_config *c)
 {
     static char command[4096];
     size_t len = 0;
+    recipe_values.used = 0;
     for (int i = 0; i < argc && len < sizeof command - 1; i++)
         len += (size_t)snprintf(command + len, sizeof command - len, "%s%s", i ? " " : "pneumo ", argv[i]);
     c->recipe_text = command;
