@@ -7,11 +7,12 @@ what=${1:-all}
 
 build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
             libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev)
-test_pkgs=(libcmocka-dev python3-sklearn python3-numpy chromium curl)
+# wrk and the sqlite3 shell: tests/serve_kill_test.sh (SIGKILL under load, integrity_check)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy chromium curl wrk sqlite3)
 # Node.js may come from another source (with npm bundled); install Debian's only when absent.
 command -v npm >/dev/null || test_pkgs+=(nodejs npm)
-# bench: the PyTorch peer and wrk; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON)
-bench_pkgs=(python3-torch python3-torchvision wrk clang libclang-rt-14-dev)
+# bench: the PyTorch peer; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON, tests/fuzz/run-all.sh)
+bench_pkgs=(python3-torch python3-torchvision clang libclang-rt-14-dev)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;
