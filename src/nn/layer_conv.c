@@ -61,6 +61,10 @@ static pn_status parse_geometry(pn_conv_geom *g, const pn_buf *in, const pn_cfg_
         g->filters = in->c;
     if (g->filters <= 0 || g->kh <= 0 || g->kw <= 0 || stride <= 0 || dil <= 0 || g->groups <= 0)
         return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: filters, size, stride, dilation and groups must be positive", s->line);
+    if (g->kh > PN_MAX_WINDOW_SIDE || g->kw > PN_MAX_WINDOW_SIDE || stride > PN_MAX_WINDOW_SIDE ||
+        dil > PN_MAX_WINDOW_SIDE)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: size, stride and dilation must be at most %d", s->line,
+                       PN_MAX_WINDOW_SIDE);
     if (in->c % g->groups || g->filters % g->groups)
         return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: %d input and %d output channels are not divisible by groups=%d", s->line, in->c, g->filters, g->groups);
     const char *alg = pn_cfg_str(s, "algorithm", "auto");

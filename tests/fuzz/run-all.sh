@@ -33,6 +33,11 @@ for t in "${targets[@]}"; do
   args=(-max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
         -artifact_prefix="$work/" -close_fd_mask=1)
   [ -f "$src/tests/fuzz/fuzz_$t.dict" ] && args+=(-dict="$src/tests/fuzz/fuzz_$t.dict")
+  # The server frees a connection's response on its own thread after the
+  # client has seen EOF, so a per-input leak check races with it (reported a
+  # leak that never reproduced); leaks are checked at exit, after the server
+  # has stopped, and by the corpus replay under ASan.
+  [ "$t" = http ] && args+=(-detect_leaks=0)
   start=$(date +%s)
   "$exe" "${args[@]}" "$work/corpus" "$src/tests/fuzz/corpus/$t" > "$work/log" 2>&1
   rc=$?
