@@ -39,17 +39,22 @@ for t in "${targets[@]}"; do
   # has stopped, and by the corpus replay under ASan.
   [ "$t" = http ] && args+=(-detect_leaks=0)
   start=$(date +%s)
+  touch "$work/.start"
   "$exe" "${args[@]}" "$work/corpus" "$src/tests/fuzz/corpus/$t" > "$work/log" 2>&1
   rc=$?
   took=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
   cov=$(grep -o 'cov: [0-9]*' "$work/log" | tail -1 | cut -d' ' -f2)
   new=$(( $(ls "$work/corpus" | wc -l) - before ))
-  findings=$(cd "$work" && ls crash-* leak-* oom-* timeout-* slow-unit-* 2>/dev/null | tr '\n' ' ')
+  # Only this run's artifacts; slow units (over 10 s) are reported, not failures.
+  findings=$(cd "$work" && find . -maxdepth 1 -newer .start \( -name 'crash-*' -o -name 'leak-*' -o -name 'oom-*' \
+             -o -name 'timeout-*' \) -printf '%f ' | sed 's/ $//')
+  slow=$(cd "$work" && find . -maxdepth 1 -newer .start -name 'slow-unit-*' -printf '%f ')
   if [ $rc -ne 0 ] || [ -n "$findings" ]; then
     found=1
     findings="${findings:-exit $rc} (see $work/log)"
   fi
+  [ -n "$slow" ] && findings="${findings:+$findings; }slow: $slow"
   printf '%-12s %8s %12s %8s %8s  %s\n' "$t" "$took" "${execs:-?}" "${cov:-?}" "$new" "${findings:-none}"
 done
 exit $found
