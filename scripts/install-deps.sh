@@ -9,12 +9,13 @@ build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev lib
             libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev
             protobuf-c-compiler libprotobuf-c-dev)
 # dcmtk: img2dcm, dcmodify, dump2dcm, dcmcjpeg, dcmcjpls, dcmcrle, dcm2pnm make and check the DICOM test files.
+# wrk and the sqlite3 shell: tests/serve_kill_test.sh (SIGKILL under load, integrity_check)
 # python3-onnx: the ONNX checker for exported graphs (tests/onnx_export_test.sh)
-test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-onnx chromium curl dcmtk)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-onnx chromium curl dcmtk wrk sqlite3)
 # Node.js may come from another source (with npm bundled); install Debian's only when absent.
 command -v npm >/dev/null || test_pkgs+=(nodejs npm)
-# bench: the PyTorch peer and wrk; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON)
-bench_pkgs=(python3-torch python3-torchvision wrk clang libclang-rt-14-dev)
+# bench: the PyTorch peer; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON, tests/fuzz/run-all.sh)
+bench_pkgs=(python3-torch python3-torchvision clang libclang-rt-14-dev)
 
 case "$what" in
   build) pkgs=("${build_pkgs[@]}") ;;

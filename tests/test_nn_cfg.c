@@ -48,6 +48,16 @@ static void test_parse_errors(void **state)
     expect_error(NET "[conv]\nfilters = 4\npad = wide\n" HEAD, PN_EFORMAT, "line 5", "bad padding 'wide'");
     expect_error(NET "[conv]\nfilters = 3\ngroups = 2\n" HEAD, PN_EFORMAT, "line 5", "not divisible by groups=2");
     expect_error(NET "[conv]\nfilters = 4\nsize = 21\npad = valid\n" HEAD, PN_EFORMAT, "line 5", "too small");
+    /* sizes are checked before any arithmetic or allocation (found by fuzz_cfg) */
+    expect_error(NET "[conv]\nfilters = 4\nsize = 3abc\n" HEAD, PN_EFORMAT, "line 5", "size '3abc' is not K or HxW");
+    expect_error(NET "[conv]\nfilters = 4\nsize = 3x\n" HEAD, PN_EFORMAT, "line 5", "size '3x' is not K or HxW");
+    expect_error(NET "[conv]\nfilters = 4\nsize = 5000\n" HEAD, PN_EFORMAT, "line 5", "sides in 1..4096");
+    expect_error(NET "[conv]\nfilters = 4\ngroups = two\n" HEAD, PN_EFORMAT, "line 5", "groups = 'two' is not an integer");
+    expect_error(NET "[conv]\nfilters = 4\ndilation = 100000\n" HEAD, PN_EFORMAT, "line 5", "at most 4096");
+    expect_error(NET "[conv]\nfilters = 1000000000\n" HEAD, PN_ELIMIT, "conv0.weight", "more than 268435456 elements");
+    expect_error(NET "[maxpool]\nsize = 0\n" HEAD, PN_EFORMAT, "line 5", "size and stride must be in 1..4096");
+    expect_error(NET "[avgpool]\nsize = 2\nstride = 0\n" HEAD, PN_EFORMAT, "line 5", "size and stride must be in 1..4096");
+    expect_error(NET "[maxpool]\nsize = 70000\n" HEAD, PN_EFORMAT, "line 5", "size and stride must be in 1..4096");
     expect_error(NET "[conv]\nfilters = 4\n[add]\nfrom = nosuch\n" HEAD, PN_EFORMAT, "line 7", "no earlier block named 'nosuch'");
     expect_error(NET "[conv]\nfilters = 4\n[add]\nfrom = -5\n" HEAD, PN_EFORMAT, "line 7", "offset -5");
     expect_error(NET "[conv]\nfilters = 4\n[add]\n" HEAD, PN_EFORMAT, "line 7", "needs `from`");

@@ -9,6 +9,13 @@
 #include "nn/cfg.h"
 
 #define PN_MAX_INPUTS PN_LAYER_MAX_INPUTS
+/* Largest kernel side, stride or dilation a cfg may ask for: beyond any
+ * input (at most 2048), and small enough that window arithmetic cannot
+ * overflow an int. */
+#define PN_MAX_WINDOW_SIDE 4096
+/* Largest parameter tensor, in elements (1 GiB of fp32; VGG-19's largest
+ * has 103M): a cfg asking for more is refused before anything is allocated. */
+#define PN_MAX_PARAM_ELEMS ((size_t)1 << 28)
 
 struct pn_ctx {
     dnnl_engine_t engine;

@@ -6,6 +6,7 @@
  * F(4x4, 3x3) kernels: about half the time of the direct ones on AVX-512,
  * even with the activations reordered to and from the nChw16c layout they
  * need (cfg `algorithm = direct` turns it off for a layer). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,14 +41,31 @@ const char *pn_conv_algorithm(const pn_layer *l)
     return ((const conv_priv *)l->priv)->winograd ? "winograd" : "direct";
 }
 
+/* A positive integer in 1..PN_MAX_WINDOW_SIDE ending at one of the chars in
+ * `stop`; returns the end or NULL. */
+static const char *parse_side(const char *text, const char *stop, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || errno || v < 1 || v > PN_MAX_WINDOW_SIDE || !strchr(stop, *end))
+        return NULL;
+    *out = (int)v;
+    return end;
+}
+
 static pn_status parse_geometry(pn_conv_geom *g, const pn_buf *in, const pn_cfg_section *s,
                                 pn_error *err)
 {
     pn_status st;
-    const char *size = pn_cfg_str(s, "size", "3");
-    if (sscanf(size, "%dx%d", &g->kh, &g->kw) != 2) {
-        g->kh = g->kw = atoi(size);
-    }
+    /* "K" or "HxW"; anything else (not a silent atoi) is an error. */
+    const char *size = pn_cfg_str(s, "size", "3"), *end = parse_side(size, "x", &g->kh);
+    g->kw = g->kh;
+    if (end && *end == 'x')
+        end = parse_side(end + 1, "", &g->kw);
+    if (!end)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: size '%s' is not K or HxW with sides in 1..%d",
+                       s->line, size, PN_MAX_WINDOW_SIDE);
     int stride, dil;
     if ((st = pn_cfg_int(s, "filters", 0, &g->filters, err)) ||
         (st = pn_cfg_int(s, "stride", 1, &stride, err)) ||
@@ -56,11 +74,17 @@ static pn_status parse_geometry(pn_conv_geom *g, const pn_buf *in, const pn_cfg_
     g->sh = g->sw = stride;
     g->dh = g->dw = dil;
     const char *groups = pn_cfg_str(s, "groups", "1");
-    g->groups = !strcmp(groups, "dw") ? in->c : atoi(groups);
+    if (!strcmp(groups, "dw"))
+        g->groups = in->c;
+    else if ((st = pn_cfg_int(s, "groups", 1, &g->groups, err)))
+        return st;
     if (g->filters <= 0 && !strcmp(groups, "dw"))
         g->filters = in->c;
     if (g->filters <= 0 || g->kh <= 0 || g->kw <= 0 || stride <= 0 || dil <= 0 || g->groups <= 0)
         return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: filters, size, stride, dilation and groups must be positive", s->line);
+    if (stride > PN_MAX_WINDOW_SIDE || dil > PN_MAX_WINDOW_SIDE)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: stride and dilation must be at most %d", s->line,
+                       PN_MAX_WINDOW_SIDE);
     if (in->c % g->groups || g->filters % g->groups)
         return pn_fail(err, PN_EFORMAT, "cfg line %d [conv]: %d input and %d output channels are not divisible by groups=%d", s->line, in->c, g->filters, g->groups);
     const char *alg = pn_cfg_str(s, "algorithm", "auto");

@@ -39,6 +39,9 @@ static pn_status window_init(pn_layer *l, pn_net *net, const pn_cfg_section *s,
     pn_status st;
     if ((st = pn_cfg_int(s, "size", 2, &size, err)) || (st = pn_cfg_int(s, "stride", size, &stride, err)))
         return st;
+    if (size < 1 || size > PN_MAX_WINDOW_SIDE || stride < 1 || stride > PN_MAX_WINDOW_SIDE)
+        return pn_fail(err, PN_EFORMAT, "cfg line %d: pooling size and stride must be in 1..%d", s->line,
+                       PN_MAX_WINDOW_SIDE);
     p->kh = p->kw = size;
     p->sh = p->sw = stride;
     const char *pad = pn_cfg_str(s, "pad", "valid");

@@ -13,6 +13,13 @@ pn_status pn_net_add_param(pn_net *net, pn_layer *l, const char *suffix, int ndi
                            const int *shape, int is_buffer, int no_decay, size_t *index,
                            pn_error *err)
 {
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && numel > PN_MAX_PARAM_ELEMS / (size_t)shape[i]))
+            return pn_fail(err, PN_ELIMIT, "%s.%s: a parameter of more than %zu elements", l->name, suffix,
+                           PN_MAX_PARAM_ELEMS);
+        numel *= (size_t)shape[i];
+    }
     if (net->n_params == net->cap_params) {
         size_t cap = net->cap_params ? net->cap_params * 2 : 64;
         pn_param *grown = realloc(net->params, cap * sizeof *grown);
@@ -27,11 +34,8 @@ pn_status pn_net_add_param(pn_net *net, pn_layer *l, const char *suffix, int ndi
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s.%s", l->name, suffix);
     p->ndim = ndim;
-    p->numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        p->shape[i] = shape[i];
-        p->numel *= (size_t)shape[i];
-    }
+    p->numel = numel;
+    memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
     p->is_buffer = is_buffer;
     p->no_decay = no_decay;
     p->data = calloc(p->numel, sizeof(float));

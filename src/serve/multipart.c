@@ -119,6 +119,9 @@ pn_status multipart_parse(const unsigned char *body, size_t len, const char *bou
     int dlen = snprintf(delim, sizeof delim, "\r\n--%s", boundary);
     if (dlen < 5 || (size_t)dlen >= sizeof delim)
         return pn_fail(err, PN_EFORMAT, "multipart boundary too long");
+    /* A request without a body has none to search (body may be NULL). */
+    if (len == 0)
+        return pn_fail(err, PN_EFORMAT, "multipart body is empty");
     /* The first delimiter may open the body (no preceding CRLF). */
     const unsigned char *p;
     if (len >= (size_t)dlen - 2 && !memcmp(body, delim + 2, (size_t)dlen - 2))

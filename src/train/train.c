@@ -398,6 +398,35 @@ static void append_history(const trainer *t, int epoch, double lr, double tl, do
     fclose(f);
 }
 
+/* On resume: keeps history.csv's header and the rows of the `completed`
+ * epochs the checkpoint holds. A run killed after appending an epoch's row
+ * but before its checkpoint replaced the previous one left a row that the
+ * resumed run writes again. Rewritten through a temporary file and rename. */
+static pn_status trim_history(const trainer *t, int completed, pn_error *err)
+{
+    char path[4096], tmp[4120], line[1024];
+    snprintf(path, sizeof path, "%s/history.csv", t->cfg->out_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return PN_OK; /* nothing written yet */
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return pn_fail(err, PN_EIO, "%s: cannot write", tmp);
+    }
+    for (int first = 1; fgets(line, sizeof line, in); first = 0)
+        if (first || atoi(line) <= completed)
+            fputs(line, out);
+    fclose(in);
+    int failed = ferror(out) | fclose(out);
+    if (failed || rename(tmp, path)) {
+        remove(tmp);
+        return pn_fail(err, PN_EIO, "%s: cannot rewrite", path);
+    }
+    return PN_OK;
+}
+
 static pn_status save_checkpoint(const trainer *t, const char *name, int epoch, pn_error *err)
 {
     char path[4096], ep[16];
@@ -766,8 +795,8 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
                             .warmup_steps = (int)(cfg->warmup_epochs * batches),
                             .total_steps = cfg->epochs * batches, .step_size = 3, .gamma = 0.3f,
                             .patience = 1};
-    if (!st && cfg->resume)
-        st = pn_checkpoint_load(&t, &s, err);
+    if (!st && cfg->resume && !(st = pn_checkpoint_load(&t, &s, err)))
+        st = trim_history(&t, s.epoch, err);
     int stopped = 0;
     if (!st)
         st = train_loop(&t, &s, progress, user, stop, &stopped, err);
