@@ -47,13 +47,18 @@ typedef struct pn_serve_options {
     int port;                  /* 0 = any free port (see pn_server_port) */
     const char *audit_db;      /* SQLite file, created if missing */
     size_t max_body;           /* bytes; larger uploads get 413 */
-    int max_connections;       /* concurrent connections (one thread each) */
+    int max_connections;       /* concurrent connections, all clients together */
+    int max_per_client;        /* concurrent connections from one client address */
     int connection_timeout_s;  /* idle connections are closed after this */
+    int request_deadline_s;    /* a request's headers and body must all arrive within this,
+                                  counted from when the server starts waiting for it */
+    int io_threads;            /* HTTP polling threads (epoll); connections cost no thread */
     int max_queue;             /* predictions waiting for a slot; beyond: 503 */
     int shutdown_grace_s;      /* pn_server_stop waits this long for in-flight requests */
 } pn_serve_options;
 
-/* 127.0.0.1:8080, pneumo-audit.db, 20 MB, 64 connections, 30 s, queue 32, 30 s grace. */
+/* 127.0.0.1:8080, pneumo-audit.db, 20 MB, 1024 connections (32 per client),
+ * 30 s idle, 30 s request deadline, 2 I/O threads, queue 32, 30 s grace. */
 void pn_serve_options_default(pn_serve_options *o);
 
 typedef struct pn_server pn_server;

@@ -31,11 +31,15 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: pneumo serve [--model FILE] [--host 127.0.0.1] [--port 8080]\n"
             "                    [--audit-db pneumo-audit.db] [--threads N] [--max-body BYTES]\n"
+            "                    [--max-per-client N] [--request-deadline SECONDS]\n"
             "Serves the REST API and web page (docs/api.md) until SIGINT or SIGTERM.\n"
             "  --model     model file (default: models/default.safetensors)\n"
             "  --host      numeric address to listen on; 0.0.0.0 exposes it to the network\n"
             "  --threads   prediction slots, each with its own model instance (default: cores)\n"
             "  --max-body  largest accepted upload in bytes (default 20000000)\n"
+            "  --max-per-client  open connections allowed from one client address (default 32)\n"
+            "  --request-deadline  seconds a client has to send a whole request, headers and\n"
+            "              body, however slowly; then the connection is closed (default 30)\n"
             "Research and screening-assist tool, not a diagnostic device.\n");
 }
 
@@ -166,6 +170,8 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"model", required_argument, NULL, 'm'},   {"host", required_argument, NULL, 'H'},
         {"port", required_argument, NULL, 'p'},    {"audit-db", required_argument, NULL, 'a'},
         {"threads", required_argument, NULL, 't'}, {"max-body", required_argument, NULL, 'b'},
+        {"max-per-client", required_argument, NULL, 'P'},
+        {"request-deadline", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
     a->model = NULL;
@@ -191,6 +197,16 @@ static int parse_args(int argc, char **argv, serve_args *a)
             if (!parse_int("--max-body", optarg, 1, LONG_MAX, &v))
                 return 2;
             a->opt.max_body = (size_t)v;
+            break;
+        case 'P':
+            if (!parse_int("--max-per-client", optarg, 1, 65535, &v))
+                return 2;
+            a->opt.max_per_client = (int)v;
+            break;
+        case 'D':
+            if (!parse_int("--request-deadline", optarg, 1, 3600, &v))
+                return 2;
+            a->opt.request_deadline_s = (int)v;
             break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -10,6 +10,14 @@
 #include "serve/metrics.h"
 #include "serve/workers.h"
 
+/* One open connection, registered from accept to close so the deadline
+ * reaper can find connections that are too slow to send their request. */
+typedef struct conn_watch {
+    MHD_socket fd;
+    double deadline;       /* monotonic seconds; 0 = not receiving a request */
+    struct conn_watch *prev, *next;
+} conn_watch;
+
 struct pn_server {
     pn_serve_options opt;
     const pn_predictor *predictor;
@@ -22,7 +30,13 @@ struct pn_server {
     int in_flight;         /* requests between headers and completion */
     int stopping;
     int port;
+    conn_watch *watches;   /* under lock */
+    pthread_t reaper;
+    pthread_cond_t reaper_wake;
+    int reaper_started, reaper_stop;
 };
+
+typedef struct predict_state predict_state;
 
 /* Per-request state, from the first access-handler call to completion. */
 typedef struct request {
@@ -33,6 +47,7 @@ typedef struct request {
     int too_large;         /* body passed max_body while streaming */
     unsigned char *body;
     size_t len, cap;
+    predict_state *predict; /* a prediction submitted to the slots; NULL before */
 } request;
 
 double monotonic_seconds(void);
@@ -48,7 +63,11 @@ enum MHD_Result send_json_text(pn_server *s, struct MHD_Connection *c, request *
 
 /* Content-Type accepted by POST /api/v1/predict (NULL = absent, accepted). */
 int predict_content_type_ok(const char *content_type);
-/* Handles a complete POST /api/v1/predict whose body is in r. */
+/* Handles a complete POST /api/v1/predict whose body is in r: the first
+ * call suspends the connection while a slot predicts, the call after the
+ * resume answers. */
 enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r);
+/* Releases what handle_predict kept in request.predict; NULL is ignored. */
+void predict_state_free(predict_state *ps);
 
 #endif

@@ -225,50 +225,110 @@ static unsigned status_for(pn_status st)
     }
 }
 
-static enum MHD_Result run_prediction(pn_server *s, struct MHD_Connection *c, request *r, const predict_input *in)
+/* A prediction between submission and answer; lives in request.predict. */
+struct predict_state {
+    predict_input in;
+    multipart_form *form;   /* the parsed upload in points into; NULL for raw bodies */
+    job job;
+    struct MHD_Connection *conn;
+    double submitted;       /* monotonic seconds */
+    double latency_ms;      /* set by the slot when done */
+    int rejected;           /* the queue was full: answer 503 */
+    pn_error reject_err;
+};
+
+void predict_state_free(predict_state *ps)
 {
-    job j = {.bytes = in->bytes, .size = in->size, .want_cam = in->want_cam};
-    pn_error err = {0};
-    double t0 = monotonic_seconds();
-    if (workers_run(&s->workers, &j, &err))
-        return send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, err.msg);
-    double latency_ms = (monotonic_seconds() - t0) * 1e3;
-    enum MHD_Result ok;
-    if (j.status)
-        ok = send_error(s, c, r, status_for(j.status), j.err.msg[0] ? j.err.msg : pn_status_name(j.status));
-    else
-        ok = send_json_text(s, c, r, MHD_HTTP_OK, result_text(s, c, in, &j.result, latency_ms));
-    free(j.result.overlay_png);
-    free(j.result.heatmap_png);
-    return ok;
+    if (!ps)
+        return;
+    free(ps->job.result.overlay_png);
+    free(ps->job.result.heatmap_png);
+    free(ps->form);
+    free(ps);
+}
+
+/* On the slot's thread: the connection was suspended until now. */
+static void prediction_done(job *j)
+{
+    predict_state *ps = j->owner;
+    ps->latency_ms = (monotonic_seconds() - ps->submitted) * 1e3;
+    MHD_resume_connection(ps->conn);
+}
+
+/* Suspends the connection and queues the prediction; the access handler is
+ * called again once the slot has run it (or the queue refused it). */
+static enum MHD_Result submit_prediction(pn_server *s, struct MHD_Connection *c, request *r, predict_state *ps)
+{
+    ps->conn = c;
+    ps->job = (job){.bytes = ps->in.bytes, .size = ps->in.size, .want_cam = ps->in.want_cam,
+                    .on_done = prediction_done, .owner = ps};
+    ps->submitted = monotonic_seconds();
+    r->predict = ps;
+    MHD_suspend_connection(c);
+    if (workers_submit(&s->workers, &ps->job, &ps->reject_err)) {
+        ps->rejected = 1;
+        MHD_resume_connection(c);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result answer_prediction(pn_server *s, struct MHD_Connection *c, request *r)
+{
+    predict_state *ps = r->predict;
+    job *j = &ps->job;
+    if (ps->rejected)
+        return send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, ps->reject_err.msg);
+    if (j->status)
+        return send_error(s, c, r, status_for(j->status), j->err.msg[0] ? j->err.msg : pn_status_name(j->status));
+    return send_json_text(s, c, r, MHD_HTTP_OK, result_text(s, c, &ps->in, &j->result, ps->latency_ms));
+}
+
+/* Reads the options and the upload; returns an error status (message in
+ * *bad) or 0 when ps->in is ready to predict. */
+static unsigned read_input(pn_server *s, struct MHD_Connection *c, request *r, predict_state *ps,
+                           const char **bad, pn_error *err)
+{
+    predict_input *in = &ps->in;
+    *in = (predict_input){.bytes = r->body, .size = r->len, .threshold = s->predictor->default_threshold};
+    *bad = apply_options(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold"),
+                         MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "gradcam"), in);
+    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (!*bad && type && type_is(type, "multipart/form-data")) {
+        /* Large: holds one part table; lives only for this request. */
+        if (!(ps->form = malloc(sizeof *ps->form))) {
+            *bad = "out of memory";
+            return MHD_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        *bad = read_form(r, type, ps->form, in, err);
+    }
+    if (*bad)
+        return MHD_HTTP_BAD_REQUEST;
+    if (in->size == 0) {
+        *bad = "empty upload: send the image as the body or as multipart field 'file'";
+        return MHD_HTTP_BAD_REQUEST;
+    }
+    if (!sniff_image(in->bytes, in->size)) {
+        *bad = "the upload is neither a JPEG nor a PNG image";
+        return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
+    }
+    return 0;
 }
 
 enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r)
 {
+    if (r->predict)
+        return answer_prediction(s, c, r);
     if (!r->admitted)
         return send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "server is shutting down");
-    predict_input in = {.bytes = r->body, .size = r->len, .threshold = s->predictor->default_threshold};
-    const char *bad = apply_options(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold"),
-                                    MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "gradcam"), &in);
-    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    /* Large: holds one part table; lives only for this request. */
-    multipart_form *form = NULL;
+    predict_state *ps = calloc(1, sizeof *ps);
+    if (!ps)
+        return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    const char *bad = NULL;
     pn_error err = {0};
-    if (!bad && type && type_is(type, "multipart/form-data")) {
-        if (!(form = malloc(sizeof *form)))
-            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-        bad = read_form(r, type, form, &in, &err);
-    }
-    enum MHD_Result ok;
-    if (bad)
-        ok = send_error(s, c, r, MHD_HTTP_BAD_REQUEST, bad);
-    else if (in.size == 0)
-        ok = send_error(s, c, r, MHD_HTTP_BAD_REQUEST,
-                        "empty upload: send the image as the body or as multipart field 'file'");
-    else if (!sniff_image(in.bytes, in.size))
-        ok = send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the upload is neither a JPEG nor a PNG image");
-    else
-        ok = run_prediction(s, c, r, &in);
-    free(form);
+    unsigned status = read_input(s, c, r, ps, &bad, &err);
+    if (!status)
+        return submit_prediction(s, c, r, ps);
+    enum MHD_Result ok = send_error(s, c, r, status, bad);
+    predict_state_free(ps);
     return ok;
 }

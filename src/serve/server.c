@@ -1,6 +1,9 @@
 /* libmicrohttpd plumbing: listening, routing, limits, static files, metrics
- * and graceful shutdown. One thread per connection; predictions themselves
- * run on the worker slots (workers.c). */
+ * and graceful shutdown. A few epoll threads serve every connection, so an
+ * idle or slow connection costs a file descriptor, not a thread; a
+ * prediction suspends its connection while a worker slot (workers.c) runs it.
+ * A reaper thread closes connections whose request has not fully arrived
+ * within the request deadline, however slowly it trickles in. */
 #include "serve/internal.h"
 
 #include <arpa/inet.h>
@@ -10,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,8 +29,11 @@ void pn_serve_options_default(pn_serve_options *o)
                             .port = 8080,
                             .audit_db = "pneumo-audit.db",
                             .max_body = 20u * 1000u * 1000u,
-                            .max_connections = 64,
+                            .max_connections = 1024,
+                            .max_per_client = 32,
                             .connection_timeout_s = 30,
+                            .request_deadline_s = 30,
+                            .io_threads = 2,
                             .max_queue = 32,
                             .shutdown_grace_s = 30};
 }
@@ -36,6 +43,97 @@ double monotonic_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* -------------------------------------------------------- request deadline */
+
+static conn_watch *watch_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* Starts (armed) or stops the clock for the request a connection is receiving. */
+static void watch_arm(pn_server *s, struct MHD_Connection *c, int armed)
+{
+    conn_watch *w = watch_of(c);
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->lock);
+    w->deadline = armed ? monotonic_seconds() + s->opt.request_deadline_s : 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    pn_server *s = cls;
+    conn_watch *w = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!info || !(w = calloc(1, sizeof *w)))
+            return; /* out of memory: the idle timeout still applies */
+        w->fd = info->connect_fd;
+        w->deadline = monotonic_seconds() + s->opt.request_deadline_s;
+        pthread_mutex_lock(&s->lock);
+        w->next = s->watches;
+        if (w->next)
+            w->next->prev = w;
+        s->watches = w;
+        pthread_mutex_unlock(&s->lock);
+        *socket_context = w;
+        return;
+    }
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->watches = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_mutex_unlock(&s->lock);
+    free(w);
+    *socket_context = NULL;
+}
+
+/* Every REAPER_PERIOD_MS: shuts down the sockets of connections past their
+ * deadline; libmicrohttpd then sees the end of the stream and closes them. */
+#define REAPER_PERIOD_MS 200
+
+static void *reaper_main(void *arg)
+{
+    pn_server *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->reaper_stop) {
+        double now = monotonic_seconds();
+        for (conn_watch *w = s->watches; w; w = w->next)
+            if (w->deadline > 0 && now >= w->deadline) {
+                w->deadline = 0;
+                shutdown(w->fd, SHUT_RDWR);
+            }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += REAPER_PERIOD_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->reaper_wake, &s->lock, &until);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void reaper_stop(pn_server *s)
+{
+    if (!s->reaper_started)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->reaper_stop = 1;
+    pthread_cond_signal(&s->reaper_wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->reaper, NULL);
+    s->reaper_started = 0;
 }
 
 /* ----------------------------------------------------------------- replies */
@@ -69,6 +167,7 @@ enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, un
     /* Keep-alive clients must let go during shutdown, or it waits for them. */
     if (is_stopping(s))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    watch_arm(s, c, 0); /* the request is in: sending is bounded by the idle timeout */
     enum MHD_Result ok = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     if (ok == MHD_YES)
@@ -248,6 +347,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         return MHD_YES;
     }
+    watch_arm(s, c, 0); /* the whole request has arrived */
     if (r->status)
         return MHD_YES;
     if (r->too_large) {
@@ -268,8 +368,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     /* Requests dropped before a response (client gone, timeout) are not counted. */
     if (r->status)
         metrics_request(&s->metrics, r->route, r->status, monotonic_seconds() - r->start);
+    predict_state_free(r->predict);
     free(r->body);
     free(r);
+    watch_arm(s, c, 1); /* a kept-alive connection waits for its next request */
     pthread_mutex_lock(&s->lock);
     if (--s->in_flight == 0)
         pthread_cond_broadcast(&s->idle);
@@ -306,8 +408,8 @@ static pn_status parse_listen_addr(const char *host, int port, listen_addr *a, i
 
 static pn_status check_options(const pn_serve_options *o, const pn_predictor *p, pn_error *err)
 {
-    if (o->max_body < 1 || o->max_connections < 1 || o->connection_timeout_s < 1 || o->max_queue < 1 ||
-        o->shutdown_grace_s < 0)
+    if (o->max_body < 1 || o->max_connections < 1 || o->max_per_client < 1 || o->connection_timeout_s < 1 ||
+        o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 || o->shutdown_grace_s < 0)
         return pn_fail(err, PN_EINVAL, "server limits must be positive");
     if (!p->predict || !p->model_json || !p->model_id || !p->model_version)
         return pn_fail(err, PN_EINVAL, "incomplete predictor");
@@ -325,13 +427,16 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
     pn_status st = parse_listen_addr(s->opt.host, s->opt.port, &addr, &is_v6, err);
     if (st)
         return st;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                     (is_v6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | (is_v6 ? MHD_USE_IPv6 : 0);
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
                                  MHD_OPTION_SOCK_ADDR, &addr.sa,
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opt.io_threads,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opt.max_connections,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->opt.max_per_client,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opt.connection_timeout_s,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
                                  MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                                  MHD_OPTION_END);
     if (!s->daemon)
@@ -355,6 +460,7 @@ pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_s
     s->predictor = p;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
+    pthread_cond_init(&s->reaper_wake, NULL);
     metrics_init(&s->metrics);
     st = pn_audit_open(o->audit_db, &s->audit, err);
     if (!st && (st = workers_start(&s->workers, p, o->max_queue, err)))
@@ -363,7 +469,17 @@ pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_s
         workers_stop(&s->workers);
         pn_audit_close(s->audit);
     }
+    if (!st) {
+        s->reaper_started = !pthread_create(&s->reaper, NULL, reaper_main, s);
+        if (!s->reaper_started) {
+            st = pn_fail(err, PN_EIO, "cannot start the request deadline thread");
+            MHD_stop_daemon(s->daemon);
+            workers_stop(&s->workers);
+            pn_audit_close(s->audit);
+        }
+    }
     if (st) {
+        pthread_cond_destroy(&s->reaper_wake);
         metrics_destroy(&s->metrics);
         pthread_cond_destroy(&s->idle);
         pthread_mutex_destroy(&s->lock);
@@ -400,11 +516,15 @@ void pn_server_stop(pn_server *s)
     /* No new connections from here on; requests already received finish. */
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
     wait_idle(s);
+    /* Runs what is still queued, resuming every suspended connection, which
+     * libmicrohttpd requires before it stops. */
+    workers_stop(&s->workers);
     MHD_stop_daemon(s->daemon);
+    reaper_stop(s);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
-    workers_stop(&s->workers);
     pn_audit_close(s->audit);
+    pthread_cond_destroy(&s->reaper_wake);
     metrics_destroy(&s->metrics);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->lock);
