@@ -160,7 +160,9 @@ http_resp http(int port, const char *head, const void *body, size_t body_len)
     if (fd < 0)
         return r;
     char *msg;
-    int n = asprintf(&msg, "%s\r\nHost: localhost\r\nConnection: close\r\n\r\n", head);
+    /* Host: localhost unless the caller sends its own. */
+    int n = asprintf(&msg, "%s%s\r\nConnection: close\r\n\r\n", head,
+                     strcasestr(head, "\r\nHost:") ? "" : "\r\nHost: localhost");
     send_all(fd, msg, (size_t)n);
     free(msg);
     if (body_len)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -144,10 +145,233 @@ static void test_slow_clients_cannot_starve(void **state)
     pn_server_stop(fx.server);
 }
 
+/* ------------------------------------------------------- access control */
+
+#define TEST_TOKEN "test-token-0123456789abcdef"
+static const char *const test_tokens[] = {"another-token-fedcba9876543210", TEST_TOKEN};
+
+static void start_with_token(fixture *fx, const char *db)
+{
+    pn_serve_options_default(&fx->opt);
+    fx->opt.tokens = test_tokens;
+    fx->opt.n_tokens = 2;
+    fixture_start_with(fx, db, 1);
+}
+
+/* POST of a fake JPEG with extra header lines (each ending in \r\n). */
+static http_resp post_with(int port, const char *extra, size_t n)
+{
+    unsigned char *img = fake_jpeg(n, 100);
+    char head[1024];
+    snprintf(head, sizeof head, "POST /api/v1/predict HTTP/1.1\r\n%sContent-Type: image/jpeg\r\nContent-Length: %zu",
+             extra, n);
+    http_resp r = http(port, head, img, n);
+    free(img);
+    return r;
+}
+
+static void test_token_required(void **state)
+{
+    fixture fx;
+    start_with_token(&fx, "token.db");
+    http_resp r = get(fx.port, "/api/v1/model");
+    assert_int_equal(r.status, 401);
+    char *www = header(&r, "WWW-Authenticate");
+    assert_non_null(www);
+    assert_non_null(strstr(www, "Bearer"));
+    free(www);
+    assert_error(r, 401);
+    assert_error(http(fx.port, "GET /api/v1/model HTTP/1.1\r\nAuthorization: Bearer " TEST_TOKEN "x", NULL, 0), 401);
+    assert_error(http(fx.port, "GET /api/v1/model HTTP/1.1\r\nAuthorization: Basic " TEST_TOKEN, NULL, 0), 401);
+    assert_error(http(fx.port, "GET /metrics HTTP/1.1", NULL, 0), 401);
+    assert_error(post_with(fx.port, "", 500), 401);
+    assert_error(post_with(fx.port, "Authorization: Bearer test-token-0123456789abcdeF\r\n", 500), 401);
+    assert_int_equal(db_int(fx.db, "SELECT count(*) FROM predictions"), 0);
+
+    r = http(fx.port, "GET /api/v1/model HTTP/1.1\r\nAuthorization: Bearer " TEST_TOKEN, NULL, 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    r = post_with(fx.port, "Authorization: Bearer another-token-fedcba9876543210\r\n", 500);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    /* The page and the health check stay open: the page asks for the token. */
+    r = get(fx.port, "/healthz");
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    r = get(fx.port, "/");
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(db_int(fx.db, "SELECT count(*) FROM predictions"), 1);
+    pn_server_stop(fx.server);
+}
+
+static void test_cross_origin_post_refused(void **state)
+{
+    fixture fx;
+    static const char *const allowed[] = {"https://viewer.hospital.example"};
+    pn_serve_options_default(&fx.opt);
+    fx.opt.tokens = test_tokens;
+    fx.opt.n_tokens = 2;
+    fx.opt.allow_origins = allowed;
+    fx.opt.n_allow_origins = 1;
+    fixture_start_with(&fx, "origin.db", 1);
+    const char *auth = "Authorization: Bearer " TEST_TOKEN "\r\n";
+    char extra[512];
+    static const char *const refused[] = {
+        "Origin: http://evil.example\r\n",
+        "Origin: null\r\n",
+        "Origin: https://localhost\r\n",          /* another scheme is another origin */
+        "Origin: http://localhost.evil.example\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Sec-Fetch-Site: same-site\r\n",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        snprintf(extra, sizeof extra, "%s%s", auth, refused[i]);
+        assert_error(post_with(fx.port, extra, 400), 403);
+    }
+    assert_int_equal(db_int(fx.db, "SELECT count(*) FROM predictions"), 0);
+    assert_int_equal(atomic_load(&fx.fake.calls), 0);
+
+    /* The server's own page (same origin), a tool without Origin, and an allowed origin. */
+    snprintf(extra, sizeof extra, "%sOrigin: http://localhost\r\nSec-Fetch-Site: same-origin\r\n", auth);
+    http_resp r = post_with(fx.port, extra, 400);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    r = post_with(fx.port, auth, 400);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    snprintf(extra, sizeof extra, "%sOrigin: https://viewer.hospital.example\r\n", auth);
+    r = post_with(fx.port, extra, 400);
+    assert_int_equal(r.status, 200);
+    assert_header(&r, "Access-Control-Allow-Origin", "https://viewer.hospital.example");
+    resp_free(&r);
+    r = http(fx.port, "OPTIONS /api/v1/predict HTTP/1.1\r\nOrigin: https://viewer.hospital.example\r\n"
+             "Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization", NULL, 0);
+    assert_int_equal(r.status, 204);
+    assert_header(&r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+    resp_free(&r);
+    assert_int_equal(db_int(fx.db, "SELECT count(*) FROM predictions"), 3);
+    pn_server_stop(fx.server);
+}
+
+/* A page on evil.example whose name now resolves to 127.0.0.1 reaches a
+ * token-less loopback server with Host: evil.example. */
+static void test_dns_rebinding_refused(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fixture_start_with(&fx, "rebind.db", 1);
+    assert_error(http(fx.port, "GET /api/v1/model HTTP/1.1\r\nHost: evil.example", NULL, 0), 403);
+    assert_error(post_with(fx.port, "Host: evil.example:8080\r\n", 300), 403);
+    http_resp r = http(fx.port, "GET /api/v1/model HTTP/1.1\r\nHost: 127.0.0.1:8080", NULL, 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    r = http(fx.port, "GET /api/v1/model HTTP/1.1\r\nHost: [::1]:8080", NULL, 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(db_int(fx.db, "SELECT count(*) FROM predictions"), 0);
+    pn_server_stop(fx.server);
+}
+
+/* Nothing is bound: the refusal comes before listening. */
+static void test_exposed_without_token_refused(void **state)
+{
+    fake f;
+    pn_predictor p = fake_predictor(&f, 1);
+    pn_serve_options o;
+    pn_serve_options_default(&o);
+    o.host = "0.0.0.0";
+    o.port = 0;
+    pn_server *s = NULL;
+    pn_error err = {0};
+    assert_int_equal(pn_server_start(&o, &p, &s, &err), PN_EINVAL);
+    assert_null(s);
+    assert_non_null(strstr(err.msg, "--token-file"));
+    assert_non_null(strstr(err.msg, "--insecure-no-auth"));
+    o.host = "::";
+    assert_int_equal(pn_server_start(&o, &p, &s, &err), PN_EINVAL);
+}
+
+/* ------------------------------------------------------------------- TLS */
+
+static int run(const char *cmd)
+{
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int run_curl(const char *args, int port)
+{
+    char *cmd;
+    assert_true(asprintf(&cmd, "curl -sS --max-time 20 %s127.0.0.1:%d/healthz 2>/dev/null >/dev/null", args,
+                         port) > 0);
+    int rc = run(cmd);
+    free(cmd);
+    return rc;
+}
+
+/* HTTPS through libmicrohttpd's GnuTLS with a certificate made here. */
+static void test_tls(void **state)
+{
+    if (run("command -v openssl >/dev/null && command -v curl >/dev/null")) {
+        printf("SKIP: openssl or curl is not installed\n");
+        skip();
+    }
+    const char *dir = pn_test_tmpdir();
+    char cert[512], key[512], *cmd;
+    snprintf(cert, sizeof cert, "%s/tls-cert.pem", dir);
+    snprintf(key, sizeof key, "%s/tls-key.pem", dir);
+    assert_true(asprintf(&cmd, "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+                               "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s "
+                               "2>/dev/null", key, cert) > 0);
+    assert_int_equal(run(cmd), 0);
+    free(cmd);
+
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fx.opt.tokens = test_tokens;
+    fx.opt.n_tokens = 2;
+    fx.opt.tls_cert_file = cert;
+    fx.opt.tls_key_file = key;
+    fixture_start_with(&fx, "tls.db", 1);
+    char args[1200];
+    snprintf(args, sizeof args, "--cacert %s https://", cert);
+    assert_int_equal(run_curl(args, fx.port), 0);
+    /* A client that does not trust the certificate stops; plain HTTP gets no answer, and the server goes on. */
+    assert_int_not_equal(run_curl("https://", fx.port), 0);
+    assert_int_not_equal(run_curl("http://", fx.port), 0);
+    assert_int_equal(run_curl(args, fx.port), 0);
+
+    /* The token still applies over HTTPS, with HSTS on every answer. */
+    char out[600];
+    snprintf(out, sizeof out, "%s/tls-model.txt", dir);
+    assert_true(asprintf(&cmd, "curl -sS --max-time 20 --cacert %s -D %s.head -o %s -H 'Authorization: Bearer "
+                               TEST_TOKEN "' https://127.0.0.1:%d/api/v1/model", cert, out, out, fx.port) > 0);
+    assert_int_equal(run(cmd), 0);
+    free(cmd);
+    assert_true(asprintf(&cmd, "grep -qi '^Strict-Transport-Security: max-age=' %s.head && grep -q '\"arch\":\"fake\"' %s",
+                         out, out) > 0);
+    assert_int_equal(run(cmd), 0);
+    free(cmd);
+    pn_server_stop(fx.server);
+
+    /* A key that is not PEM is refused at start. */
+    fx.opt.tls_key_file = out;
+    pn_error err = {0};
+    pn_server *s = NULL;
+    assert_int_not_equal(pn_server_start(&fx.opt, &fx.predictor, &s, &err), PN_OK);
+    assert_null(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slow_clients_cannot_starve),
+        cmocka_unit_test(test_token_required),
+        cmocka_unit_test(test_cross_origin_post_refused),
+        cmocka_unit_test(test_dns_rebinding_refused),
+        cmocka_unit_test(test_exposed_without_token_refused),
+        cmocka_unit_test(test_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,12 @@
 /* Pieces of the server tested alone: Grad-CAM overlay PNG, turbo colormap,
  * multipart parsing and base64. */
 #include <png.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pneumo/overlay.h"
+#include "serve/access.h"
 #include "serve/base64.h"
 #include "serve/multipart.h"
 #include "testutil.h"
@@ -215,6 +217,122 @@ static void test_multipart_malformed(void **state)
     free(many);
 }
 
+static void test_access_tokens(void **state)
+{
+    static const char *const tokens[] = {"first-token-0123456789", "second-token-abcdefghij"};
+    pn_serve_options o;
+    pn_serve_options_default(&o);
+    o.tokens = tokens;
+    o.n_tokens = 2;
+    access_rules a;
+    pn_error err = {0};
+    assert_int_equal(access_init(&a, &o, &err), PN_OK);
+    static const struct {
+        const char *header;
+        int ok;
+    } cases[] = {
+        {"Bearer first-token-0123456789", 1}, {"bearer second-token-abcdefghij", 1},
+        {"Bearer   first-token-0123456789", 1}, {NULL, 0}, {"", 0}, {"Bearer ", 0},
+        {"Bearer first-token-012345678", 0}, {"Bearer first-token-01234567890", 0},
+        {"Basic first-token-0123456789", 0}, {"first-token-0123456789", 0},
+        {"Bearer second-token-abcdefghiJ", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if (access_token_ok(&a, cases[i].header) != cases[i].ok)
+            fail_msg("token case %zu (%s): expected %d", i, cases[i].header ? cases[i].header : "NULL", cases[i].ok);
+    access_destroy(&a);
+    /* No token configured: everything passes. */
+    o.n_tokens = 0;
+    assert_int_equal(access_init(&a, &o, &err), PN_OK);
+    assert_true(access_token_ok(&a, NULL));
+    access_destroy(&a);
+}
+
+static void test_access_token_file(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokens.txt", pn_test_tmpdir());
+    static const struct {
+        const char *text;
+        int n; /* -1 = refused */
+    } cases[] = {
+        {"# ops tokens\n  token-one-0123456789  \n\ntoken-two-0123456789\n", 2},
+        {"short\n", -1},
+        {"# only a comment\n\n", -1},
+        {"token with spaces 0123456789\n", -1},
+        {"", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(cases[i].text, f);
+        fclose(f);
+        char **tokens = NULL;
+        int n = 0;
+        pn_error err = {0};
+        pn_status st = pn_serve_read_tokens(path, &tokens, &n, &err);
+        if (cases[i].n < 0) {
+            assert_int_not_equal(st, PN_OK);
+            assert_true(strlen(err.msg) > 0);
+        } else {
+            assert_int_equal(st, PN_OK);
+            assert_int_equal(n, cases[i].n);
+            assert_string_equal(tokens[0], "token-one-0123456789");
+        }
+        pn_serve_free_tokens(tokens, n);
+    }
+    char **tokens;
+    int n;
+    pn_error err = {0};
+    assert_int_equal(pn_serve_read_tokens("/nonexistent/tokens", &tokens, &n, &err), PN_EIO);
+}
+
+static void test_access_origin_and_host(void **state)
+{
+    static const char *const allowed[] = {"https://viewer.example"};
+    pn_serve_options o;
+    pn_serve_options_default(&o);
+    o.allow_origins = allowed;
+    o.n_allow_origins = 1;
+    access_rules a;
+    pn_error err = {0};
+    assert_int_equal(access_init(&a, &o, &err), PN_OK);
+    static const struct {
+        const char *origin, *site, *host;
+        int tls;
+        access_verdict v;
+    } cases[] = {
+        {NULL, NULL, "localhost:8080", 0, ACCESS_OK},
+        {"http://localhost:8080", "same-origin", "localhost:8080", 0, ACCESS_OK},
+        {"https://localhost:8080", NULL, "localhost:8080", 1, ACCESS_OK},
+        {"http://localhost:8080", NULL, "localhost:8080", 1, ACCESS_FORBIDDEN},
+        {"http://localhost:8081", NULL, "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {"http://evil.example", NULL, "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {"null", NULL, "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {"https://viewer.example", "cross-site", "pneumo:8443", 1, ACCESS_OK},
+        {"https://viewer.example.evil", NULL, "pneumo:8443", 1, ACCESS_FORBIDDEN},
+        {NULL, "cross-site", "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {NULL, "same-site", "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {NULL, "none", "localhost:8080", 0, ACCESS_OK},
+        {"http://localhost:8080", NULL, NULL, 0, ACCESS_FORBIDDEN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if (access_check_origin(&a, cases[i].origin, cases[i].site, cases[i].host, cases[i].tls) != cases[i].v)
+            fail_msg("origin case %zu", i);
+    access_destroy(&a);
+
+    static const struct {
+        const char *host;
+        int loopback;
+    } hosts[] = {
+        {"localhost", 1}, {"LOCALHOST:8080", 1}, {"127.0.0.1:8080", 1}, {"127.9.9.9", 1}, {"[::1]:8080", 1},
+        {"[::1]", 1}, {"evil.example", 0}, {"localhost.evil.example", 0}, {"128.0.0.1", 0}, {"[::2]:80", 0},
+        {"[::1", 0}, {"", 0}, {NULL, 0}, {":8080", 0},
+    };
+    for (size_t i = 0; i < sizeof hosts / sizeof *hosts; i++)
+        if (access_loopback_host(hosts[i].host) != hosts[i].loopback)
+            fail_msg("host case %zu (%s)", i, hosts[i].host ? hosts[i].host : "NULL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +344,9 @@ int main(void)
         cmocka_unit_test(test_multipart_boundary),
         cmocka_unit_test(test_multipart_parse),
         cmocka_unit_test(test_multipart_malformed),
+        cmocka_unit_test(test_access_tokens),
+        cmocka_unit_test(test_access_token_file),
+        cmocka_unit_test(test_access_origin_and_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -55,6 +55,20 @@ typedef struct pn_serve_options {
     int io_threads;            /* HTTP polling threads (epoll); connections cost no thread */
     int max_queue;             /* predictions waiting for a slot; beyond: 503 */
     int shutdown_grace_s;      /* pn_server_stop waits this long for in-flight requests */
+    /* Access control. With tokens, the API and metrics need
+     * `Authorization: Bearer <token>` (401 otherwise); the page and /healthz
+     * stay open. Without tokens, a non-loopback host is refused unless
+     * insecure_no_auth is set. */
+    const char *const *tokens;
+    int n_tokens;
+    int insecure_no_auth;
+    /* Origins (scheme://host[:port]) whose pages may POST here; other
+     * cross-origin browser requests get 403. */
+    const char *const *allow_origins;
+    int n_allow_origins;
+    /* HTTPS through libmicrohttpd's GnuTLS: PEM files of the certificate
+     * chain and the private key, both or neither. */
+    const char *tls_cert_file, *tls_key_file;
 } pn_serve_options;
 
 /* 127.0.0.1:8080, pneumo-audit.db, 20 MB, 1024 connections (32 per client),
@@ -62,6 +76,14 @@ typedef struct pn_serve_options {
 void pn_serve_options_default(pn_serve_options *o);
 
 typedef struct pn_server pn_server;
+
+/* Reads API tokens, one a line (blank lines and lines starting with '#'
+ * skipped; surrounding spaces trimmed). Each must be at least
+ * PN_SERVE_MIN_TOKEN_LEN characters; an empty file is an error. Free with
+ * pn_serve_free_tokens. */
+#define PN_SERVE_MIN_TOKEN_LEN 16
+pn_status pn_serve_read_tokens(const char *path, char ***tokens, int *n_tokens, pn_error *err);
+void pn_serve_free_tokens(char **tokens, int n_tokens);
 
 /* Opens the audit log, starts the prediction workers and listens. The
  * predictor (and the strings it points to) must outlive the server. */

@@ -32,6 +32,8 @@ static void usage(FILE *out)
             "usage: pneumo serve [--model FILE] [--host 127.0.0.1] [--port 8080]\n"
             "                    [--audit-db pneumo-audit.db] [--threads N] [--max-body BYTES]\n"
             "                    [--max-per-client N] [--request-deadline SECONDS]\n"
+            "                    [--token-file FILE] [--tls-cert PEM --tls-key PEM]\n"
+            "                    [--allow-origin ORIGIN]... [--insecure-no-auth]\n"
             "Serves the REST API and web page (docs/api.md) until SIGINT or SIGTERM.\n"
             "  --model     model file (default: models/default.safetensors)\n"
             "  --host      numeric address to listen on; 0.0.0.0 exposes it to the network\n"
@@ -40,6 +42,12 @@ static void usage(FILE *out)
             "  --max-per-client  open connections allowed from one client address (default 32)\n"
             "  --request-deadline  seconds a client has to send a whole request, headers and\n"
             "              body, however slowly; then the connection is closed (default 30)\n"
+            "  --token-file  API tokens, one a line: the API and /metrics then need\n"
+            "              'Authorization: Bearer <token>' (the page asks for it once per tab)\n"
+            "  --tls-cert, --tls-key  serve HTTPS with this PEM certificate chain and key\n"
+            "  --allow-origin  an origin (https://host[:port]) whose pages may call the API;\n"
+            "              other sites' pages get 403. Repeatable\n"
+            "  --insecure-no-auth  allow a non-loopback --host without --token-file\n"
             "Research and screening-assist tool, not a diagnostic device.\n");
 }
 
@@ -145,10 +153,16 @@ static pn_status load_models(const char *path, int n_slots, served_model *sm, pn
     return PN_OK;
 }
 
+#define MAX_ALLOWED_ORIGINS 16
+
 typedef struct serve_args {
     const char *model;
     pn_serve_options opt;
     int threads;
+    const char *token_file;
+    char **tokens;
+    int n_tokens;
+    const char *origins[MAX_ALLOWED_ORIGINS];
 } serve_args;
 
 static int parse_int(const char *name, const char *text, long lo, long hi, long *out)
@@ -172,9 +186,17 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"threads", required_argument, NULL, 't'}, {"max-body", required_argument, NULL, 'b'},
         {"max-per-client", required_argument, NULL, 'P'},
         {"request-deadline", required_argument, NULL, 'D'},
+        {"token-file", required_argument, NULL, 'T'},
+        {"tls-cert", required_argument, NULL, 'C'},
+        {"tls-key", required_argument, NULL, 'K'},
+        {"allow-origin", required_argument, NULL, 'O'},
+        {"insecure-no-auth", no_argument, NULL, 'I'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
     a->model = NULL;
+    a->token_file = NULL;
+    a->tokens = NULL;
+    a->n_tokens = 0;
     a->threads = cores > 0 ? (int)cores : 1;
     pn_serve_options_default(&a->opt);
     int c;
@@ -208,6 +230,20 @@ static int parse_args(int argc, char **argv, serve_args *a)
                 return 2;
             a->opt.request_deadline_s = (int)v;
             break;
+        case 'T': a->token_file = optarg; break;
+        case 'C': a->opt.tls_cert_file = optarg; break;
+        case 'K': a->opt.tls_key_file = optarg; break;
+        case 'I': a->opt.insecure_no_auth = 1; break;
+        case 'O':
+            if (a->opt.n_allow_origins == MAX_ALLOWED_ORIGINS || strncmp(optarg, "http", 4) ||
+                !strstr(optarg, "://") || optarg[strlen(optarg) - 1] == '/') {
+                fprintf(stderr, "pneumo serve: --allow-origin '%s': expected scheme://host[:port] without a "
+                                "trailing slash, at most %d times\n", optarg, MAX_ALLOWED_ORIGINS);
+                return 2;
+            }
+            a->origins[a->opt.n_allow_origins++] = optarg;
+            a->opt.allow_origins = a->origins;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -234,9 +270,15 @@ int pn_cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     pn_error err = {0};
-    served_model sm;
+    served_model sm = {0};
     pn_server *server = NULL;
-    pn_status st = load_models(a.model, a.threads, &sm, &err);
+    pn_status st = PN_OK;
+    if (a.token_file && !(st = pn_serve_read_tokens(a.token_file, &a.tokens, &a.n_tokens, &err))) {
+        a.opt.tokens = (const char *const *)a.tokens;
+        a.opt.n_tokens = a.n_tokens;
+    }
+    if (!st)
+        st = load_models(a.model, a.threads, &sm, &err);
     const pn_model_info *info = st ? NULL : pn_model_get_info(sm.slots[0]);
     pn_predictor predictor = {.user = &sm, .n_slots = a.threads, .predict = predict_slot};
     if (!st) {
@@ -249,18 +291,22 @@ int pn_cmd_serve(int argc, char **argv)
     if (st) {
         fprintf(stderr, "pneumo serve: %s\n", err.msg);
         free_models(&sm);
+        pn_serve_free_tokens(a.tokens, a.n_tokens);
         return 1;
     }
+    int v6 = strchr(a.opt.host, ':') != NULL;
     fprintf(stderr,
-            "pneumo serve: http://%s:%d/ model %s (%s, %s), %d prediction slot%s, audit log %s\n"
+            "pneumo serve: %s://%s%s%s:%d/ model %s (%s, %s), %d prediction slot%s, audit log %s, %s\n"
             "Research and screening-assist tool, not a diagnostic device. Ctrl-C to stop.\n",
-            a.opt.host, pn_server_port(server), info->id, info->arch_name, info->version, a.threads,
-            a.threads == 1 ? "" : "s", a.opt.audit_db);
+            a.opt.tls_cert_file ? "https" : "http", v6 ? "[" : "", a.opt.host, v6 ? "]" : "",
+            pn_server_port(server), info->id, info->arch_name, info->version, a.threads, a.threads == 1 ? "" : "s",
+            a.opt.audit_db, a.n_tokens ? "API token required" : "no API token");
     int sig = 0;
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "pneumo serve: %s received, finishing requests in flight\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     pn_server_stop(server);
     free_models(&sm);
+    pn_serve_free_tokens(a.tokens, a.n_tokens);
     fprintf(stderr, "pneumo serve: stopped, audit log closed\n");
     return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "pneumo/audit.h"
 #include "pneumo/serve.h"
+#include "serve/access.h"
 #include "serve/metrics.h"
 #include "serve/workers.h"
 
@@ -23,7 +24,12 @@ struct pn_server {
     const pn_predictor *predictor;
     struct MHD_Daemon *daemon;
     pn_audit *audit;
+    access_rules access;
+    int tls;               /* HTTPS */
+    char *tls_cert_pem, *tls_key_pem; /* read from the option files */
+    int loopback;          /* listening on a loopback address */
     workers workers;
+    int workers_started;
     metrics metrics;
     pthread_mutex_t lock;
     pthread_cond_t idle;   /* signalled when in_flight drops to 0 */
@@ -45,6 +51,8 @@ typedef struct request {
     unsigned status;       /* of the queued response; 0 = none yet */
     int admitted;          /* arrived before shutdown began */
     int too_large;         /* body passed max_body while streaming */
+    const char *cors_origin; /* an --allow-origin the request came from, echoed in CORS headers */
+    int preflight;           /* answering a CORS preflight (OPTIONS) */
     unsigned char *body;
     size_t len, cap;
     predict_state *predict; /* a prediction submitted to the slots; NULL before */

@@ -4,10 +4,12 @@
  * prediction suspends its connection while a worker slot (workers.c) runs it.
  * A reaper thread closes connections whose request has not fully arrived
  * within the request deadline, however slowly it trickles in. */
+#define _GNU_SOURCE /* memmem */
 #include "serve/internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -146,6 +148,19 @@ static int is_stopping(pn_server *s)
     return stopping;
 }
 
+static void add_cors_headers(struct MHD_Response *resp, const request *r)
+{
+    if (!r->cors_origin)
+        return;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, r->cors_origin);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+    if (r->preflight) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+}
+
 enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
                           void *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
@@ -164,6 +179,11 @@ enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, un
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == ROUTE_PREDICT ? "POST" : "GET, HEAD");
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pneumo\"");
+    if (s->tls)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    add_cors_headers(resp, r);
     /* Keep-alive clients must let go during shutdown, or it waits for them. */
     if (is_stopping(s))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -252,6 +272,34 @@ static size_t content_length(struct MHD_Connection *c, int *known)
     return v ? (size_t)strtoull(v, NULL, 10) : 0;
 }
 
+static const char *header_value(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* Who is asking: Host (loopback servers), Origin, the token. Returns MHD_YES
+ * with r->status still 0 when the request may go on. */
+static enum MHD_Result check_access(pn_server *s, struct MHD_Connection *c, request *r, int is_get)
+{
+    const char *host = header_value(c, MHD_HTTP_HEADER_HOST);
+    /* A page on another site whose name resolves to 127.0.0.1 (DNS
+     * rebinding) reaches a loopback server with its own name as Host. */
+    if (s->loopback && !s->access.n_tokens && host && !access_loopback_host(host))
+        return send_error(s, c, r, MHD_HTTP_FORBIDDEN,
+                          "this server only answers to localhost, 127.0.0.1 or [::1] as Host");
+    const char *origin = header_value(c, MHD_HTTP_HEADER_ORIGIN);
+    r->cors_origin = access_allowed_origin(&s->access, origin);
+    if (!is_get && access_check_origin(&s->access, origin, header_value(c, "Sec-Fetch-Site"), host, s->tls))
+        return send_error(s, c, r, MHD_HTTP_FORBIDDEN,
+                          "cross-origin request refused: the server's own page, or an origin allowed with "
+                          "--allow-origin, may post here");
+    int needs_token = r->route == ROUTE_PREDICT || r->route == ROUTE_MODEL || r->route == ROUTE_METRICS;
+    if (needs_token && !access_token_ok(&s->access, header_value(c, MHD_HTTP_HEADER_AUTHORIZATION)))
+        return send_error(s, c, r, MHD_HTTP_UNAUTHORIZED,
+                          "missing or wrong API token: send Authorization: Bearer <token>");
+    return MHD_YES;
+}
+
 /* Everything that can be decided from the request line and headers alone.
  * Returns MHD_YES with r->status still 0 when the body should be read. */
 static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, request *r, const char *url,
@@ -260,6 +308,15 @@ static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, reques
     int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (r->route == ROUTE_OTHER)
         return send_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such resource");
+    /* A CORS preflight from an allowed origin (it carries no token). */
+    if (!strcmp(method, MHD_HTTP_METHOD_OPTIONS) && (r->route == ROUTE_PREDICT || r->route == ROUTE_MODEL) &&
+        (r->cors_origin = access_allowed_origin(&s->access, header_value(c, MHD_HTTP_HEADER_ORIGIN)))) {
+        r->preflight = 1;
+        return send_body(s, c, r, MHD_HTTP_NO_CONTENT, "text/plain", (void *)"", 0, MHD_RESPMEM_PERSISTENT);
+    }
+    enum MHD_Result ok = check_access(s, c, r, is_get);
+    if (ok != MHD_YES || r->status)
+        return ok;
     if (r->route != ROUTE_PREDICT)
         return is_get ? handle_get(s, c, r, url)
                       : send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET");
@@ -406,8 +463,35 @@ static pn_status parse_listen_addr(const char *host, int port, listen_addr *a, i
     return pn_fail(err, PN_EINVAL, "--host '%s': expected a numeric IPv4 or IPv6 address", host);
 }
 
+static int is_loopback(const listen_addr *a, int is_v6)
+{
+    return is_v6 ? IN6_IS_ADDR_LOOPBACK(&a->v6.sin6_addr) : (ntohl(a->v4.sin_addr.s_addr) >> 24) == 127;
+}
+
+/* A server others can reach needs a token, unless the operator says otherwise. */
+static pn_status check_exposure(const pn_serve_options *o, pn_error *err)
+{
+    listen_addr addr;
+    int is_v6 = 0;
+    pn_status st = parse_listen_addr(o->host, o->port, &addr, &is_v6, err);
+    if (st || is_loopback(&addr, is_v6) || o->n_tokens > 0 || o->insecure_no_auth)
+        return st;
+    return pn_fail(err, PN_EINVAL,
+                   "refusing to listen on %s without an API token: anyone who can reach it could run "
+                   "predictions and read the model and metrics. Give --token-file FILE (and --tls-cert/--tls-key "
+                   "for HTTPS), or --insecure-no-auth if access is controlled elsewhere (e.g. an authenticating "
+                   "reverse proxy)", o->host);
+}
+
 static pn_status check_options(const pn_serve_options *o, const pn_predictor *p, pn_error *err)
 {
+    if (!o->tls_cert_file != !o->tls_key_file)
+        return pn_fail(err, PN_EINVAL, "HTTPS needs both a certificate (--tls-cert) and a key (--tls-key)");
+    if (o->tls_cert_file && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return pn_fail(err, PN_EUNSUPPORTED, "this libmicrohttpd was built without TLS support");
+    pn_status st = check_exposure(o, err);
+    if (st)
+        return st;
     if (o->max_body < 1 || o->max_connections < 1 || o->max_per_client < 1 || o->connection_timeout_s < 1 ||
         o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 || o->shutdown_grace_s < 0)
         return pn_fail(err, PN_EINVAL, "server limits must be positive");
@@ -420,6 +504,47 @@ static pn_status check_options(const pn_serve_options *o, const pn_predictor *p,
     return PN_OK;
 }
 
+/* A PEM file as a NUL-terminated string (libmicrohttpd's in-memory form). */
+static pn_status read_pem(const char *path, const char *what, char **out, pn_error *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pn_fail(err, PN_EIO, "cannot read TLS %s %s: %s", what, path, strerror(errno));
+    enum { PEM_MAX = 1 << 20 }; /* far above any certificate chain */
+    char *text = malloc(PEM_MAX + 1);
+    size_t n = text ? fread(text, 1, PEM_MAX + 1, f) : 0;
+    fclose(f);
+    if (!text)
+        return pn_fail(err, PN_ENOMEM, "out of memory reading %s", path);
+    if (n == 0 || n > PEM_MAX || !memmem(text, n, "-----BEGIN ", 11)) {
+        free(text);
+        return pn_fail(err, PN_EFORMAT, "TLS %s %s is not a PEM file", what, path);
+    }
+    text[n] = '\0';
+    *out = text;
+    return PN_OK;
+}
+
+static void free_pem_pair(pn_server *s)
+{
+    if (s->tls_key_pem)
+        explicit_bzero(s->tls_key_pem, strlen(s->tls_key_pem));
+    free(s->tls_key_pem);
+    free(s->tls_cert_pem);
+    s->tls_key_pem = s->tls_cert_pem = NULL;
+}
+
+static pn_status read_pem_pair(pn_server *s, pn_error *err)
+{
+    pn_status st = read_pem(s->opt.tls_cert_file, "certificate", &s->tls_cert_pem, err);
+    if (!st)
+        st = read_pem(s->opt.tls_key_file, "key", &s->tls_key_pem, err);
+    if (st)
+        free_pem_pair(s);
+    return st;
+}
+
 static pn_status start_daemon(pn_server *s, pn_error *err)
 {
     listen_addr addr;
@@ -429,7 +554,18 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
         return st;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | (is_v6 ? MHD_USE_IPv6 : 0);
+    /* TLS 1.2 and 1.3 only, GnuTLS's default cipher choice otherwise. */
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL}};
+    s->tls = s->tls_cert_pem != NULL;
+    s->loopback = is_loopback(&addr, is_v6);
+    if (s->tls)
+        flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
+                                 MHD_OPTION_ARRAY, s->tls ? tls : tls + 3,
                                  MHD_OPTION_SOCK_ADDR, &addr.sa,
                                  MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opt.io_threads,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opt.max_connections,
@@ -441,10 +577,31 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
                                  MHD_OPTION_END);
     if (!s->daemon)
         return pn_fail(err, PN_EIO, "cannot listen on %s port %d: %s", s->opt.host, s->opt.port,
-                       errno ? strerror(errno) : "libmicrohttpd refused the options");
+                       s->tls ? "libmicrohttpd refused the options or the TLS certificate/key"
+                       : errno ? strerror(errno) : "libmicrohttpd refused the options");
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : s->opt.port;
     return PN_OK;
+}
+
+/* Undoes pn_server_start, whatever part of it ran. The workers stop first:
+ * that resumes every suspended connection, which libmicrohttpd requires
+ * before it stops. */
+static void release(pn_server *s)
+{
+    if (s->workers_started)
+        workers_stop(&s->workers);
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    reaper_stop(s);
+    pn_audit_close(s->audit);
+    access_destroy(&s->access);
+    free_pem_pair(s);
+    metrics_destroy(&s->metrics);
+    pthread_cond_destroy(&s->reaper_wake);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
 }
 
 pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_server **out, pn_error *err)
@@ -462,28 +619,19 @@ pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_s
     pthread_cond_init(&s->idle, NULL);
     pthread_cond_init(&s->reaper_wake, NULL);
     metrics_init(&s->metrics);
-    st = pn_audit_open(o->audit_db, &s->audit, err);
-    if (!st && (st = workers_start(&s->workers, p, o->max_queue, err)))
-        pn_audit_close(s->audit);
-    if (!st && (st = start_daemon(s, err))) {
-        workers_stop(&s->workers);
-        pn_audit_close(s->audit);
-    }
-    if (!st) {
-        s->reaper_started = !pthread_create(&s->reaper, NULL, reaper_main, s);
-        if (!s->reaper_started) {
-            st = pn_fail(err, PN_EIO, "cannot start the request deadline thread");
-            MHD_stop_daemon(s->daemon);
-            workers_stop(&s->workers);
-            pn_audit_close(s->audit);
-        }
-    }
+    st = access_init(&s->access, o, err);
+    if (!st && o->tls_cert_file)
+        st = read_pem_pair(s, err);
+    if (!st)
+        st = pn_audit_open(o->audit_db, &s->audit, err);
+    if (!st && !(st = workers_start(&s->workers, p, o->max_queue, err)))
+        s->workers_started = 1;
+    if (!st)
+        st = start_daemon(s, err);
+    if (!st && !(s->reaper_started = !pthread_create(&s->reaper, NULL, reaper_main, s)))
+        st = pn_fail(err, PN_EIO, "cannot start the request deadline thread");
     if (st) {
-        pthread_cond_destroy(&s->reaper_wake);
-        metrics_destroy(&s->metrics);
-        pthread_cond_destroy(&s->idle);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
+        release(s);
         return st;
     }
     *out = s;
@@ -516,17 +664,7 @@ void pn_server_stop(pn_server *s)
     /* No new connections from here on; requests already received finish. */
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
     wait_idle(s);
-    /* Runs what is still queued, resuming every suspended connection, which
-     * libmicrohttpd requires before it stops. */
-    workers_stop(&s->workers);
-    MHD_stop_daemon(s->daemon);
-    reaper_stop(s);
+    release(s);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
-    pn_audit_close(s->audit);
-    pthread_cond_destroy(&s->reaper_wake);
-    metrics_destroy(&s->metrics);
-    pthread_cond_destroy(&s->idle);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
 }

@@ -9,6 +9,7 @@ const API = {
   predict: 'api/v1/predict',
 };
 const LANG_KEY = 'pneumo.lang';
+const TOKEN_KEY = 'pneumo.token'; // sessionStorage: this tab only, gone when it closes
 const LANGS = ['en', 'pt-BR'];
 
 const STRINGS = {
@@ -73,6 +74,11 @@ const STRINGS = {
     m_f1: 'F1 score',
     m_roc_auc: 'ROC AUC',
     m_pr_auc: 'PR AUC',
+    token_title: 'This server needs an access token',
+    token_hint: "Ask the server's operator for it. It is kept for this browser tab only.",
+    token_wrong: 'That token was not accepted.',
+    token_label: 'Access token',
+    token_submit: 'Continue',
     err_title: 'The image could not be analyzed',
     err_400: 'The file could not be read as an X-ray image.',
     err_413: 'The file is too large.',
@@ -145,6 +151,11 @@ const STRINGS = {
     m_f1: 'Pontuação F1',
     m_roc_auc: 'AUC ROC',
     m_pr_auc: 'AUC PR',
+    token_title: 'Este servidor exige um token de acesso',
+    token_hint: 'Peça-o ao responsável pelo servidor. Ele fica guardado só nesta aba do navegador.',
+    token_wrong: 'Esse token não foi aceito.',
+    token_label: 'Token de acesso',
+    token_submit: 'Continuar',
     err_title: 'Não foi possível analisar a imagem',
     err_400: 'O arquivo não pôde ser lido como uma imagem de radiografia.',
     err_413: 'O arquivo é grande demais.',
@@ -434,6 +445,44 @@ function renderMetrics() {
 
 // ---------- data ----------
 
+// Asks for the API token in the page's form; resolves with what was typed.
+function askToken(wrong) {
+  const form = $('token-form');
+  $('token-wrong').hidden = !wrong;
+  form.hidden = false;
+  $('token-input').focus();
+  return new Promise((resolve) => {
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      const token = $('token-input').value.trim();
+      if (!token) return;
+      form.hidden = true;
+      $('token-input').value = '';
+      resolve(token);
+    };
+  });
+}
+
+// fetch with the tab's API token; on 401 asks for a token and tries again.
+// Concurrent callers share one question.
+let pendingToken = null;
+async function apiFetch(url, options = {}) {
+  for (;;) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = Object.assign({}, options.headers || {});
+    if (token) headers.Authorization = 'Bearer ' + token;
+    const response = await fetch(url, Object.assign({}, options, { headers }));
+    if (response.status !== 401) return response;
+    if (!pendingToken) {
+      pendingToken = askToken(Boolean(token)).then((typed) => {
+        sessionStorage.setItem(TOKEN_KEY, typed);
+        pendingToken = null;
+      });
+    }
+    await pendingToken;
+  }
+}
+
 async function readError(response) {
   try {
     const body = await response.json();
@@ -444,7 +493,7 @@ async function readError(response) {
 
 async function loadModel() {
   try {
-    const response = await fetch(API.model, { headers: { Accept: 'application/json' } });
+    const response = await apiFetch(API.model, { headers: { Accept: 'application/json' } });
     if (!response.ok) {
       state.modelError = (await readError(response)) || 'HTTP ' + response.status;
     } else {
@@ -490,7 +539,7 @@ async function analyze(file) {
   let result = null;
   let error = null;
   try {
-    const response = await fetch(API.predict + '?' + query, {
+    const response = await apiFetch(API.predict + '?' + query, {
       method: 'POST',
       headers: { 'Content-Type': file.type || 'application/octet-stream', Accept: 'application/json' },
       body: file,
