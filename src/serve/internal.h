@@ -53,6 +53,7 @@ typedef struct request {
     int too_large;         /* body passed max_body while streaming */
     const char *cors_origin; /* an --allow-origin the request came from, echoed in CORS headers */
     int preflight;           /* answering a CORS preflight (OPTIONS) */
+    int close;               /* answer with Connection: close (the rest of the request is not read) */
     unsigned char *body;
     size_t len, cap;
     predict_state *predict; /* a prediction submitted to the slots; NULL before */

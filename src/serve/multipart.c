@@ -73,6 +73,8 @@ static int header_param(const char *line, size_t len, const char *key, char *out
 
 static pn_status parse_headers(const char *h, size_t len, multipart_part *part, pn_error *err)
 {
+    if (memchr(h, '\0', len))
+        return pn_fail(err, PN_EFORMAT, "NUL byte in a multipart part header");
     int disposition = 0;
     size_t start = 0;
     while (start < len) {

@@ -55,11 +55,18 @@ static int sniff_image(const unsigned char *b, size_t n)
     return n >= 8 && !memcmp(b, png, 8);
 }
 
+/* A plain decimal: digits with at most one '.', nothing else (no sign,
+ * exponent, hex, inf or nan), then in [0, 1]. */
 static int parse_threshold(const char *text, double *out)
 {
+    size_t digits = strspn(text, "0123456789"), len = strlen(text);
+    if (text[digits] == '.')
+        digits += 1 + strspn(text + digits + 1, "0123456789");
+    if (len == 0 || len > 32 || digits != len || !strcmp(text, "."))
+        return 0;
     char *end;
     double v = strtod(text, &end);
-    if (end == text || *end || !(v >= 0.0 && v <= 1.0))
+    if (*end || !(v >= 0.0 && v <= 1.0))
         return 0;
     *out = v;
     return 1;
@@ -81,7 +88,7 @@ static int parse_flag(const char *text, int *out)
 static const char *apply_options(const char *threshold, const char *gradcam, predict_input *in)
 {
     if (threshold && !parse_threshold(threshold, &in->threshold))
-        return "threshold must be a number between 0 and 1";
+        return "threshold must be a plain decimal number between 0 and 1 (e.g. 0.5)";
     if (gradcam && !parse_flag(gradcam, &in->want_cam))
         return "gradcam must be 1 or 0";
     return NULL;
@@ -101,12 +108,15 @@ static void sanitize_file_name(char *name)
             *p = '_';
 }
 
-/* A form field's value as a short NUL-terminated string. */
+/* A form field's value as a short NUL-terminated string; a value holding a
+ * NUL byte comes back as "\x01" so that it fails every option parser. */
 static const char *form_value(const multipart_form *form, const char *name, char *buf, size_t size)
 {
     const multipart_part *p = multipart_find(form, name);
     if (!p)
         return NULL;
+    if (memchr(p->data, '\0', p->size))
+        return "\x01";
     size_t n = p->size < size - 1 ? p->size : size - 1;
     memcpy(buf, p->data, n);
     buf[n] = '\0';

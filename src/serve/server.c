@@ -184,8 +184,9 @@ enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, un
     if (s->tls)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY, "max-age=31536000");
     add_cors_headers(resp, r);
-    /* Keep-alive clients must let go during shutdown, or it waits for them. */
-    if (is_stopping(s))
+    /* Keep-alive clients must let go during shutdown, or it waits for them;
+     * a request whose rest is not read cannot be followed by another. */
+    if (r->close || is_stopping(s))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     watch_arm(s, c, 0); /* the request is in: sending is bounded by the idle timeout */
     enum MHD_Result ok = MHD_queue_response(c, status, resp);
@@ -272,6 +273,46 @@ static size_t content_length(struct MHD_Connection *c, int *known)
     return v ? (size_t)strtoull(v, NULL, 10) : 0;
 }
 
+/* Raw URIs with an encoded NUL are marked before libmicrohttpd decodes
+ * (and so truncates) them: the mark is the first *con_cls of the request. */
+static char nul_in_uri_mark;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    for (const char *p = uri; (p = strchr(p, '%')); p++)
+        if (p[1] == '0' && p[2] == '0')
+            return &nul_in_uri_mark;
+    return NULL;
+}
+
+static enum MHD_Result value_has_no_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                        const char *value, size_t value_size)
+{
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+        *(int *)cls = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Framing and encoding the server refuses outright, answered with 400 and
+ * Connection: close. Returns the reason, or NULL when the request is clean. */
+static const char *malformed(struct MHD_Connection *c, int nul_in_uri)
+{
+    int nul = nul_in_uri;
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, value_has_no_nul, &nul);
+    if (nul)
+        return "NUL byte in the path, query or a header";
+    /* Both framings at once is how requests are smuggled past a proxy that
+     * reads the other one (RFC 9112 section 6.3). */
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        return "both Content-Length and Transfer-Encoding: send exactly one";
+    if (te && strcasecmp(te, "chunked"))
+        return "Transfer-Encoding other than chunked";
+    return NULL;
+}
+
 static const char *header_value(struct MHD_Connection *c, const char *name)
 {
     return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
@@ -303,9 +344,14 @@ static enum MHD_Result check_access(pn_server *s, struct MHD_Connection *c, requ
 /* Everything that can be decided from the request line and headers alone.
  * Returns MHD_YES with r->status still 0 when the body should be read. */
 static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, request *r, const char *url,
-                                  const char *method)
+                                  const char *method, int nul_in_uri)
 {
     int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    const char *bad = malformed(c, nul_in_uri);
+    if (bad) {
+        r->close = 1;
+        return send_error(s, c, r, MHD_HTTP_BAD_REQUEST, bad);
+    }
     if (r->route == ROUTE_OTHER)
         return send_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such resource");
     /* A CORS preflight from an allowed origin (it carries no token). */
@@ -325,6 +371,7 @@ static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, reques
     int known;
     size_t announced = content_length(c, &known);
     if (known && announced > s->opt.max_body) {
+        r->close = 1; /* the body is never read */
         char msg[128];
         snprintf(msg, sizeof msg, "request body of %zu bytes exceeds the limit of %zu", announced, s->opt.max_body);
         return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
@@ -343,7 +390,7 @@ static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, reques
     return MHD_YES;
 }
 
-/* Appends upload data, stopping (but still draining) past max_body. */
+/* Appends upload data; past max_body, drops it and sets too_large. */
 static void on_upload(pn_server *s, request *r, const char *data, size_t size)
 {
     if (r->too_large || r->status)
@@ -373,6 +420,17 @@ static void on_upload(pn_server *s, request *r, const char *data, size_t size)
     r->len += size;
 }
 
+/* A body (chunked, so of unannounced size) that outgrew max_body: answered
+ * at once and the connection closed, the rest never read. When libmicrohttpd
+ * cannot answer mid-body, the connection is closed without an answer. */
+static enum MHD_Result refuse_too_large(pn_server *s, struct MHD_Connection *c, request *r)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->opt.max_body);
+    r->close = 1;
+    return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+}
+
 static request *begin_request(pn_server *s, const char *url)
 {
     request *r = calloc(1, sizeof *r);
@@ -393,25 +451,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     pn_server *s = cls;
     request *r = *con_cls;
-    if (!r) {
+    if (!r || r == (void *)&nul_in_uri_mark) {
+        int nul_in_uri = r != NULL;
         if (!(r = begin_request(s, url)))
             return MHD_NO;
         *con_cls = r;
-        return on_headers(s, c, r, url, method);
+        return on_headers(s, c, r, url, method, nul_in_uri);
     }
     if (*upload_data_size) {
         on_upload(s, r, upload_data, *upload_data_size);
         *upload_data_size = 0;
+        if (r->too_large && !r->status)
+            return refuse_too_large(s, c, r);
         return MHD_YES;
     }
     watch_arm(s, c, 0); /* the whole request has arrived */
     if (r->status)
         return MHD_YES;
-    if (r->too_large) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->opt.max_body);
-        return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
-    }
     return handle_predict(s, c, r);
 }
 
@@ -573,6 +629,8 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opt.connection_timeout_s,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                 MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+                                 MHD_OPTION_STRICT_FOR_CLIENT, 1,
                                  MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                                  MHD_OPTION_END);
     if (!s->daemon)
