@@ -566,6 +566,29 @@ static void test_oversize_refused_without_reading(void **state)
     pn_server_stop(fx.server);
 }
 
+/* ---------------------------------------------------------- private audit */
+
+/* By default the audit row holds no client file name or address. */
+static void test_audit_private_by_default(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fixture_start_with(&fx, "private.db", 1);
+    size_t len;
+    char *body = multipart_with("0.5", 3, "DOE^JANE 1234567.jpeg", 21, &len);
+    http_resp r = post(fx.port, "/api/v1/predict", "multipart/form-data; boundary=XyZ", body, len);
+    unsigned char *img = fake_jpeg(300, 120); /* what multipart_with uploads */
+    json_int_t id = check_prediction(&r, fake_probability(img, 300), 0.5);
+    free(img);
+    resp_free(&r);
+    free(body);
+    char *v = db_text(fx.db, "coalesce(file_name, 'NULL') || ',' || coalesce(client_addr, 'NULL') || ',' || "
+                             "client_info || ',' || length(image_sha256) || ',' || image_bytes", id);
+    assert_string_equal(v, "NULL,NULL,0,64,300");
+    free(v);
+    pn_server_stop(fx.server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -579,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_nul_bytes_refused),
         cmocka_unit_test(test_threshold_plain_decimals_only),
         cmocka_unit_test(test_oversize_refused_without_reading),
+        cmocka_unit_test(test_audit_private_by_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -483,7 +483,13 @@ static void test_queue_full_and_graceful_stop(void **state)
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
-    fixture_start(fx, "audit.db", FAKE_SLOTS, 2u << 20, 32);
+    pn_serve_options_default(&fx->opt);
+    fx->opt.max_body = 2u << 20;
+    fx->opt.connection_timeout_s = 10;
+    /* These tests read the file name and address back: test_serve_attacks
+     * checks they are not kept by default. */
+    fx->opt.audit_client_info = 1;
+    fixture_start_with(fx, "audit.db", FAKE_SLOTS);
     *state = fx;
     return 0;
 }

@@ -46,6 +46,7 @@ typedef struct pn_serve_options {
     const char *host;          /* numeric IPv4 or IPv6 address to listen on */
     int port;                  /* 0 = any free port (see pn_server_port) */
     const char *audit_db;      /* SQLite file, created if missing */
+    int audit_client_info;     /* also record the client's file name and address (identifying) */
     size_t max_body;           /* bytes; larger uploads get 413 */
     int max_connections;       /* concurrent connections, all clients together */
     int max_per_client;        /* concurrent connections from one client address */
@@ -90,6 +91,8 @@ void pn_serve_free_tokens(char **tokens, int n_tokens);
 pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_server **out, pn_error *err);
 /* The port actually bound (useful with port 0). */
 int pn_server_port(const pn_server *s);
+/* What opening the audit log migrated (see pn_audit_migration), or NULL. */
+const char *pn_server_audit_migration(const pn_server *s);
 /* Graceful stop: closes the listening socket, lets requests already received
  * finish (up to shutdown_grace_s), then stops the threads and closes the
  * audit log. NULL is ignored. */

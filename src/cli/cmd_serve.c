@@ -33,7 +33,7 @@ static void usage(FILE *out)
             "                    [--audit-db pneumo-audit.db] [--threads N] [--max-body BYTES]\n"
             "                    [--max-per-client N] [--request-deadline SECONDS]\n"
             "                    [--token-file FILE] [--tls-cert PEM --tls-key PEM]\n"
-            "                    [--allow-origin ORIGIN]... [--insecure-no-auth]\n"
+            "                    [--allow-origin ORIGIN]... [--insecure-no-auth] [--audit-client-info]\n"
             "Serves the REST API and web page (docs/api.md) until SIGINT or SIGTERM.\n"
             "  --model     model file (default: models/default.safetensors)\n"
             "  --host      numeric address to listen on; 0.0.0.0 exposes it to the network\n"
@@ -48,6 +48,8 @@ static void usage(FILE *out)
             "  --allow-origin  an origin (https://host[:port]) whose pages may call the API;\n"
             "              other sites' pages get 403. Repeatable\n"
             "  --insecure-no-auth  allow a non-loopback --host without --token-file\n"
+            "  --audit-client-info  also record the upload's file name and the client address\n"
+            "              in the audit log (often identifying: off by default)\n"
             "Research and screening-assist tool, not a diagnostic device.\n");
 }
 
@@ -191,6 +193,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"tls-key", required_argument, NULL, 'K'},
         {"allow-origin", required_argument, NULL, 'O'},
         {"insecure-no-auth", no_argument, NULL, 'I'},
+        {"audit-client-info", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     long cores = sysconf(_SC_NPROCESSORS_ONLN), v;
     a->model = NULL;
@@ -234,6 +237,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         case 'C': a->opt.tls_cert_file = optarg; break;
         case 'K': a->opt.tls_key_file = optarg; break;
         case 'I': a->opt.insecure_no_auth = 1; break;
+        case 'A': a->opt.audit_client_info = 1; break;
         case 'O':
             if (a->opt.n_allow_origins == MAX_ALLOWED_ORIGINS || strncmp(optarg, "http", 4) ||
                 !strstr(optarg, "://") || optarg[strlen(optarg) - 1] == '/') {
@@ -294,6 +298,8 @@ int pn_cmd_serve(int argc, char **argv)
         pn_serve_free_tokens(a.tokens, a.n_tokens);
         return 1;
     }
+    if (pn_server_audit_migration(server))
+        fprintf(stderr, "pneumo serve: %s\n", pn_server_audit_migration(server));
     int v6 = strchr(a.opt.host, ':') != NULL;
     fprintf(stderr,
             "pneumo serve: %s://%s%s%s:%d/ model %s (%s, %s), %d prediction slot%s, audit log %s, %s\n"

@@ -167,13 +167,17 @@ static json_t *audit_json(pn_server *s, struct MHD_Connection *c, const predict_
     char hex[PN_SHA256_HEX_SIZE], client[64];
     pn_sha256(in->bytes, in->size, digest);
     pn_sha256_hex(digest, hex);
-    client_address(c, client, sizeof client);
+    /* A file name is often a patient's name or accession number: kept only on request. */
+    int keep_client = s->opt.audit_client_info;
+    if (keep_client)
+        client_address(c, client, sizeof client);
     const pn_predictor *pr = s->predictor;
-    pn_audit_record rec = {.image_sha256 = hex, .file_name = in->file_name, .image_bytes = (int64_t)in->size,
+    pn_audit_record rec = {.image_sha256 = hex, .file_name = keep_client ? in->file_name : NULL,
+                           .image_bytes = (int64_t)in->size,
                            .width = p->width, .height = p->height, .model_id = pr->model_id,
                            .model_version = pr->model_version, .probability = p->probability,
                            .threshold = in->threshold, .label = label, .latency_ms = latency_ms,
-                           .client_addr = client};
+                           .client_addr = keep_client ? client : NULL};
     int64_t id;
     pn_error err = {0};
     if (pn_audit_log(s->audit, &rec, &id, &err)) {

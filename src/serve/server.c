@@ -701,6 +701,11 @@ int pn_server_port(const pn_server *s)
     return s->port;
 }
 
+const char *pn_server_audit_migration(const pn_server *s)
+{
+    return pn_audit_migration(s->audit);
+}
+
 static void wait_idle(pn_server *s)
 {
     struct timespec deadline;
