@@ -238,12 +238,23 @@ void assert_error(http_resp r, int status)
 }
 
 /* A fake "JPEG": right magic, the rest chosen to set the fake probability. */
-unsigned char *fake_jpeg(size_t n, unsigned char fill)
+unsigned char *fake_jpeg_sized(size_t n, unsigned char fill, int w, int h)
 {
+    /* SOI, a baseline one-component SOF0 announcing w x h, SOS: all a JPEG
+     * header reader needs (the scan data after it is the fill). */
+    const unsigned char header[FAKE_JPEG_HEADER] = {
+        0xff, 0xd8, 0xff, 0xc0, 0x00, 0x0b, 8, (unsigned char)(h >> 8), (unsigned char)h,
+        (unsigned char)(w >> 8), (unsigned char)w, 1, 1, 0x11, 0,
+        0xff, 0xda, 0x00, 0x08, 1, 1, 0x00, 0, 63, 0};
     unsigned char *b = malloc(n);
     memset(b, fill, n);
-    b[0] = 0xff, b[1] = 0xd8, b[2] = 0xff;
+    memcpy(b, header, n < sizeof header ? n : sizeof header);
     return b;
+}
+
+unsigned char *fake_jpeg(size_t n, unsigned char fill)
+{
+    return fake_jpeg_sized(n, fill, 224, 200);
 }
 
 /* ------------------------------------------------------------- audit DB */

@@ -63,8 +63,12 @@ void assert_header(const http_resp *r, const char *name, const char *expected);
 json_t *body_json(const http_resp *r);
 /* A JSON error of this status; frees r. */
 void assert_error(http_resp r, int status);
-/* A fake "JPEG": right magic, the rest chosen to set the fake probability. */
+/* A fake "JPEG": a real 224x200 header (FAKE_JPEG_HEADER bytes, less when
+ * n is smaller), the rest chosen to set the fake probability. */
+#define FAKE_JPEG_HEADER 25
 unsigned char *fake_jpeg(size_t n, unsigned char fill);
+/* The same announcing w x h (at most 65535 each). */
+unsigned char *fake_jpeg_sized(size_t n, unsigned char fill, int w, int h);
 
 sqlite3_int64 db_int(const char *db, const char *sql);
 void db_exec(const char *db, const char *sql);

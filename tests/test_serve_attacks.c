@@ -589,6 +589,43 @@ static void test_audit_private_by_default(void **state)
     pn_server_stop(fx.server);
 }
 
+/* ----------------------------------------------------------- decode cost */
+
+/* Decompression bombs are refused from their header: the fake predictor
+ * (which never decodes) is not even called. */
+static void test_decode_budget(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    assert_int_equal(fx.opt.max_pixels, 25000000u);
+    fixture_start_with(&fx, "budget.db", 1);
+    static const struct {
+        int w, h, status;
+    } cases[] = {{5001, 5000, 413}, {65500, 65500, 413}, {25001, 1000, 413}, {5000, 5000, 200}, {4300, 4300, 200}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        unsigned char *img = fake_jpeg_sized(400, 77, cases[i].w, cases[i].h);
+        http_resp r = post(fx.port, "/api/v1/predict", "image/jpeg", img, 400);
+        free(img);
+        if (r.status != cases[i].status)
+            fail_msg("%dx%d: expected %d, got:\n%s", cases[i].w, cases[i].h, cases[i].status, r.raw);
+        if (r.status == 413) {
+            assert_non_null(strstr(r.body, "25000000 pixels"));
+            assert_error(r, 413);
+        } else {
+            resp_free(&r);
+        }
+    }
+    /* A PNG header of the 10000x10000 RGBA 16-bit bomb, nothing after it. */
+    static const unsigned char png[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D',
+                                          'R', 0, 0, 0x27, 0x10, 0, 0, 0x27, 0x10, 16, 6, 0, 0, 0, 0, 0, 0, 0};
+    http_resp r = post(fx.port, "/api/v1/predict", "image/png", png, sizeof png);
+    assert_non_null(strstr(r.body, "10000x10000 (16-bit, 4 channels)"));
+    assert_error(r, 413);
+    assert_int_equal(atomic_load(&fx.fake.calls), 2);
+    assert_int_equal(db_int(fx.db, "SELECT count(*) FROM predictions"), 2);
+    pn_server_stop(fx.server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_threshold_plain_decimals_only),
         cmocka_unit_test(test_oversize_refused_without_reading),
         cmocka_unit_test(test_audit_private_by_default),
+        cmocka_unit_test(test_decode_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -410,7 +410,7 @@ typedef struct slow_arg {
 static unsigned char *slow_image(size_t n)
 {
     unsigned char *img = fake_jpeg(n, 90);
-    memcpy(img + 10, "SLOW", 4);
+    memcpy(img + FAKE_JPEG_HEADER + 10, "SLOW", 4);
     return img;
 }
 

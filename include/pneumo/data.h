@@ -42,7 +42,10 @@ typedef struct pn_image {
  * the magic bytes, never from the name. Colour becomes BT.601 luminance, EXIF
  * orientation is applied, alpha is dropped. When min_w/min_h > 0 a JPEG is
  * decoded with DCT scaling at the smallest scale whose (oriented) output is
- * still >= min_w x min_h, which makes huge images cheap to shrink later.
+ * still >= min_w x min_h, and a non-interlaced PNG at least twice that size
+ * is read row by row into the largest integer f x f box average that still
+ * covers it, which makes huge images cheap to shrink later (src_w/src_h keep
+ * the stored size).
  * name is only used in error messages. Truncated or corrupt data, libjpeg
  * warnings included, is an error (PN_EFORMAT); PN_ELIMIT above
  * PN_IMAGE_MAX_PIXELS; PN_EUNSUPPORTED for other recognised formats. */
@@ -50,6 +53,18 @@ pn_status pn_image_decode_memory(const void *data, size_t size, const char *name
                                  int min_w, int min_h, pn_image *out, pn_error *err);
 pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image *out,
                                pn_error *err);
+
+/* What decoding an image would cost, read from its header alone (no pixel
+ * is decoded): stored size, bits per sample and samples per pixel. */
+typedef struct pn_image_info {
+    const char *format;  /* "JPEG" or "PNG" */
+    int w, h;
+    int bit_depth;       /* 8 or 12 (JPEG); 1..16 (PNG) */
+    int channels;        /* as stored: 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha or CMYK */
+} pn_image_info;
+/* Errors as pn_image_decode_memory's for the same bytes' header. */
+pn_status pn_image_probe(const void *data, size_t size, const char *name, pn_image_info *info,
+                         pn_error *err);
 void pn_image_free(pn_image *img);
 
 /* Writes an 8-bit grayscale PNG. */

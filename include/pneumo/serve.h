@@ -7,6 +7,7 @@
 #define PNEUMO_SERVE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pneumo/error.h"
 #include "pneumo/model.h"
@@ -42,12 +43,22 @@ typedef struct pn_predictor {
     float default_threshold;
 } pn_predictor;
 
+/* 25 million pixels (5000 x 5000): the largest digital chest radiographs,
+ * from 43 x 43 cm detectors at about 100 um, are about 4300 x 4300 = 18.5
+ * million pixels; this leaves a third more for larger formats and finer
+ * pitch, and keeps a decode (streamed, see pn_image_decode_memory) under a
+ * second or two on one core. */
+#define PN_SERVE_MAX_PIXELS 25000000u
+
 typedef struct pn_serve_options {
     const char *host;          /* numeric IPv4 or IPv6 address to listen on */
     int port;                  /* 0 = any free port (see pn_server_port) */
     const char *audit_db;      /* SQLite file, created if missing */
     int audit_client_info;     /* also record the client's file name and address (identifying) */
     size_t max_body;           /* bytes; larger uploads get 413 */
+    /* Decode budget: an image whose header announces more pixels gets 413
+     * before any pixel is decoded. Default PN_SERVE_MAX_PIXELS. */
+    uint64_t max_pixels;
     int max_connections;       /* concurrent connections, all clients together */
     int max_per_client;        /* concurrent connections from one client address */
     int connection_timeout_s;  /* idle connections are closed after this */

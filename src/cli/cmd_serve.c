@@ -31,7 +31,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: pneumo serve [--model FILE] [--host 127.0.0.1] [--port 8080]\n"
             "                    [--audit-db pneumo-audit.db] [--threads N] [--max-body BYTES]\n"
-            "                    [--max-per-client N] [--request-deadline SECONDS]\n"
+            "                    [--max-per-client N] [--request-deadline SECONDS] [--max-pixels N]\n"
             "                    [--token-file FILE] [--tls-cert PEM --tls-key PEM]\n"
             "                    [--allow-origin ORIGIN]... [--insecure-no-auth] [--audit-client-info]\n"
             "Serves the REST API and web page (docs/api.md) until SIGINT or SIGTERM.\n"
@@ -39,6 +39,9 @@ static void usage(FILE *out)
             "  --host      numeric address to listen on; 0.0.0.0 exposes it to the network\n"
             "  --threads   prediction slots, each with its own model instance (default: cores)\n"
             "  --max-body  largest accepted upload in bytes (default 20000000)\n"
+            "  --max-pixels  largest image (width x height) decoded; larger ones get 413 from\n"
+            "              their header alone (default 25000000: 5000 x 5000, a third above the\n"
+            "              largest digital chest radiographs, ~4300 x 4300)\n"
             "  --max-per-client  open connections allowed from one client address (default 32)\n"
             "  --request-deadline  seconds a client has to send a whole request, headers and\n"
             "              body, however slowly; then the connection is closed (default 30)\n"
@@ -188,6 +191,7 @@ static int parse_args(int argc, char **argv, serve_args *a)
         {"threads", required_argument, NULL, 't'}, {"max-body", required_argument, NULL, 'b'},
         {"max-per-client", required_argument, NULL, 'P'},
         {"request-deadline", required_argument, NULL, 'D'},
+        {"max-pixels", required_argument, NULL, 'X'},
         {"token-file", required_argument, NULL, 'T'},
         {"tls-cert", required_argument, NULL, 'C'},
         {"tls-key", required_argument, NULL, 'K'},
@@ -232,6 +236,11 @@ static int parse_args(int argc, char **argv, serve_args *a)
             if (!parse_int("--request-deadline", optarg, 1, 3600, &v))
                 return 2;
             a->opt.request_deadline_s = (int)v;
+            break;
+        case 'X':
+            if (!parse_int("--max-pixels", optarg, 1, (long)PN_IMAGE_MAX_PIXELS, &v))
+                return 2;
+            a->opt.max_pixels = (uint64_t)v;
             break;
         case 'T': a->token_file = optarg; break;
         case 'C': a->opt.tls_cert_file = optarg; break;

@@ -41,7 +41,7 @@ pn_status pn_image_decode_memory(const void *data, size_t size, const char *name
     if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
         return pn_decode_jpeg(d, size, name, min_w, min_h, out, err);
     if (size >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8))
-        return pn_decode_png(d, size, name, out, err);
+        return pn_decode_png(d, size, name, min_w, min_h, out, err);
     const char *other = other_format(d, size);
     if (other)
         return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG or PNG)",
@@ -84,6 +84,26 @@ pn_status pn_read_file(const char *path, uint8_t **data, size_t *size, pn_error 
     return PN_OK;
 }
 
+pn_status pn_image_probe(const void *data, size_t size, const char *name, pn_image_info *info,
+                         pn_error *err)
+{
+    const uint8_t *d = data;
+    memset(info, 0, sizeof *info);
+    if (!name)
+        name = "<memory>";
+    if (!d || size == 0)
+        return pn_fail(err, PN_EFORMAT, "%s: empty file", name);
+    if (size >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF)
+        return pn_probe_jpeg(d, size, name, info, err);
+    if (size >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8))
+        return pn_probe_png(d, size, name, info, err);
+    const char *other = other_format(d, size);
+    if (other)
+        return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG or PNG)",
+                       name, other);
+    return pn_fail(err, PN_EFORMAT, "%s: not a JPEG or PNG image (unknown file signature)", name);
+}
+
 pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image *out,
                                pn_error *err)
 {
@@ -115,6 +135,16 @@ void pn_image_free(pn_image *img)
 
 int pn_rgb_to_gray(const uint8_t *rgb, size_t n_pixels, uint8_t *gray)
 {
+    return pn_is_color(pn_rgb_to_gray_count(rgb, n_pixels, gray), n_pixels);
+}
+
+int pn_is_color(size_t colored, size_t n_pixels)
+{
+    return colored * COLOR_FRACTION_DENOM > n_pixels;
+}
+
+size_t pn_rgb_to_gray_count(const uint8_t *rgb, size_t n_pixels, uint8_t *gray)
+{
     size_t colored = 0;
     for (size_t i = 0; i < n_pixels; i++) {
         int r = rgb[3 * i], g = rgb[3 * i + 1], b = rgb[3 * i + 2];
@@ -123,7 +153,7 @@ int pn_rgb_to_gray(const uint8_t *rgb, size_t n_pixels, uint8_t *gray)
         int d1 = abs(r - g), d2 = abs(g - b), d3 = abs(r - b);
         colored += (d1 > COLOR_DIFF || d2 > COLOR_DIFF || d3 > COLOR_DIFF);
     }
-    return colored * COLOR_FRACTION_DENOM > n_pixels;
+    return colored;
 }
 
 static uint32_t read_u16(const uint8_t *p, int big_endian)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pneumo/data.h"
 #include "pneumo/sha256.h"
 #include "serve/base64.h"
 #include "serve/internal.h"
@@ -249,6 +250,7 @@ struct predict_state {
     double latency_ms;      /* set by the slot when done */
     int rejected;           /* the queue was full: answer 503 */
     pn_error reject_err;
+    char message[256];      /* a refusal's text, when it needs numbers */
 };
 
 void predict_state_free(predict_state *ps)
@@ -297,6 +299,26 @@ static enum MHD_Result answer_prediction(pn_server *s, struct MHD_Connection *c,
     return send_json_text(s, c, r, MHD_HTTP_OK, result_text(s, c, &ps->in, &j->result, ps->latency_ms));
 }
 
+/* The cost of decoding, from the image header alone: refused before any
+ * pixel is decoded when over the budget. */
+static unsigned check_decode_budget(pn_server *s, predict_state *ps, const char **bad, pn_error *err)
+{
+    pn_image_info info;
+    if (pn_image_probe(ps->in.bytes, ps->in.size, "upload", &info, err)) {
+        *bad = err->msg;
+        return MHD_HTTP_BAD_REQUEST;
+    }
+    uint64_t pixels = (uint64_t)info.w * (uint64_t)info.h;
+    if (pixels <= s->opt.max_pixels)
+        return 0;
+    snprintf(ps->message, sizeof ps->message,
+             "the %s image is %dx%d (%d-bit, %d channel%s): %llu pixels, over this server's decode budget of "
+             "%llu pixels (pneumo serve --max-pixels)", info.format, info.w, info.h, info.bit_depth, info.channels,
+             info.channels == 1 ? "" : "s", (unsigned long long)pixels, (unsigned long long)s->opt.max_pixels);
+    *bad = ps->message;
+    return MHD_HTTP_CONTENT_TOO_LARGE;
+}
+
 /* Reads the options and the upload; returns an error status (message in
  * *bad) or 0 when ps->in is ready to predict. */
 static unsigned read_input(pn_server *s, struct MHD_Connection *c, request *r, predict_state *ps,
@@ -325,7 +347,7 @@ static unsigned read_input(pn_server *s, struct MHD_Connection *c, request *r, p
         *bad = "the upload is neither a JPEG nor a PNG image";
         return MHD_HTTP_UNSUPPORTED_MEDIA_TYPE;
     }
-    return 0;
+    return check_decode_budget(s, ps, bad, err);
 }
 
 enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r)

@@ -31,6 +31,7 @@ void pn_serve_options_default(pn_serve_options *o)
                             .port = 8080,
                             .audit_db = "pneumo-audit.db",
                             .max_body = 20u * 1000u * 1000u,
+                            .max_pixels = PN_SERVE_MAX_PIXELS,
                             .max_connections = 1024,
                             .max_per_client = 32,
                             .connection_timeout_s = 30,
@@ -548,7 +549,7 @@ static pn_status check_options(const pn_serve_options *o, const pn_predictor *p,
     pn_status st = check_exposure(o, err);
     if (st)
         return st;
-    if (o->max_body < 1 || o->max_connections < 1 || o->max_per_client < 1 || o->connection_timeout_s < 1 ||
+    if (o->max_body < 1 || o->max_pixels < 1 || o->max_connections < 1 || o->max_per_client < 1 || o->connection_timeout_s < 1 ||
         o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 || o->shutdown_grace_s < 0)
         return pn_fail(err, PN_EINVAL, "server limits must be positive");
     if (!p->predict || !p->model_json || !p->model_id || !p->model_version)
