@@ -296,7 +296,22 @@ async function phoneChecks(browser, image) {
     const box = await page.getByTestId('disclaimer').boundingBox();
     check(box && box.y + box.height <= 844, 'phone: the disclaimer is visible without scrolling');
     await enterToken(page, 'phone');
+    // Portuguese all the way, server errors included (mapped from the status).
+    await page.getByTestId('file-input').setInputFiles({ name: 'nota.txt', mimeType: 'text/plain', buffer: Buffer.from('não é uma radiografia\n') });
+    await page.getByTestId('error').waitFor({ state: 'visible', timeout: RESULT_TIMEOUT_MS });
+    const errorPt = await text(page, 'error');
+    check(/Não foi possível analisar/.test(errorPt) && !/\b(the|is|neither|image)\b/i.test(errorPt),
+      `phone: a server error is shown in Portuguese only ("${errorPt}")`);
     await uploadAndWait(page, answers, () => page.getByTestId('file-input').setInputFiles(image));
+    // The verdict is in view after the upload, without the user scrolling.
+    const verdict = await page.getByTestId('result').boundingBox();
+    const scrolled = await page.evaluate(() => window.scrollY);
+    check(verdict && verdict.y >= 0 && verdict.y + Math.min(verdict.height, 844) <= 844 + 1,
+      `phone: the verdict is in the viewport after upload (top ${verdict && Math.round(verdict.y)}, height ${verdict && Math.round(verdict.height)}, page scrolled by ${scrolled}px)`);
+    const label = await page.getByTestId('result-label').boundingBox();
+    check(label && label.y >= 0 && label.y + label.height <= 844, 'phone: the NORMAL/PNEUMONIA label itself is on screen');
+    const resultPt = await text(page, 'result');
+    check(/PNEUMONIA|NORMAL|Pneumonia|Normal/.test(resultPt), 'phone: the result box shows the label');
     await page.getByTestId('heatmap').waitFor({ state: 'visible', timeout: 10000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(overflow <= 0, `phone: no horizontal scrolling (${overflow}px overflow)`);

@@ -85,6 +85,16 @@ const STRINGS = {
     err_415: 'This file is not an image. Please choose a JPEG or PNG file.',
     err_500: 'The server failed while analyzing the image.',
     err_503: 'The model is not available right now. Please try again shortly.',
+    err_401: 'The access token was not accepted.',
+    err_403: 'The server refused this request from this page.',
+    err_404: 'The server does not know this address.',
+    err_405: 'The server does not accept this kind of request here.',
+    w_color: 'Colour image: chest X-rays are grayscale, this may not be an X-ray.',
+    w_small: 'Very small image: the prediction may be unreliable.',
+    w_aspect: 'Unusual aspect ratio for a chest X-ray.',
+    w_nocam: 'The heat map (Grad-CAM) is not available for this model.',
+    w_camfail: 'The heat map (Grad-CAM) could not be drawn.',
+    w_other: 'The server reported a warning: {msg}',
     err_network: 'Could not reach the server.',
     err_other: 'Unexpected server response (HTTP {status}).',
     err_detail: 'Details: {msg}',
@@ -162,6 +172,16 @@ const STRINGS = {
     err_415: 'Este arquivo não é uma imagem. Escolha um arquivo JPEG ou PNG.',
     err_500: 'O servidor falhou ao analisar a imagem.',
     err_503: 'O modelo não está disponível no momento. Tente novamente em instantes.',
+    err_401: 'O token de acesso não foi aceito.',
+    err_403: 'O servidor recusou este pedido vindo desta página.',
+    err_404: 'O servidor não conhece este endereço.',
+    err_405: 'O servidor não aceita este tipo de pedido aqui.',
+    w_color: 'Imagem colorida: radiografias de tórax são em tons de cinza; talvez não seja uma radiografia.',
+    w_small: 'Imagem muito pequena: a previsão pode não ser confiável.',
+    w_aspect: 'Proporção incomum para uma radiografia de tórax.',
+    w_nocam: 'O mapa de calor (Grad-CAM) não está disponível para este modelo.',
+    w_camfail: 'Não foi possível desenhar o mapa de calor (Grad-CAM).',
+    w_other: 'O servidor emitiu um aviso.',
     err_network: 'Não foi possível conectar ao servidor.',
     err_other: 'Resposta inesperada do servidor (HTTP {status}).',
     err_detail: 'Detalhes: {msg}',
@@ -366,6 +386,20 @@ function renderResult() {
   $('audit').textContent = t('audit_value', { id: audit.id });
 }
 
+// Server warnings are English; each known one has its text in every language.
+const WARNINGS = [
+  ['colour image', 'w_color'],
+  ['very small image', 'w_small'],
+  ['unusual aspect ratio', 'w_aspect'],
+  ['Grad-CAM is not available', 'w_nocam'],
+  ['Grad-CAM overlay failed', 'w_camfail'],
+];
+
+function warningText(text) {
+  const known = WARNINGS.find(([prefix]) => text.startsWith(prefix));
+  return known ? t(known[1]) : t('w_other', { msg: text });
+}
+
 function renderWarnings(warnings) {
   const list = $('warnings');
   list.replaceChildren();
@@ -378,7 +412,7 @@ function renderWarnings(warnings) {
   list.append(title);
   for (const text of items) {
     const li = document.createElement('li');
-    li.textContent = text; // server text, shown as sent
+    li.textContent = warningText(text);
     li.dataset.testid = 'warning';
     list.append(li);
   }
@@ -388,13 +422,14 @@ function renderError() {
   const error = state.error;
   $('error').hidden = !error;
   if (!error) return;
-  const known = [400, 413, 415, 500, 503];
+  const known = [400, 401, 403, 404, 405, 413, 415, 500, 503];
   let message;
   if (error.status === 0) message = t('err_network');
   else if (known.includes(error.status)) message = t('err_' + error.status);
   else message = t('err_other', { status: error.status });
   $('error-title').textContent = t('err_title') + '. ' + message;
-  $('error-detail').textContent = error.message ? t('err_detail', { msg: error.message }) : '';
+  // The server's own wording is English: shown as a detail in English only.
+  $('error-detail').textContent = error.message && state.lang === 'en' ? t('err_detail', { msg: error.message }) : '';
 }
 
 function metricCells(name, kind, value, ci) {
@@ -558,6 +593,17 @@ async function analyze(file) {
   state.result = result;
   state.error = error;
   renderAll();
+  revealVerdict();
+}
+
+// On a phone the verdict card sits below the image: bring it into view, with
+// as little scrolling as needed (nothing moves when it is already visible).
+function revealVerdict() {
+  const card = $(state.result ? 'result' : 'error');
+  if (!card || card.hidden) return;
+  const box = card.getBoundingClientRect();
+  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+  card.scrollIntoView({ block: box.height > window.innerHeight ? 'start' : 'nearest' });
 }
 
 // ---------- events ----------
