@@ -350,8 +350,8 @@ static void test_tls(void **state)
                                TEST_TOKEN "' https://127.0.0.1:%d/api/v1/model", cert, out, out, fx.port) > 0);
     assert_int_equal(run(cmd), 0);
     free(cmd);
-    assert_true(asprintf(&cmd, "grep -qi '^Strict-Transport-Security: max-age=' %s.head && grep -q '\"arch\":\"fake\"' %s",
-                         out, out) > 0);
+    assert_true(asprintf(&cmd, "grep -qi '^Strict-Transport-Security: max-age=' %s.head && "
+                               "grep -q '\"arch\":\"fake\"' %s", out, out) > 0);
     assert_int_equal(run(cmd), 0);
     free(cmd);
     pn_server_stop(fx.server);

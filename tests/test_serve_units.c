@@ -134,7 +134,7 @@ static void test_base64(void **state)
                  {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"\xff\xfe\x00", "//4A"}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         size_t n = i == 7 ? 3 : strlen(cases[i].in);
-        char *b = base64_encode((const unsigned char *)cases[i].in, n);
+        char *b = serve_base64_encode((const unsigned char *)cases[i].in, n);
         assert_string_equal(b, cases[i].out);
         free(b);
     }
@@ -144,15 +144,16 @@ static void test_multipart_boundary(void **state)
 {
     char b[80];
     pn_error err = {0};
-    assert_int_equal(multipart_boundary("multipart/form-data; boundary=abc", b, sizeof b, &err), PN_OK);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data; boundary=abc", b, sizeof b, &err), PN_OK);
     assert_string_equal(b, "abc");
-    assert_int_equal(multipart_boundary("multipart/form-data;charset=x; BOUNDARY=\"a b;c\"", b, sizeof b, &err), PN_OK);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data;charset=x; BOUNDARY=\"a b;c\"", b, sizeof b, &err),
+                     PN_OK);
     assert_string_equal(b, "a b;c");
-    assert_int_equal(multipart_boundary("multipart/form-data", b, sizeof b, &err), PN_EFORMAT);
-    assert_int_equal(multipart_boundary("multipart/form-data; boundary=", b, sizeof b, &err), PN_EFORMAT);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data", b, sizeof b, &err), PN_EFORMAT);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data; boundary=", b, sizeof b, &err), PN_EFORMAT);
     char longb[200] = "multipart/form-data; boundary=";
     memset(longb + strlen(longb), 'x', 71);
-    assert_int_equal(multipart_boundary(longb, b, sizeof b, &err), PN_EFORMAT);
+    assert_int_equal(serve_multipart_boundary(longb, b, sizeof b, &err), PN_EFORMAT);
 }
 
 static void test_multipart_parse(void **state)
@@ -167,21 +168,21 @@ static void test_multipart_parse(void **state)
                                "--XY--\r\nepilogue";
     multipart_form form;
     pn_error err = {0};
-    assert_int_equal(multipart_parse((const unsigned char *)body, sizeof body - 1, "XY", &form, &err), PN_OK);
+    assert_int_equal(serve_multipart_parse((const unsigned char *)body, sizeof body - 1, "XY", &form, &err), PN_OK);
     assert_int_equal(form.n_parts, 2);
-    const multipart_part *t = multipart_find(&form, "threshold");
+    const multipart_part *t = serve_multipart_find(&form, "threshold");
     assert_non_null(t);
     assert_int_equal(t->size, 3);
     assert_memory_equal(t->data, "0.3", 3);
     assert_int_equal(t->has_filename, 0);
-    const multipart_part *f = multipart_find(&form, "file");
+    const multipart_part *f = serve_multipart_find(&form, "file");
     assert_non_null(f);
     assert_string_equal(f->filename, "a;b.png");
     /* "\r\n--XYZ" starts like the delimiter but is data: only "--XY" followed by
      * CRLF or "--" ends the part. */
     assert_int_equal(f->size, 16);
     assert_memory_equal(f->data, "\x89PNG\r\n--X\r\n--XYZ", 16);
-    assert_null(multipart_find(&form, "missing"));
+    assert_null(serve_multipart_find(&form, "missing"));
 }
 
 static void test_multipart_malformed(void **state)
@@ -198,7 +199,7 @@ static void test_multipart_malformed(void **state)
     for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
         multipart_form form;
         pn_error err = {0};
-        pn_status st = multipart_parse((const unsigned char *)bodies[i], strlen(bodies[i]), "XY", &form, &err);
+        pn_status st = serve_multipart_parse((const unsigned char *)bodies[i], strlen(bodies[i]), "XY", &form, &err);
         if (st != PN_EFORMAT)
             fail_msg("body %zu parsed (status %d)", i, st);
         assert_true(strlen(err.msg) > 0);
@@ -213,7 +214,7 @@ static void test_multipart_malformed(void **state)
     fclose(f);
     multipart_form form;
     pn_error err = {0};
-    assert_int_equal(multipart_parse((const unsigned char *)many, len, "XY", &form, &err), PN_ELIMIT);
+    assert_int_equal(serve_multipart_parse((const unsigned char *)many, len, "XY", &form, &err), PN_ELIMIT);
     free(many);
 }
 
@@ -226,7 +227,7 @@ static void test_access_tokens(void **state)
     o.n_tokens = 2;
     access_rules a;
     pn_error err = {0};
-    assert_int_equal(access_init(&a, &o, &err), PN_OK);
+    assert_int_equal(serve_access_init(&a, &o, &err), PN_OK);
     static const struct {
         const char *header;
         int ok;
@@ -238,14 +239,14 @@ static void test_access_tokens(void **state)
         {"Bearer second-token-abcdefghiJ", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        if (access_token_ok(&a, cases[i].header) != cases[i].ok)
+        if (serve_access_token_ok(&a, cases[i].header) != cases[i].ok)
             fail_msg("token case %zu (%s): expected %d", i, cases[i].header ? cases[i].header : "NULL", cases[i].ok);
-    access_destroy(&a);
+    serve_access_destroy(&a);
     /* No token configured: everything passes. */
     o.n_tokens = 0;
-    assert_int_equal(access_init(&a, &o, &err), PN_OK);
-    assert_true(access_token_ok(&a, NULL));
-    access_destroy(&a);
+    assert_int_equal(serve_access_init(&a, &o, &err), PN_OK);
+    assert_true(serve_access_token_ok(&a, NULL));
+    serve_access_destroy(&a);
 }
 
 static void test_access_token_file(void **state)
@@ -295,7 +296,7 @@ static void test_access_origin_and_host(void **state)
     o.n_allow_origins = 1;
     access_rules a;
     pn_error err = {0};
-    assert_int_equal(access_init(&a, &o, &err), PN_OK);
+    assert_int_equal(serve_access_init(&a, &o, &err), PN_OK);
     static const struct {
         const char *origin, *site, *host;
         int tls;
@@ -316,9 +317,9 @@ static void test_access_origin_and_host(void **state)
         {"http://localhost:8080", NULL, NULL, 0, ACCESS_FORBIDDEN},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        if (access_check_origin(&a, cases[i].origin, cases[i].site, cases[i].host, cases[i].tls) != cases[i].v)
+        if (serve_access_check_origin(&a, cases[i].origin, cases[i].site, cases[i].host, cases[i].tls) != cases[i].v)
             fail_msg("origin case %zu", i);
-    access_destroy(&a);
+    serve_access_destroy(&a);
 
     static const struct {
         const char *host;
@@ -329,7 +330,7 @@ static void test_access_origin_and_host(void **state)
         {"[::1", 0}, {"", 0}, {NULL, 0}, {":8080", 0},
     };
     for (size_t i = 0; i < sizeof hosts / sizeof *hosts; i++)
-        if (access_loopback_host(hosts[i].host) != hosts[i].loopback)
+        if (serve_access_loopback_host(hosts[i].host) != hosts[i].loopback)
             fail_msg("host case %zu (%s)", i, hosts[i].host ? hosts[i].host : "NULL");
 }
 

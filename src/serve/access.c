@@ -82,7 +82,7 @@ pn_status pn_serve_read_tokens(const char *path, char ***tokens, int *n_tokens, 
 
 /* ------------------------------------------------------------------ tokens */
 
-pn_status access_init(access_rules *a, const pn_serve_options *o, pn_error *err)
+pn_status serve_access_init(access_rules *a, const pn_serve_options *o, pn_error *err)
 {
     memset(a, 0, sizeof *a);
     if (o->n_tokens < 0 || (o->n_tokens > 0 && !o->tokens))
@@ -97,7 +97,7 @@ pn_status access_init(access_rules *a, const pn_serve_options *o, pn_error *err)
     return PN_OK;
 }
 
-void access_destroy(access_rules *a)
+void serve_access_destroy(access_rules *a)
 {
     if (a->digests)
         explicit_bzero(a->digests, (size_t)a->n_tokens * sizeof *a->digests);
@@ -105,7 +105,7 @@ void access_destroy(access_rules *a)
     memset(a, 0, sizeof *a);
 }
 
-int access_token_ok(const access_rules *a, const char *authorization)
+int serve_access_token_ok(const access_rules *a, const char *authorization)
 {
     if (a->n_tokens == 0)
         return 1;
@@ -131,7 +131,7 @@ int access_token_ok(const access_rules *a, const char *authorization)
 
 /* ----------------------------------------------------------------- origins */
 
-const char *access_allowed_origin(const access_rules *a, const char *origin)
+const char *serve_access_allowed_origin(const access_rules *a, const char *origin)
 {
     if (!origin)
         return NULL;
@@ -150,11 +150,11 @@ static int same_origin(const char *origin, const char *host, int tls)
     return host && !strncasecmp(origin, scheme, n) && !strcasecmp(origin + n, host);
 }
 
-access_verdict access_check_origin(const access_rules *a, const char *origin, const char *fetch_site,
+access_verdict serve_access_check_origin(const access_rules *a, const char *origin, const char *fetch_site,
                                    const char *host, int tls)
 {
     if (origin)
-        return same_origin(origin, host, tls) || access_allowed_origin(a, origin) ? ACCESS_OK : ACCESS_FORBIDDEN;
+        return same_origin(origin, host, tls) || serve_access_allowed_origin(a, origin) ? ACCESS_OK : ACCESS_FORBIDDEN;
     /* No Origin: not a browser, or a browser that still says where it came from. */
     if (fetch_site && strcasecmp(fetch_site, "same-origin") && strcasecmp(fetch_site, "none"))
         return ACCESS_FORBIDDEN;
@@ -162,7 +162,7 @@ access_verdict access_check_origin(const access_rules *a, const char *origin, co
 }
 
 /* host[:port] (IPv6 literals in brackets) names this machine's loopback. */
-int access_loopback_host(const char *host)
+int serve_access_loopback_host(const char *host)
 {
     if (!host)
         return 0;

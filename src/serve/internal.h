@@ -59,24 +59,24 @@ typedef struct request {
     predict_state *predict; /* a prediction submitted to the slots; NULL before */
 } request;
 
-double monotonic_seconds(void);
+double serve_monotonic_seconds(void);
 /* Queues a response with the standard headers and records its status.
  * mode as in MHD_create_response_from_buffer. */
-enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
+enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
                           void *body, size_t len, enum MHD_ResponseMemoryMode mode);
 /* {"error": {"code": status, "message": message}} */
-enum MHD_Result send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
+enum MHD_Result serve_send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
                            const char *message);
 /* Takes ownership of text (a json_dumps result). */
-enum MHD_Result send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text);
+enum MHD_Result serve_send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text);
 
 /* Content-Type accepted by POST /api/v1/predict (NULL = absent, accepted). */
-int predict_content_type_ok(const char *content_type);
+int serve_predict_content_type_ok(const char *content_type);
 /* Handles a complete POST /api/v1/predict whose body is in r: the first
  * call suspends the connection while a slot predicts, the call after the
  * resume answers. */
-enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r);
-/* Releases what handle_predict kept in request.predict; NULL is ignored. */
-void predict_state_free(predict_state *ps);
+enum MHD_Result serve_handle_predict(pn_server *s, struct MHD_Connection *c, request *r);
+/* Releases what serve_handle_predict kept in request.predict; NULL is ignored. */
+void serve_predict_state_free(predict_state *ps);
 
 #endif

@@ -35,7 +35,7 @@ static int type_is(const char *content_type, const char *mime)
     return next == '\0' || next == ';' || next == ' ' || next == '\t';
 }
 
-int predict_content_type_ok(const char *content_type)
+int serve_predict_content_type_ok(const char *content_type)
 {
     static const char *const accepted[] = {"image/jpeg", "image/jpg", "image/png", "application/octet-stream",
                                            "multipart/form-data"};
@@ -113,7 +113,7 @@ static void sanitize_file_name(char *name)
  * NUL byte comes back as "\x01" so that it fails every option parser. */
 static const char *form_value(const multipart_form *form, const char *name, char *buf, size_t size)
 {
-    const multipart_part *p = multipart_find(form, name);
+    const multipart_part *p = serve_multipart_find(form, name);
     if (!p)
         return NULL;
     if (memchr(p->data, '\0', p->size))
@@ -130,12 +130,12 @@ static const char *read_form(const request *r, const char *content_type, multipa
                              pn_error *err)
 {
     char boundary[80];
-    if (multipart_boundary(content_type, boundary, sizeof boundary, err) ||
-        multipart_parse(r->body, r->len, boundary, form, err))
+    if (serve_multipart_boundary(content_type, boundary, sizeof boundary, err) ||
+        serve_multipart_parse(r->body, r->len, boundary, form, err))
         return err->msg;
-    const multipart_part *file = multipart_find(form, "file");
+    const multipart_part *file = serve_multipart_find(form, "file");
     if (!file)
-        file = multipart_find(form, "image");
+        file = serve_multipart_find(form, "image");
     if (!file)
         return "multipart upload without a 'file' (or 'image') field";
     in->bytes = file->data;
@@ -182,7 +182,7 @@ static json_t *audit_json(pn_server *s, struct MHD_Connection *c, const predict_
     int64_t id;
     pn_error err = {0};
     if (pn_audit_log(s->audit, &rec, &id, &err)) {
-        metrics_audit_failure(&s->metrics);
+        serve_metrics_audit_failure(&s->metrics);
         return json_pack("{s:b,s:s}", "logged", 0, "error", err.msg);
     }
     return json_pack("{s:b,s:I}", "logged", 1, "id", (json_int_t)id);
@@ -206,19 +206,19 @@ static char *result_text(pn_server *s, struct MHD_Connection *c, const predict_i
     const char *label = pneumonia ? "PNEUMONIA" : "NORMAL";
     /* Logged before anything is sent: a response implies a row (or a reported failure). */
     json_t *audit = audit_json(s, c, in, p, label, latency_ms);
-    metrics_prediction(&s->metrics, pneumonia);
+    serve_metrics_prediction(&s->metrics, pneumonia);
     json_t *root = json_pack("{s:f,s:s,s:f,s:{s:s,s:s},s:f,s:o,s:{s:i,s:i},s:o,s:s}", "probability",
                              (double)p->probability, "label", label, "threshold", in->threshold, "model",
                              "id", s->predictor->model_id, "version", s->predictor->model_version, "latency_ms",
                              latency_ms, "warnings", warnings_json(res, in->want_cam), "image", "width", p->width,
                              "height", p->height, "audit", audit, "disclaimer", DISCLAIMER);
     if (root && res->overlay_png) {
-        char *b64 = base64_encode(res->overlay_png, res->overlay_png_size);
+        char *b64 = serve_base64_encode(res->overlay_png, res->overlay_png_size);
         json_object_set_new(root, "gradcam_png", b64 ? json_string(b64) : json_null());
         free(b64);
     }
     if (root && res->heatmap_png) {
-        char *b64 = base64_encode(res->heatmap_png, res->heatmap_png_size);
+        char *b64 = serve_base64_encode(res->heatmap_png, res->heatmap_png_size);
         json_object_set_new(root, "gradcam_heatmap_png", b64 ? json_string(b64) : json_null());
         free(b64);
     }
@@ -253,7 +253,7 @@ struct predict_state {
     char message[256];      /* a refusal's text, when it needs numbers */
 };
 
-void predict_state_free(predict_state *ps)
+void serve_predict_state_free(predict_state *ps)
 {
     if (!ps)
         return;
@@ -267,7 +267,7 @@ void predict_state_free(predict_state *ps)
 static void prediction_done(job *j)
 {
     predict_state *ps = j->owner;
-    ps->latency_ms = (monotonic_seconds() - ps->submitted) * 1e3;
+    ps->latency_ms = (serve_monotonic_seconds() - ps->submitted) * 1e3;
     MHD_resume_connection(ps->conn);
 }
 
@@ -278,10 +278,10 @@ static enum MHD_Result submit_prediction(pn_server *s, struct MHD_Connection *c,
     ps->conn = c;
     ps->job = (job){.bytes = ps->in.bytes, .size = ps->in.size, .want_cam = ps->in.want_cam,
                     .on_done = prediction_done, .owner = ps};
-    ps->submitted = monotonic_seconds();
+    ps->submitted = serve_monotonic_seconds();
     r->predict = ps;
     MHD_suspend_connection(c);
-    if (workers_submit(&s->workers, &ps->job, &ps->reject_err)) {
+    if (serve_workers_submit(&s->workers, &ps->job, &ps->reject_err)) {
         ps->rejected = 1;
         MHD_resume_connection(c);
     }
@@ -293,10 +293,10 @@ static enum MHD_Result answer_prediction(pn_server *s, struct MHD_Connection *c,
     predict_state *ps = r->predict;
     job *j = &ps->job;
     if (ps->rejected)
-        return send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, ps->reject_err.msg);
+        return serve_send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, ps->reject_err.msg);
     if (j->status)
-        return send_error(s, c, r, status_for(j->status), j->err.msg[0] ? j->err.msg : pn_status_name(j->status));
-    return send_json_text(s, c, r, MHD_HTTP_OK, result_text(s, c, &ps->in, &j->result, ps->latency_ms));
+        return serve_send_error(s, c, r, status_for(j->status), j->err.msg[0] ? j->err.msg : pn_status_name(j->status));
+    return serve_send_json_text(s, c, r, MHD_HTTP_OK, result_text(s, c, &ps->in, &j->result, ps->latency_ms));
 }
 
 /* The cost of decoding, from the image header alone: refused before any
@@ -350,21 +350,21 @@ static unsigned read_input(pn_server *s, struct MHD_Connection *c, request *r, p
     return check_decode_budget(s, ps, bad, err);
 }
 
-enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r)
+enum MHD_Result serve_handle_predict(pn_server *s, struct MHD_Connection *c, request *r)
 {
     if (r->predict)
         return answer_prediction(s, c, r);
     if (!r->admitted)
-        return send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "server is shutting down");
+        return serve_send_error(s, c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "server is shutting down");
     predict_state *ps = calloc(1, sizeof *ps);
     if (!ps)
-        return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return serve_send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     const char *bad = NULL;
     pn_error err = {0};
     unsigned status = read_input(s, c, r, ps, &bad, &err);
     if (!status)
         return submit_prediction(s, c, r, ps);
-    enum MHD_Result ok = send_error(s, c, r, status, bad);
-    predict_state_free(ps);
+    enum MHD_Result ok = serve_send_error(s, c, r, status, bad);
+    serve_predict_state_free(ps);
     return ok;
 }

@@ -41,7 +41,7 @@ void pn_serve_options_default(pn_serve_options *o)
                             .shutdown_grace_s = 30};
 }
 
-double monotonic_seconds(void)
+double serve_monotonic_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -63,7 +63,7 @@ static void watch_arm(pn_server *s, struct MHD_Connection *c, int armed)
     if (!w)
         return;
     pthread_mutex_lock(&s->lock);
-    w->deadline = armed ? monotonic_seconds() + s->opt.request_deadline_s : 0;
+    w->deadline = armed ? serve_monotonic_seconds() + s->opt.request_deadline_s : 0;
     pthread_mutex_unlock(&s->lock);
 }
 
@@ -77,7 +77,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         if (!info || !(w = calloc(1, sizeof *w)))
             return; /* out of memory: the idle timeout still applies */
         w->fd = info->connect_fd;
-        w->deadline = monotonic_seconds() + s->opt.request_deadline_s;
+        w->deadline = serve_monotonic_seconds() + s->opt.request_deadline_s;
         pthread_mutex_lock(&s->lock);
         w->next = s->watches;
         if (w->next)
@@ -110,7 +110,7 @@ static void *reaper_main(void *arg)
     pn_server *s = arg;
     pthread_mutex_lock(&s->lock);
     while (!s->reaper_stop) {
-        double now = monotonic_seconds();
+        double now = serve_monotonic_seconds();
         for (conn_watch *w = s->watches; w; w = w->next)
             if (w->deadline > 0 && now >= w->deadline) {
                 w->deadline = 0;
@@ -162,7 +162,7 @@ static void add_cors_headers(struct MHD_Response *resp, const request *r)
     }
 }
 
-enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
+enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
                           void *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
@@ -197,19 +197,20 @@ enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, un
     return ok;
 }
 
-enum MHD_Result send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text)
+enum MHD_Result serve_send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text)
 {
     if (!text)
         return MHD_NO;
-    return send_body(s, c, r, status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE);
+    return serve_send_body(s, c, r, status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE);
 }
 
-enum MHD_Result send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *message)
+enum MHD_Result serve_send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
+                                 const char *message)
 {
     json_t *root = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", message);
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
-    return send_json_text(s, c, r, status, text);
+    return serve_send_json_text(s, c, r, status, text);
 }
 
 /* ------------------------------------------------------------------ routes */
@@ -242,27 +243,27 @@ static enum MHD_Result handle_get(pn_server *s, struct MHD_Connection *c, reques
     switch (r->route) {
     case ROUTE_MODEL: {
         const char *json = s->predictor->model_json;
-        return send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)json, strlen(json),
+        return serve_send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)json, strlen(json),
                          MHD_RESPMEM_PERSISTENT);
     }
     case ROUTE_HEALTH: {
         static const char ok[] = "{\"status\":\"ok\"}";
-        return send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)ok, sizeof ok - 1,
+        return serve_send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)ok, sizeof ok - 1,
                          MHD_RESPMEM_PERSISTENT);
     }
     case ROUTE_METRICS: {
         pthread_mutex_lock(&s->lock);
         int in_flight = s->in_flight;
         pthread_mutex_unlock(&s->lock);
-        char *text = metrics_render(&s->metrics, in_flight, workers_queued(&s->workers));
+        char *text = serve_metrics_render(&s->metrics, in_flight, serve_workers_queued(&s->workers));
         if (!text)
-            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering metrics");
-        return send_body(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
+            return serve_send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering metrics");
+        return serve_send_body(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
                          MHD_RESPMEM_MUST_FREE);
     }
     default: {
         const pn_web_asset *a = find_asset(url);
-        return send_body(s, c, r, MHD_HTTP_OK, a->mime, (void *)a->data, a->size, MHD_RESPMEM_PERSISTENT);
+        return serve_send_body(s, c, r, MHD_HTTP_OK, a->mime, (void *)a->data, a->size, MHD_RESPMEM_PERSISTENT);
     }
     }
 }
@@ -326,18 +327,18 @@ static enum MHD_Result check_access(pn_server *s, struct MHD_Connection *c, requ
     const char *host = header_value(c, MHD_HTTP_HEADER_HOST);
     /* A page on another site whose name resolves to 127.0.0.1 (DNS
      * rebinding) reaches a loopback server with its own name as Host. */
-    if (s->loopback && !s->access.n_tokens && host && !access_loopback_host(host))
-        return send_error(s, c, r, MHD_HTTP_FORBIDDEN,
+    if (s->loopback && !s->access.n_tokens && host && !serve_access_loopback_host(host))
+        return serve_send_error(s, c, r, MHD_HTTP_FORBIDDEN,
                           "this server only answers to localhost, 127.0.0.1 or [::1] as Host");
     const char *origin = header_value(c, MHD_HTTP_HEADER_ORIGIN);
-    r->cors_origin = access_allowed_origin(&s->access, origin);
-    if (!is_get && access_check_origin(&s->access, origin, header_value(c, "Sec-Fetch-Site"), host, s->tls))
-        return send_error(s, c, r, MHD_HTTP_FORBIDDEN,
+    r->cors_origin = serve_access_allowed_origin(&s->access, origin);
+    if (!is_get && serve_access_check_origin(&s->access, origin, header_value(c, "Sec-Fetch-Site"), host, s->tls))
+        return serve_send_error(s, c, r, MHD_HTTP_FORBIDDEN,
                           "cross-origin request refused: the server's own page, or an origin allowed with "
                           "--allow-origin, may post here");
     int needs_token = r->route == ROUTE_PREDICT || r->route == ROUTE_MODEL || r->route == ROUTE_METRICS;
-    if (needs_token && !access_token_ok(&s->access, header_value(c, MHD_HTTP_HEADER_AUTHORIZATION)))
-        return send_error(s, c, r, MHD_HTTP_UNAUTHORIZED,
+    if (needs_token && !serve_access_token_ok(&s->access, header_value(c, MHD_HTTP_HEADER_AUTHORIZATION)))
+        return serve_send_error(s, c, r, MHD_HTTP_UNAUTHORIZED,
                           "missing or wrong API token: send Authorization: Bearer <token>");
     return MHD_YES;
 }
@@ -351,41 +352,41 @@ static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, reques
     const char *bad = malformed(c, nul_in_uri);
     if (bad) {
         r->close = 1;
-        return send_error(s, c, r, MHD_HTTP_BAD_REQUEST, bad);
+        return serve_send_error(s, c, r, MHD_HTTP_BAD_REQUEST, bad);
     }
     if (r->route == ROUTE_OTHER)
-        return send_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such resource");
+        return serve_send_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such resource");
     /* A CORS preflight from an allowed origin (it carries no token). */
     if (!strcmp(method, MHD_HTTP_METHOD_OPTIONS) && (r->route == ROUTE_PREDICT || r->route == ROUTE_MODEL) &&
-        (r->cors_origin = access_allowed_origin(&s->access, header_value(c, MHD_HTTP_HEADER_ORIGIN)))) {
+        (r->cors_origin = serve_access_allowed_origin(&s->access, header_value(c, MHD_HTTP_HEADER_ORIGIN)))) {
         r->preflight = 1;
-        return send_body(s, c, r, MHD_HTTP_NO_CONTENT, "text/plain", (void *)"", 0, MHD_RESPMEM_PERSISTENT);
+        return serve_send_body(s, c, r, MHD_HTTP_NO_CONTENT, "text/plain", (void *)"", 0, MHD_RESPMEM_PERSISTENT);
     }
     enum MHD_Result ok = check_access(s, c, r, is_get);
     if (ok != MHD_YES || r->status)
         return ok;
     if (r->route != ROUTE_PREDICT)
         return is_get ? handle_get(s, c, r, url)
-                      : send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET");
+                      : serve_send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET");
     if (strcmp(method, MHD_HTTP_METHOD_POST))
-        return send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
+        return serve_send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
     int known;
     size_t announced = content_length(c, &known);
     if (known && announced > s->opt.max_body) {
         r->close = 1; /* the body is never read */
         char msg[128];
         snprintf(msg, sizeof msg, "request body of %zu bytes exceeds the limit of %zu", announced, s->opt.max_body);
-        return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+        return serve_send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
     }
     const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!predict_content_type_ok(type))
-        return send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+    if (!serve_predict_content_type_ok(type))
+        return serve_send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                           "unsupported Content-Type: send image/jpeg, image/png, application/octet-stream "
                           "or multipart/form-data");
     if (known && announced > 0) {
         r->body = malloc(announced);
         if (!r->body)
-            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+            return serve_send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         r->cap = announced;
     }
     return MHD_YES;
@@ -429,7 +430,7 @@ static enum MHD_Result refuse_too_large(pn_server *s, struct MHD_Connection *c, 
     char msg[96];
     snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->opt.max_body);
     r->close = 1;
-    return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+    return serve_send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
 }
 
 static request *begin_request(pn_server *s, const char *url)
@@ -437,7 +438,7 @@ static request *begin_request(pn_server *s, const char *url)
     request *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->start = monotonic_seconds();
+    r->start = serve_monotonic_seconds();
     r->route = classify(url);
     pthread_mutex_lock(&s->lock);
     s->in_flight++;
@@ -469,7 +470,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     watch_arm(s, c, 0); /* the whole request has arrived */
     if (r->status)
         return MHD_YES;
-    return handle_predict(s, c, r);
+    return serve_handle_predict(s, c, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
@@ -481,8 +482,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
     /* Requests dropped before a response (client gone, timeout) are not counted. */
     if (r->status)
-        metrics_request(&s->metrics, r->route, r->status, monotonic_seconds() - r->start);
-    predict_state_free(r->predict);
+        serve_metrics_request(&s->metrics, r->route, r->status, serve_monotonic_seconds() - r->start);
+    serve_predict_state_free(r->predict);
     free(r->body);
     free(r);
     watch_arm(s, c, 1); /* a kept-alive connection waits for its next request */
@@ -549,8 +550,8 @@ static pn_status check_options(const pn_serve_options *o, const pn_predictor *p,
     pn_status st = check_exposure(o, err);
     if (st)
         return st;
-    if (o->max_body < 1 || o->max_pixels < 1 || o->max_connections < 1 || o->max_per_client < 1 || o->connection_timeout_s < 1 ||
-        o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 || o->shutdown_grace_s < 0)
+    if (o->max_body < 1 || o->max_pixels < 1 || o->max_connections < 1 || o->max_per_client < 1 ||
+        o->connection_timeout_s < 1 || o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 || o->shutdown_grace_s < 0)
         return pn_fail(err, PN_EINVAL, "server limits must be positive");
     if (!p->predict || !p->model_json || !p->model_id || !p->model_version)
         return pn_fail(err, PN_EINVAL, "incomplete predictor");
@@ -649,14 +650,14 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
 static void release(pn_server *s)
 {
     if (s->workers_started)
-        workers_stop(&s->workers);
+        serve_workers_stop(&s->workers);
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
     reaper_stop(s);
     pn_audit_close(s->audit);
-    access_destroy(&s->access);
+    serve_access_destroy(&s->access);
     free_pem_pair(s);
-    metrics_destroy(&s->metrics);
+    serve_metrics_destroy(&s->metrics);
     pthread_cond_destroy(&s->reaper_wake);
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->lock);
@@ -677,13 +678,13 @@ pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_s
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
     pthread_cond_init(&s->reaper_wake, NULL);
-    metrics_init(&s->metrics);
-    st = access_init(&s->access, o, err);
+    serve_metrics_init(&s->metrics);
+    st = serve_access_init(&s->access, o, err);
     if (!st && o->tls_cert_file)
         st = read_pem_pair(s, err);
     if (!st)
         st = pn_audit_open(o->audit_db, &s->audit, err);
-    if (!st && !(st = workers_start(&s->workers, p, o->max_queue, err)))
+    if (!st && !(st = serve_workers_start(&s->workers, p, o->max_queue, err)))
         s->workers_started = 1;
     if (!st)
         st = start_daemon(s, err);

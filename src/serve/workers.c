@@ -40,7 +40,7 @@ static void *slot_main(void *arg)
     return NULL;
 }
 
-pn_status workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err)
+pn_status serve_workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err)
 {
     memset(w, 0, sizeof *w);
     if (p->n_slots < 1)
@@ -62,13 +62,13 @@ pn_status workers_start(workers *w, const pn_predictor *p, int max_queue, pn_err
             }
         }
         free(a);
-        workers_stop(w);
+        serve_workers_stop(w);
         return pn_fail(err, PN_EIO, "cannot start prediction thread %d", i);
     }
     return PN_OK;
 }
 
-pn_status workers_submit(workers *w, job *j, pn_error *err)
+pn_status serve_workers_submit(workers *w, job *j, pn_error *err)
 {
     j->next = NULL;
     pthread_mutex_lock(&w->lock);
@@ -88,7 +88,7 @@ pn_status workers_submit(workers *w, job *j, pn_error *err)
     return PN_OK;
 }
 
-int workers_queued(workers *w)
+int serve_workers_queued(workers *w)
 {
     pthread_mutex_lock(&w->lock);
     int n = w->queued;
@@ -96,7 +96,7 @@ int workers_queued(workers *w)
     return n;
 }
 
-void workers_stop(workers *w)
+void serve_workers_stop(workers *w)
 {
     pthread_mutex_lock(&w->lock);
     w->stopping = 1;

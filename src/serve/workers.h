@@ -32,13 +32,13 @@ typedef struct workers {
     pthread_t *threads;
 } workers;
 
-pn_status workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err);
+pn_status serve_workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err);
 /* Queues j for a slot and returns at once. PN_ELIMIT (j not queued, on_done
  * never called) when the queue is full or the workers are stopping;
  * otherwise j->on_done(j) runs later with j->status / j->err / j->result set. */
-pn_status workers_submit(workers *w, job *j, pn_error *err);
-int workers_queued(workers *w);
+pn_status serve_workers_submit(workers *w, job *j, pn_error *err);
+int serve_workers_queued(workers *w);
 /* Finishes queued jobs, then joins the threads. */
-void workers_stop(workers *w);
+void serve_workers_stop(workers *w);
 
 #endif
