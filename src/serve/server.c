@@ -551,7 +551,8 @@ static pn_status check_options(const pn_serve_options *o, const pn_predictor *p,
     if (st)
         return st;
     if (o->max_body < 1 || o->max_pixels < 1 || o->max_connections < 1 || o->max_per_client < 1 ||
-        o->connection_timeout_s < 1 || o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 || o->shutdown_grace_s < 0)
+        o->connection_timeout_s < 1 || o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 ||
+        o->shutdown_grace_s < 0)
         return pn_fail(err, PN_EINVAL, "server limits must be positive");
     if (!p->predict || !p->model_json || !p->model_id || !p->model_version)
         return pn_fail(err, PN_EINVAL, "incomplete predictor");
