@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "pneumo/data.h"
 #include "pneumo/eval.h"
 #include "pneumo/gradcam.h"
@@ -95,6 +96,8 @@ static int predict_all(pn_model *m, const char *dir, int holdout, int cam_stats,
     }
     if (!idx)
         return fprintf(stderr, "out of memory\n"), 1;
+    cli_progress progress;
+    cli_progress_init(&progress);
     r->prob = malloc(count * sizeof(float));
     r->label = malloc(count * sizeof(int));
     r->names = malloc(count * sizeof(char *));
@@ -107,7 +110,8 @@ static int predict_all(pn_model *m, const char *dir, int holdout, int cam_stats,
         pn_error e = {0};
         int want_cam = cam_stats && s->label == PN_CLASS_PNEUMONIA;
         if (pn_model_predict_file(m, s->path, want_cam, &p, &e)) {
-            fprintf(stderr, "skipped: %s\n", e.msg);
+            fprintf(stderr, "%sskipped: %s\n", progress.drawn ? "\n" : "", e.msg);
+            progress.drawn = 0;
             r->failed++;
             continue;
         }
@@ -119,11 +123,10 @@ static int predict_all(pn_model *m, const char *dir, int holdout, int cam_stats,
         r->names[r->n] = s->path;
         keep_tile(r, i, count, s->path, 160);
         r->n++;
-        if (i % 100 == 99)
-            fprintf(stderr, "\r%zu/%zu images", i + 1, count);
+        cli_progress_update(&progress, 0, "%zu/%zu images", i + 1, count);
     }
     free(idx);
-    fprintf(stderr, "\r%zu images evaluated, %zu unreadable\n", r->n, r->failed);
+    cli_progress_update(&progress, 1, "%zu images evaluated, %zu unreadable", r->n, r->failed);
     return r->n ? 0 : (fprintf(stderr, "no readable image in %s\n", dir), 1);
 }
 
