@@ -150,6 +150,13 @@ pn_status pn_dataset_split(const pn_dataset *ds, const char *split, double val_f
                            uint64_t seed, pn_split *out, pn_error *err);
 void pn_split_free(pn_split *s);
 
+/* The train/validation rule of `pneumo train`, which `pneumo evaluate
+ * --holdout` repeats: the patient-wise split of the "train" split folder when
+ * the root has one, else of the flat <root>/{NORMAL,PNEUMONIA} layout (split
+ * ""). PN_EINVAL when either side would be empty. */
+pn_status pn_dataset_holdout_split(const pn_dataset *ds, double val_fraction, uint64_t seed, pn_split *out,
+                                   pn_error *err);
+
 /* Indices of samples of one split folder ("" for a single-split layout). */
 pn_status pn_dataset_select(const pn_dataset *ds, const char *split, size_t **idx, size_t *n,
                             pn_error *err);

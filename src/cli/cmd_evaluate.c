@@ -20,7 +20,8 @@ static int usage(FILE *out)
                  "       [--holdout] [--gradcam-stats] [--threads N]\n"
                  "DIR holds NORMAL/ and PNEUMONIA/ (a split folder). Without --model the bundled model is used;\n"
                  "without --threshold the threshold stored in the model.\n"
-                 "--holdout: DIR is a dataset root with train/; evaluate on the patient-wise validation\n"
+                 "--holdout: DIR is what `pneumo train` was given (a root with train/, or a flat folder\n"
+                 "           with NORMAL/ and PNEUMONIA/); evaluate on the patient-wise validation\n"
                  "           split that `pneumo train` held out (fraction and seed from the model's recipe).\n"
                  "--gradcam-stats: for PNEUMONIA images, the share of Grad-CAM heat outside a central lung\n"
                  "           box (x and y in 10%%-90%% of the image).\n");
@@ -41,7 +42,7 @@ static int holdout_indices(const pn_model_info *info, const pn_dataset *ds, size
         return 1;
     }
     pn_split split;
-    if (pn_dataset_split(ds, "train", fraction, (uint64_t)seed, &split, err))
+    if (pn_dataset_holdout_split(ds, fraction, (uint64_t)seed, &split, err))
         return 1;
     *idx = split.val;
     *n = split.n_val;
