@@ -1,6 +1,7 @@
 /* pneumo evaluate: metrics with confidence intervals, plots and an HTML
  * report for a model on a labelled folder (NORMAL/ and PNEUMONIA/). */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,9 +138,13 @@ static void print_summary(const pn_metrics *m, const pn_metrics_ci *ci, const ch
     printf("n=%zu (PNEUMONIA %zu, NORMAL %zu), threshold %.4f\n", m->n, m->n_pos, m->n_neg, m->threshold);
     printf("confusion: TP %zu  FN %zu  TN %zu  FP %zu\n", (size_t)m->confusion.tp,
            (size_t)m->confusion.fn, (size_t)m->confusion.tn, (size_t)m->confusion.fp);
-    for (int k = 0; k < PN_CI_COUNT; k++)
-        printf("%-18s %.4f  (95%% CI %.4f-%.4f)\n", pn_ci_metric_name((pn_ci_metric)k),
-               pn_metrics_get(m, (pn_ci_metric)k), ci->lo[k], ci->hi[k]);
+    for (int k = 0; k < PN_CI_COUNT; k++) {
+        printf("%-18s %.4f  ", pn_ci_metric_name((pn_ci_metric)k), pn_metrics_get(m, (pn_ci_metric)k));
+        if (isfinite(ci->lo[k]))
+            printf("(95%% CI %.4f-%.4f)\n", ci->lo[k], ci->hi[k]);
+        else
+            printf("(95%% CI: n too small)\n");
+    }
     printf("%-18s %.4f\n%-18s %.4f\n%-18s %.4f\n", "npv", m->npv, "brier", m->brier, "ece", m->ece);
 }
 

@@ -85,6 +85,7 @@ const STRINGS = {
     err_415: 'This file is not an image. Please choose a JPEG or PNG file.',
     err_500: 'The server failed while analyzing the image.',
     err_503: 'The model is not available right now. Please try again shortly.',
+    ci_small: 'n too small',
     err_401: 'The access token was not accepted.',
     err_403: 'The server refused this request from this page.',
     err_404: 'The server does not know this address.',
@@ -172,6 +173,7 @@ const STRINGS = {
     err_415: 'Este arquivo não é uma imagem. Escolha um arquivo JPEG ou PNG.',
     err_500: 'O servidor falhou ao analisar a imagem.',
     err_503: 'O modelo não está disponível no momento. Tente novamente em instantes.',
+    ci_small: 'n pequeno demais',
     err_401: 'O token de acesso não foi aceito.',
     err_403: 'O servidor recusou este pedido vindo desta página.',
     err_404: 'O servidor não conhece este endereço.',
@@ -444,7 +446,11 @@ function metricCells(name, kind, value, ci) {
   td.textContent = format(value);
   const tdCi = document.createElement('td');
   tdCi.className = 'num ci';
-  tdCi.textContent = Array.isArray(ci) && ci.length === 2 ? format(ci[0]) + ' – ' + format(ci[1]) : '—';
+  const known = Array.isArray(ci) && ci.length === 2;
+  // null bounds: the sample was too small for an interval (see pn_metrics_bootstrap).
+  tdCi.textContent = !known ? '—'
+    : typeof ci[0] === 'number' && typeof ci[1] === 'number' ? format(ci[0]) + ' – ' + format(ci[1])
+      : t('ci_small');
   row.append(th, td, tdCi);
   return row;
 }
