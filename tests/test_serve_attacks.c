@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pneumo/audit.h"
 #include "serve_fixture.h"
 #include "testutil.h"
 
@@ -626,6 +627,67 @@ static void test_decode_budget(void **state)
     pn_server_stop(fx.server);
 }
 
+/* A file named like a spreadsheet formula, recorded (--audit-client-info),
+ * comes out of the CSV export quoted with a leading '. */
+static void test_csv_injection_through_upload(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fx.opt.audit_client_info = 1;
+    fixture_start_with(&fx, "inject.db", 1);
+    /* As a browser sends them: quotes in file names arrive as %22, no slashes. */
+    static const char *const names[] = {"=HYPERLINK(%22evil.example%22;A1)", "@SUM(1+1)", "+cmd", "-2+3"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        size_t len;
+        char *body = multipart_with("0.5", 3, names[i], strlen(names[i]), &len);
+        http_resp r = post(fx.port, "/api/v1/predict", "multipart/form-data; boundary=XyZ", body, len);
+        assert_int_equal(r.status, 200);
+        resp_free(&r);
+        free(body);
+    }
+    pn_server_stop(fx.server);
+    char *csv = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&csv, &size);
+    pn_error err = {0};
+    assert_int_equal(pn_audit_export_csv(fx.db, NULL, f, &err), PN_OK);
+    fclose(f);
+    assert_non_null(strstr(csv, ",\"'=HYPERLINK(%22evil.example%22;A1)\","));
+    assert_non_null(strstr(csv, ",\"'@SUM(1+1)\","));
+    assert_non_null(strstr(csv, ",\"'+cmd\","));
+    assert_non_null(strstr(csv, ",\"'-2+3\","));
+    assert_null(strstr(csv, ",=HYPERLINK"));
+    free(csv);
+}
+
+/* What the server already held, kept held: traversal, odd methods, forged routes. */
+static void test_traversal_and_methods(void **state)
+{
+    fixture fx;
+    pn_serve_options_default(&fx.opt);
+    fixture_start_with(&fx, "paths.db", 1);
+    static const char *const paths[] = {"/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/static/../../etc/passwd",
+                                        "//etc/passwd", "/index.html/..", "/app.js%2f..%2fapi"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        http_resp r = get(fx.port, paths[i]);
+        if (r.status != 404 && r.status != 400)
+            fail_msg("%s: expected 404 or 400, got:\n%s", paths[i], r.raw);
+        assert_null(strstr(r.body, "root:"));
+        resp_free(&r);
+    }
+    static const char *const methods[] = {"TRACE", "PUT", "DELETE", "PATCH", "CONNECT"};
+    char head[128];
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
+        snprintf(head, sizeof head, "%s /api/v1/predict HTTP/1.1", methods[i]);
+        http_resp r = http(fx.port, head, NULL, 0);
+        if (r.status != 405 && r.status != 400 && r.status != 403)
+            fail_msg("%s: got:\n%s", methods[i], r.raw);
+        resp_free(&r);
+    }
+    assert_int_equal(atomic_load(&fx.fake.calls), 0);
+    pn_server_stop(fx.server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -641,6 +703,8 @@ int main(void)
         cmocka_unit_test(test_oversize_refused_without_reading),
         cmocka_unit_test(test_audit_private_by_default),
         cmocka_unit_test(test_decode_budget),
+        cmocka_unit_test(test_csv_injection_through_upload),
+        cmocka_unit_test(test_traversal_and_methods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
