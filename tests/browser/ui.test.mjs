@@ -167,6 +167,12 @@ async function desktopChecks(browser, images) {
     check(/validation/i.test(await text(page, 'metrics-caption')), 'metrics are labelled as validation figures');
     if (model.metrics && model.metrics.ci95 && model.metrics.ci95.accuracy) {
       check(/\d%?\s–\s\d/.test(await page.getByTestId('metric-accuracy').innerText()), 'accuracy row shows its 95% CI');
+      // No interval claims certainty: a zero-width one ("100.0% – 100.0%") is replaced.
+      for (const name of ['sensitivity', 'specificity', 'precision', 'accuracy']) {
+        const row = await page.getByTestId('metric-' + name).innerText();
+        const bounds = row.match(/(\d+(?:\.\d+)?)%\s–\s(\d+(?:\.\d+)?)%/);
+        check(bounds && Number(bounds[1]) < Number(bounds[2]), `${name} interval has width ("${row.replace(/\s+/g, ' ')}")`);
+      }
     }
     const sliderValue = Number(await page.getByTestId('threshold').inputValue());
     check(Math.abs(sliderValue - model.threshold) <= 0.005,

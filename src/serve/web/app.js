@@ -434,6 +434,29 @@ function renderError() {
   $('error-detail').textContent = error.message && state.lang === 'en' ? t('err_detail', { msg: error.message }) : '';
 }
 
+// 95% Wilson score interval of k successes in n trials.
+function wilson(k, n) {
+  const z = 1.959963984540054;
+  const p = k / n;
+  const denom = 1 + (z * z) / n;
+  const center = (p + (z * z) / (2 * n)) / denom;
+  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
+  return [Math.max(0, center - half), Math.min(1, center + half)];
+}
+
+// Models trained before pneumo replaced zero-width bootstrap intervals carry
+// them in their card ("100.0% – 100.0%"): the same rule here, from the
+// card's confusion counts (Wilson for proportions, else "n too small").
+function honestInterval(name, ci, metrics) {
+  if (!Array.isArray(ci) || ci.length !== 2 || typeof ci[0] !== 'number' || ci[1] - ci[0] > 1e-12) return ci;
+  const c = metrics.confusion || {};
+  const trials = {
+    sensitivity: [c.tp, c.tp + c.fn], specificity: [c.tn, c.tn + c.fp],
+    precision: [c.tp, c.tp + c.fp], accuracy: [c.tp + c.tn, c.tp + c.tn + c.fp + c.fn],
+  }[name];
+  return trials && trials[1] > 0 && Number.isFinite(trials[1]) ? wilson(trials[0], trials[1]) : [null, null];
+}
+
 function metricCells(name, kind, value, ci) {
   const format = kind === 'percent' ? (x) => formatPercent(x, 1) : (x) => formatNumber(x, 3);
   const row = document.createElement('tr');
@@ -471,7 +494,7 @@ function renderMetrics() {
   const metrics = model.metrics || {};
   const ci = metrics.ci95 || {};
   const rows = METRICS.filter(([name]) => typeof metrics[name] === 'number')
-    .map(([name, kind]) => metricCells(name, kind, metrics[name], ci[name]));
+    .map(([name, kind]) => metricCells(name, kind, metrics[name], honestInterval(name, ci[name], metrics)));
   $('metrics-rows').replaceChildren(...rows);
   body.hidden = false;
   status.hidden = rows.length > 0;
