@@ -144,6 +144,14 @@ static void test_slow_clients_cannot_starve(void **state)
     r = get(fx.port, "/healthz");
     assert_int_equal(r.status, 200);
     resp_free(&r);
+    /* Operators see it: every accepted trickler was closed by the deadline. */
+    r = get(fx.port, "/metrics");
+    unsigned long long closed = 0;
+    const char *line = strstr(r.body, "\npneumo_connections_deadline_closed_total ");
+    assert_non_null(line);
+    sscanf(line, "\npneumo_connections_deadline_closed_total %llu", &closed);
+    assert_true(closed >= TRICKLE_HOSTS * TRICKLE_PER_CLIENT);
+    resp_free(&r);
     pn_server_stop(fx.server);
 }
 

@@ -59,6 +59,13 @@ void serve_metrics_audit_failure(metrics *m)
     pthread_mutex_unlock(&m->lock);
 }
 
+void serve_metrics_deadline_closed(metrics *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->deadline_closed++;
+    pthread_mutex_unlock(&m->lock);
+}
+
 static void render_requests(FILE *f, const metrics *m)
 {
     fputs("# HELP pneumo_requests_total HTTP requests by route and status code.\n"
@@ -109,9 +116,13 @@ char *serve_metrics_render(metrics *m, int in_flight, int queued)
             "pneumo_predictions_total{label=\"PNEUMONIA\"} %llu\n"
             "# HELP pneumo_audit_failures_total Predictions whose audit row could not be written.\n"
             "# TYPE pneumo_audit_failures_total counter\n"
-            "pneumo_audit_failures_total %llu\n",
+            "pneumo_audit_failures_total %llu\n"
+            "# HELP pneumo_connections_deadline_closed_total Connections closed because their request did not "
+            "arrive within the request deadline (slow or stalled clients).\n"
+            "# TYPE pneumo_connections_deadline_closed_total counter\n"
+            "pneumo_connections_deadline_closed_total %llu\n",
             (unsigned long long)m->predictions_normal, (unsigned long long)m->predictions_pneumonia,
-            (unsigned long long)m->audit_failures);
+            (unsigned long long)m->audit_failures, (unsigned long long)m->deadline_closed);
     pthread_mutex_unlock(&m->lock);
     fprintf(f,
             "# HELP pneumo_requests_in_flight Requests received and not yet answered.\n"

@@ -115,6 +115,7 @@ static void *reaper_main(void *arg)
             if (w->deadline > 0 && now >= w->deadline) {
                 w->deadline = 0;
                 shutdown(w->fd, SHUT_RDWR);
+                serve_metrics_deadline_closed(&s->metrics); /* its own lock, never taken before s->lock */
             }
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
