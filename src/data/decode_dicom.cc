@@ -246,6 +246,41 @@ static pn_status decode(const uint8_t *data, size_t size, const char *name, pn_i
     return st;
 }
 
+static pn_status probe(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                       pn_error *err)
+{
+    DcmFileFormat ff;
+    pn_status st = read_file_format(data, size, name, ff, err);
+    DcmDataset *ds = ff.getDataset();
+    if (!st)
+        st = check_meta_transfer_syntax(ff, name, err);
+    if (!st)
+        st = check_transfer_syntax(ds, name, err);
+    if (!st)
+        st = check_geometry(ds, name, err);
+    if (!st) {
+        info->format = "DICOM";
+        info->w = get_u16(ds, DCM_Columns);
+        info->h = get_u16(ds, DCM_Rows);
+        info->bit_depth = get_u16(ds, DCM_BitsStored) ? get_u16(ds, DCM_BitsStored) : get_u16(ds, DCM_BitsAllocated);
+        info->channels = get_u16(ds, DCM_SamplesPerPixel);
+    }
+    return st;
+}
+
+extern "C" pn_status pn_probe_dicom(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                                    pn_error *err)
+{
+    pthread_once(&codecs_once, register_codecs);
+    try {
+        return probe(data, size, name, info, err);
+    } catch (const std::bad_alloc &) {
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory reading a DICOM header", name);
+    } catch (...) {
+        return pn_fail(err, PN_EINTERNAL, "%s: DICOM decoder failed", name);
+    }
+}
+
 extern "C" pn_status pn_decode_dicom(const uint8_t *data, size_t size, const char *name,
                                      pn_image *out, pn_error *err)
 {

@@ -19,6 +19,12 @@ extern "C" {
 pn_status pn_decode_dicom(const uint8_t *data, size_t size, const char *name, pn_image *out,
                           pn_error *err);
 
+/* Reads the header of a DICOM file held in memory: Rows, Columns, Bits
+ * Allocated and Samples per Pixel, with check_geometry's refusals, and no
+ * pixel rendered. */
+pn_status pn_probe_dicom(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                         pn_error *err);
+
 #ifdef __cplusplus
 }
 #endif

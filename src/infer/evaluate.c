@@ -20,7 +20,7 @@ static pn_status holdout_indices(const pn_model *m, const pn_dataset *ds, size_t
     if (!(fraction > 0 && fraction < 1))
         return pn_fail(err, PN_EINVAL, "the model records no validation split (recipe.val_fraction)");
     pn_split split;
-    pn_status st = pn_dataset_split(ds, "train", fraction, (uint64_t)seed, &split, err);
+    pn_status st = pn_dataset_holdout_split(ds, fraction, (uint64_t)seed, &split, err);
     if (st)
         return st;
     *idx = split.val;
@@ -116,7 +116,7 @@ pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_o
             keep_tile(out, i, count, s->path, tile_size);
             out->n++;
         }
-        if (o->progress && (i % 100 == 99 || i + 1 == count))
+        if (o->progress)
             o->progress(o->user, i + 1, count);
     }
     free(idx);
