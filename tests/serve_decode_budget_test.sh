@@ -3,7 +3,8 @@
 # (bundled model, 2 prediction slots, loopback) gets
 #  * headers announcing more pixels than the 25,000,000 budget (the issue's
 #    10000x10000 RGBA 16-bit PNG among them) -> 413 with a JSON error naming
-#    the limit, decided from the header alone (the files hold no pixel data);
+#    the limit, decided from the header alone (the files hold no pixel data;
+#    for a DICOM, its Rows and Columns);
 #  * 8 concurrent uploads, with Grad-CAM, of the costliest accepted PNG:
 #    5000x5000 RGBA 16-bit -> every one answers 200, and the server's peak RSS
 #    grows by less than RSS_BOUND_MB over its steady state. Decoded whole, two
@@ -52,6 +53,26 @@ EOF
 python3 "$tmp/png.py" full 5000 5000 "$tmp/worst.png" || fail "cannot write the test PNG"
 python3 "$tmp/png.py" header 5001 5000 "$tmp/over.png"
 python3 "$tmp/png.py" header 10000 10000 "$tmp/bomb.png"
+# A DICOM (explicit VR little endian) announcing 5000 x 5001 16-bit pixels,
+# with 16 bytes of pixel data: the budget is decided from Rows and Columns.
+cat >"$tmp/dicom.py" <<'EOF'
+import struct, sys
+def el(group, elem, vr, value):
+    if vr in (b"OB", b"OW"):
+        return struct.pack("<HH", group, elem) + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+    return struct.pack("<HH", group, elem) + vr + struct.pack("<H", len(value)) + value
+def us(v):
+    return struct.pack("<H", v)
+meta = el(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1\0")
+data = (el(0x0008, 0x0060, b"CS", b"DX") + el(0x0028, 0x0002, b"US", us(1)) +
+        el(0x0028, 0x0004, b"CS", b"MONOCHROME2 ") + el(0x0028, 0x0010, b"US", us(5001)) +
+        el(0x0028, 0x0011, b"US", us(5000)) + el(0x0028, 0x0100, b"US", us(16)) +
+        el(0x0028, 0x0101, b"US", us(12)) + el(0x0028, 0x0102, b"US", us(11)) +
+        el(0x0028, 0x0103, b"US", us(0)) + el(0x7fe0, 0x0010, b"OW", bytes(16)))
+with open(sys.argv[1], "wb") as f:
+    f.write(bytes(128) + b"DICM" + el(0x0002, 0x0000, b"UL", struct.pack("<I", len(meta))) + meta + data)
+EOF
+python3 "$tmp/dicom.py" "$tmp/over.dcm"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port"
@@ -64,12 +85,13 @@ for _ in $(seq 1 240); do
 done
 curl -sf -o /dev/null "$url/healthz" || fail "$url/healthz did not answer within 60 s"
 
-for f in over bomb; do
-    code=$(curl -s -o "$tmp/$f.json" -w '%{http_code}' -H 'Content-Type: image/png' --data-binary @"$tmp/$f.png" "$url/api/v1/predict")
-    [ "$code" = 413 ] || fail "$f.png: expected 413, got $code: $(cat "$tmp/$f.json")"
+for f in over.png bomb.png over.dcm; do
+    code=$(curl -s -o "$tmp/$f.json" -w '%{http_code}' -H 'Content-Type: application/octet-stream' \
+        --data-binary @"$tmp/$f" "$url/api/v1/predict")
+    [ "$code" = 413 ] || fail "$f: expected 413, got $code: $(cat "$tmp/$f.json")"
     grep -q '"code":413' "$tmp/$f.json" && grep -q '25000000 pixels' "$tmp/$f.json" \
-        || fail "$f.png: the 413 is not a JSON error naming the limit: $(cat "$tmp/$f.json")"
-    echo "ok - $f.png refused from its header: $(cat "$tmp/$f.json")"
+        || fail "$f: the 413 is not a JSON error naming the limit: $(cat "$tmp/$f.json")"
+    echo "ok - $f refused from its header: $(cat "$tmp/$f.json")"
 done
 
 # Steady state: the model's buffers exist after one prediction with Grad-CAM.

@@ -83,8 +83,8 @@ static long get_frames(DcmDataset *ds)
     return ds->findAndGetSint32(DCM_NumberOfFrames, v).good() && v > 1 ? v : 1;
 }
 
-/* Refuses what cannot be an image, or one too large, before DCMTK allocates. */
-static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
+/* Refuses, from the header alone, what cannot be an image or one too large. */
+static pn_status check_header(DcmDataset *ds, const char *name, pn_error *err)
 {
     if (!ds->tagExists(DCM_PixelData))
         return pn_fail(err, PN_EFORMAT, "%s: DICOM file has no pixel data (not an image)", name);
@@ -101,6 +101,18 @@ static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
     if (alloc != 1 && alloc != 8 && alloc != 16 && alloc != 32)
         return pn_fail(err, PN_EFORMAT, "%s: DICOM Bits Allocated %u is not supported", name,
                        (unsigned)alloc);
+    return PN_OK;
+}
+
+/* check_header, then that the pixel data holds a whole first frame, before
+ * DCMTK allocates. */
+static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
+{
+    pn_status st = check_header(ds, name, err);
+    if (st)
+        return st;
+    Uint16 rows = get_u16(ds, DCM_Rows), cols = get_u16(ds, DCM_Columns);
+    Uint16 samples = get_u16(ds, DCM_SamplesPerPixel), alloc = get_u16(ds, DCM_BitsAllocated);
     DcmXfer xfer(ds->getOriginalXfer());
     if (xfer.isEncapsulated())
         return PN_OK; /* the codec checks its own fragments */
@@ -257,7 +269,7 @@ static pn_status probe(const uint8_t *data, size_t size, const char *name, pn_im
     if (!st)
         st = check_transfer_syntax(ds, name, err);
     if (!st)
-        st = check_geometry(ds, name, err);
+        st = check_header(ds, name, err);
     if (!st) {
         info->format = "DICOM";
         info->w = get_u16(ds, DCM_Columns);
