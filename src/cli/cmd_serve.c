@@ -36,8 +36,8 @@ static void usage(FILE *out)
             "  --allow-origin  an origin (https://host[:port]) whose pages may call the API;\n"
             "              other sites' pages get 403. Repeatable\n"
             "  --insecure-no-auth  allow a non-loopback --host without --token-file\n"
-            "  --audit-client-info  also record the upload's file name and the client address\n"
-            "              in the audit log (often identifying: off by default)\n"
+            "  --audit-client-info  also record the upload's file name (never a DICOM's) and the\n"
+            "              client address in the audit log (often identifying: off by default)\n"
             PN_DISCLAIMER "\n");
 }
 
