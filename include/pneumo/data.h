@@ -51,8 +51,9 @@ typedef struct pn_image {
  * decoded with DCT scaling at the smallest scale whose (oriented) output is
  * still >= min_w x min_h, and a non-interlaced PNG at least twice that size
  * is read row by row into the largest integer f x f box average that still
- * covers it, which makes huge images cheap to shrink later (src_w/src_h keep
- * the stored size).
+ * covers it (a 16-bit one in two passes, the first finding the range its
+ * 8-bit mapping needs), which makes huge images cheap to shrink later
+ * (src_w/src_h keep the stored size). DICOM is always rendered whole.
  * name is only used in error messages. Truncated or corrupt data, libjpeg
  * warnings included, is an error (PN_EFORMAT); PN_ELIMIT above
  * PN_IMAGE_MAX_PIXELS; PN_EUNSUPPORTED for other recognised formats. */
@@ -62,7 +63,8 @@ pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image 
                                pn_error *err);
 
 /* What decoding an image would cost, read from its header alone (no pixel
- * is decoded): stored size, bits per sample and samples per pixel. */
+ * is decoded; a DICOM's data set is parsed, its pixels not rendered): stored
+ * size, bits per sample and samples per pixel. */
 typedef struct pn_image_info {
     const char *format;  /* "JPEG", "PNG" or "DICOM" */
     int w, h;

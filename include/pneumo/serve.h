@@ -34,7 +34,7 @@ typedef struct pn_predictor {
      * keep one unsynchronised model instance (and thread-local state such as
      * OpenMP settings) per slot. */
     int n_slots;
-    /* bytes is an image that sniffed as JPEG or PNG. Errors: PN_EFORMAT /
+    /* bytes is an image that sniffed as JPEG, PNG or DICOM. Errors: PN_EFORMAT /
      * PN_EUNSUPPORTED / PN_ELIMIT / PN_EINVAL become HTTP 400, others 500. */
     pn_status (*predict)(void *user, int slot, const void *bytes, size_t size, int want_cam,
                          pn_predict_result *out, pn_error *err);
