@@ -11,6 +11,7 @@ deps:
 	@bash scripts/install-deps.sh test
 
 $(BUILD)/Makefile: CMakeLists.txt
+	@command -v cmake >/dev/null || { echo "pneumo needs cmake, which was not found: install the Debian package 'cmake', or run \`make deps\` to install every dependency." >&2; exit 1; }
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 
 build: $(BUILD)/Makefile

@@ -9,6 +9,11 @@ wrk.method = "POST"
 wrk.path = "/api/v1/predict"
 wrk.headers["Content-Type"] = "image/jpeg"
 wrk.body = image
+-- An API token (env PNEUMO_BENCH_TOKEN), when the server wants one.
+local token = os.getenv("PNEUMO_BENCH_TOKEN")
+if token and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+end
 
 function done(summary, latency, requests)
   local secs = summary.duration / 1e6

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Browser test of the web page: starts `pneumo serve` on a free port with a
-# throw-away audit database and runs tests/browser/ui.test.mjs in headless Chromium.
+# Browser test of the web page: starts `pneumo serve` over HTTPS (a certificate
+# made here with openssl) with an API token, on a free port with a throw-away
+# audit database, and runs tests/browser/ui.test.mjs in headless Chromium.
 # Exit 77 (skipped) when Chromium, node, playwright-core, the default model or
 # ../shared is missing. Screenshots land in tests/browser/screenshots/.
 set -u
@@ -16,6 +17,7 @@ skip() { echo "browser_test: SKIP: $*"; exit 77; }
 command -v node >/dev/null || skip "node is not installed"
 [ -d "$browser_dir/node_modules/playwright-core" ] || skip "playwright-core missing: run 'cd tests/browser && npm install'"
 [ -f "$src/models/default.safetensors" ] || skip "no model at $src/models/default.safetensors"
+command -v openssl >/dev/null || skip "openssl is not installed (needed to make the test certificate)"
 [ -d "$shared/data/samples_orig" ] || skip "no sample X-rays at $shared/data/samples_orig"
 if [ -z "$bin" ] || [ ! -x "$bin" ]; then
     echo "browser_test: FAIL: PNEUMO_BIN='$bin' is not an executable pneumo binary"
@@ -35,10 +37,16 @@ trap cleanup EXIT
 
 # Port 0 makes the kernel choose a free port; the small race until the server binds it is harmless here.
 port="$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
-url="http://127.0.0.1:$port"
+url="https://127.0.0.1:$port"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null \
+    || { echo "browser_test: FAIL: openssl could not make a certificate"; exit 1; }
+token="$(openssl rand -hex 32)"
+echo "$token" >"$tmp/tokens"
 
 # From the source dir so the server finds the bundled default model.
-(cd "$src" && exec "$bin" serve --port "$port" --audit-db "$tmp/audit.db") >"$tmp/server.log" 2>&1 &
+(cd "$src" && exec "$bin" serve --port "$port" --audit-db "$tmp/audit.db" --token-file "$tmp/tokens" \
+    --tls-cert "$tmp/cert.pem" --tls-key "$tmp/key.pem") >"$tmp/server.log" 2>&1 &
 server_pid=$!
 
 ready=0
@@ -48,7 +56,7 @@ for _ in $(seq 1 240); do
         cat "$tmp/server.log"
         exit 1
     fi
-    if node -e 'fetch(process.argv[1]).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))' "$url/healthz"; then
+    if curl -sf --cacert "$tmp/cert.pem" -o /dev/null "$url/healthz"; then
         ready=1
         break
     fi
@@ -61,7 +69,7 @@ if [ "$ready" != 1 ]; then
 fi
 
 echo "browser_test: pneumo serve is up at $url"
-PNEUMO_URL="$url" PNEUMO_SOURCE_DIR="$src" PNEUMO_SAMPLES_DIR="$shared/data/samples_orig" CHROMIUM="$chromium" \
+PNEUMO_URL="$url" PNEUMO_TOKEN="$token" PNEUMO_SOURCE_DIR="$src" PNEUMO_SAMPLES_DIR="$shared/data/samples_orig" CHROMIUM="$chromium" \
     node "$browser_dir/ui.test.mjs"
 status=$?
 if [ "$status" != 0 ]; then

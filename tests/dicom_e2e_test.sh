@@ -75,9 +75,10 @@ grep -q 'ct.dcm: .*Modality is CT' "$tmp/eval.err" || fail "evaluate does not na
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["images_with_warnings"] == 1, d' "$tmp/eval.json" \
   || fail "evaluate JSON lacks images_with_warnings"
 
-# serve: raw application/dicom and multipart; audit keeps the hash only.
+# serve: raw application/dicom and multipart; audit keeps the hash only, even
+# with --audit-client-info (which keeps other uploads' file names).
 "$bin" serve --model "$model" --host 127.0.0.1 --port 0 --audit-db "$tmp/audit.db" --threads 1 \
-  2>"$tmp/server.log" &
+  --audit-client-info 2>"$tmp/server.log" &
 server_pid=$!
 port=
 for _ in $(seq 1 300); do

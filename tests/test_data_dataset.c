@@ -374,6 +374,66 @@ static void test_real_train_folds(void **state)
     pn_dataset_free(&ds);
 }
 
+/* The split rule train and evaluate --holdout share: the train/ folder of a
+ * split layout, else the flat NORMAL/ PNEUMONIA/ folder; the same answer
+ * for the same data and seed, and an error when a side would be empty. */
+static void test_holdout_split_flat_and_tree(void **state)
+{
+    pn_dataset ds;
+    pn_error e;
+    char root[1024], d[1100];
+    snprintf(root, sizeof root, "%s/flat", pn_test_tmpdir());
+    mkdir(root, 0755);
+    static const char *const classes[] = {"NORMAL", "PNEUMONIA"};
+    for (int c = 0; c < 2; c++) {
+        snprintf(d, sizeof d, "%s/%s", root, classes[c]);
+        mkdir(d, 0755);
+        for (int i = 0; i < 20; i++) {
+            char name[64];
+            if (c)
+                snprintf(name, sizeof name, "person%d_bacteria_%d.png", i, i);
+            else
+                snprintf(name, sizeof name, "IM-%04d-0001.png", i);
+            write_png(d, name, (uint8_t)(7 * i + c + 1));
+        }
+    }
+    assert_int_equal(pn_dataset_scan(root, &ds, &e), PN_OK);
+    assert_int_equal(ds.n, 40);
+    pn_split a, b, direct;
+    assert_int_equal(pn_dataset_holdout_split(&ds, 0.25, 42, &a, &e), PN_OK);
+    assert_int_equal(a.n_train + a.n_val, 40);
+    assert_true(a.n_val >= 8 && a.n_val <= 12);
+    assert_disjoint(&ds, &a);
+    /* Same rule on the same data: the same validation images (what evaluate --holdout relies on). */
+    assert_int_equal(pn_dataset_holdout_split(&ds, 0.25, 42, &b, &e), PN_OK);
+    assert_int_equal(a.n_val, b.n_val);
+    assert_memory_equal(a.val, b.val, a.n_val * sizeof *a.val);
+    assert_int_equal(pn_dataset_split(&ds, "", 0.25, 42, &direct, &e), PN_OK);
+    assert_memory_equal(a.val, direct.val, a.n_val * sizeof *a.val);
+    /* The old evaluate rule ("train" only) could not split a flat folder at all. */
+    pn_split none;
+    assert_int_equal(pn_dataset_split(&ds, "train", 0.25, 42, &none, &e), PN_EINVAL);
+    pn_split_free(&a);
+    pn_split_free(&b);
+    pn_split_free(&direct);
+    assert_int_equal(pn_dataset_holdout_split(&ds, 0.001, 42, &a, &e), PN_EINVAL);
+    pn_dataset_free(&ds);
+
+    /* With a train/ folder, only it is split (val/ stays out). */
+    snprintf(root, sizeof root, "%s/tree-holdout", pn_test_tmpdir());
+    make_tree(root, 0);
+    assert_int_equal(pn_dataset_scan(root, &ds, &e), PN_OK);
+    assert_int_equal(pn_dataset_holdout_split(&ds, 0.25, 7, &a, &e), PN_OK);
+    assert_int_equal(pn_dataset_split(&ds, "train", 0.25, 7, &b, &e), PN_OK);
+    assert_int_equal(a.n_val, b.n_val);
+    assert_memory_equal(a.val, b.val, a.n_val * sizeof *a.val);
+    for (size_t i = 0; i < a.n_val; i++)
+        assert_string_equal(ds.samples[a.val[i]].split, "train");
+    pn_split_free(&a);
+    pn_split_free(&b);
+    pn_dataset_free(&ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_scan_errors_and_single_split),
         cmocka_unit_test(test_split_kind),
         cmocka_unit_test(test_class_weights),
+        cmocka_unit_test(test_holdout_split_flat_and_tree),
         cmocka_unit_test(test_real_train_split),
         cmocka_unit_test(test_folds_generated),
         cmocka_unit_test(test_real_train_folds),

@@ -485,6 +485,86 @@ static void test_bad_inputs(void **state)
     assert_non_null(strstr(e.msg, "does-not-exist.jpeg"));
 }
 
+/* Streamed PNG decoding (min size given, image >= 2x it) equals an f x f box
+ * average of the full decode, whatever the colour type, bit depth or
+ * remainder rows and columns; interlaced files decode whole. */
+static void check_png_streamed(const png_opts *o, int min, int expect_f)
+{
+    buf b = make_png(o);
+    pn_image full, small;
+    pn_error e;
+    if (pn_image_decode_memory(b.data, b.size, "full.png", 0, 0, &full, &e) ||
+        pn_image_decode_memory(b.data, b.size, "small.png", min, min, &small, &e))
+        fail_msg("%s", e.msg);
+    int f = expect_f, ow = (o->w + f - 1) / f, oh = (o->h + f - 1) / f;
+    assert_int_equal(small.w, ow);
+    assert_int_equal(small.h, oh);
+    assert_int_equal(small.src_w, o->w);
+    assert_int_equal(small.src_h, o->h);
+    assert_int_equal(small.is_color, full.is_color);
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            unsigned sum = 0, n = 0;
+            for (int y = oy * f; y < oy * f + f && y < o->h; y++)
+                for (int x = ox * f; x < ox * f + f && x < o->w; x++, n++)
+                    sum += full.pixels[y * o->w + x];
+            assert_int_equal(small.pixels[oy * ow + ox], (sum + n / 2) / n);
+        }
+    pn_image_free(&full);
+    pn_image_free(&small);
+    free(b.data);
+}
+
+static void test_png_streamed(void **state)
+{
+    check_png_streamed(&(png_opts){700, 500, PNG_COLOR_TYPE_GRAY, 8, 0, 0}, 224, 2);
+    check_png_streamed(&(png_opts){1000, 701, PNG_COLOR_TYPE_RGB_ALPHA, 16, 0, 0}, 224, 3);
+    check_png_streamed(&(png_opts){901, 1130, PNG_COLOR_TYPE_GRAY_ALPHA, 16, 0, 0}, 224, 4);
+    check_png_streamed(&(png_opts){500, 500, PNG_COLOR_TYPE_PALETTE, 8, 0, 1}, 100, 5);
+    check_png_streamed(&(png_opts){300, 300, PNG_COLOR_TYPE_RGB, 8, 0, 0}, 224, 1);  /* < 2x: whole */
+    check_png_streamed(&(png_opts){700, 500, PNG_COLOR_TYPE_GRAY, 8, 1, 0}, 224, 1); /* Adam7: whole */
+}
+
+/* Dimensions, depth and channels come from the header alone. */
+static void test_probe(void **state)
+{
+    static const struct {
+        png_opts o;
+        int channels;
+    } pngs[] = {
+        {{33, 21, PNG_COLOR_TYPE_GRAY, 8, 0, 0}, 1},       {{40, 7, PNG_COLOR_TYPE_GRAY_ALPHA, 16, 0, 0}, 2},
+        {{5, 300, PNG_COLOR_TYPE_RGB, 16, 0, 0}, 3},       {{64, 64, PNG_COLOR_TYPE_RGB_ALPHA, 8, 1, 0}, 4},
+        {{16, 16, PNG_COLOR_TYPE_PALETTE, 8, 0, 0}, 1},
+    };
+    pn_image_info info;
+    pn_error e;
+    for (size_t i = 0; i < sizeof pngs / sizeof *pngs; i++) {
+        buf b = make_png(&pngs[i].o);
+        /* The header is enough: cut the file right after IHDR. */
+        assert_int_equal(pn_image_probe(b.data, 33, "p.png", &info, &e), PN_OK);
+        assert_string_equal(info.format, "PNG");
+        assert_int_equal(info.w, pngs[i].o.w);
+        assert_int_equal(info.h, pngs[i].o.h);
+        assert_int_equal(info.bit_depth, pngs[i].o.depth);
+        assert_int_equal(info.channels, pngs[i].channels);
+        b.data[16 + 9] = 5; /* colour type 5 does not exist */
+        assert_int_equal(pn_image_probe(b.data, b.size, "p.png", &info, &e), PN_EFORMAT);
+        assert_int_equal(pn_image_probe(b.data, 30, "p.png", &info, &e), PN_EFORMAT);
+        free(b.data);
+    }
+    buf j = make_jpeg(&(jpeg_opts){.w = 77, .h = 45, .comps = 3});
+    assert_int_equal(pn_image_probe(j.data, j.size, "p.jpeg", &info, &e), PN_OK);
+    assert_string_equal(info.format, "JPEG");
+    assert_int_equal(info.w, 77);
+    assert_int_equal(info.h, 45);
+    assert_int_equal(info.bit_depth, 8);
+    assert_int_equal(info.channels, 3);
+    assert_int_equal(pn_image_probe(j.data, 20, "p.jpeg", &info, &e), PN_EFORMAT);
+    free(j.data);
+    assert_int_equal(pn_image_probe("GIF89a......", 12, "p.gif", &info, &e), PN_EUNSUPPORTED);
+    assert_int_equal(pn_image_probe("not an image", 12, "p.txt", &info, &e), PN_EFORMAT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +578,8 @@ int main(void)
         cmocka_unit_test(test_decode_file_matches_memory),
         cmocka_unit_test(test_png_variants),
         cmocka_unit_test(test_png_write_roundtrip),
+        cmocka_unit_test(test_png_streamed),
+        cmocka_unit_test(test_probe),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_real_samples),
     };

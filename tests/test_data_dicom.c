@@ -506,6 +506,49 @@ static void malformed_files_are_clear_errors(void **state)
     free(d);
 }
 
+/* pn_image_probe reads Rows, Columns, Bits Stored and Samples per Pixel with
+ * no pixel rendered (the server's decode budget), for plain and compressed
+ * files, and refuses what the decoder refuses from the header. */
+static void probe_reads_the_header(void **state)
+{
+    static const dicom_spec specs[] = {
+        {.name = "probe_u12", .bits_stored = 12, .dcm2pnm_window = MINMAX},
+        {.name = "probe_u16_rows", .bits_stored = 16, .rows = 40, .cols = 30, .pixel_bytes = 40 * 30 * 2,
+         .dcm2pnm_window = MINMAX},
+        {.name = "probe_jpegls", .bits_stored = 12, .compress = "dcmcjpls +el", .dcm2pnm_window = MINMAX},
+        {.name = "probe_no_meta", .bits_stored = 8, .dump2dcm_opts = "-F +ti", .dcm2pnm_window = MINMAX},
+    };
+    for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
+        size_t n;
+        uint8_t *d = slurp(make_dicom(&specs[k]), &n);
+        pn_image_info info;
+        pn_error err = {0};
+        if (pn_image_probe(d, n, specs[k].name, &info, &err))
+            fail_msg("%s: %s", specs[k].name, err.msg);
+        assert_string_equal(info.format, "DICOM");
+        assert_int_equal(info.w, specs[k].cols ? specs[k].cols : base.w);
+        assert_int_equal(info.h, specs[k].rows ? specs[k].rows : base.h);
+        assert_int_equal(info.bit_depth, specs[k].bits_stored);
+        assert_int_equal(info.channels, 1);
+        free(d);
+    }
+    static const dicom_spec huge = {.name = "probe_huge", .bits_stored = 8, .rows = 60000, .cols = 60000,
+                                    .dcm2pnm_window = MINMAX};
+    static const dicom_spec no_pixels = {.name = "probe_no_pixels", .bits_stored = 12, .pixel_bytes = -1,
+                                         .dcm2pnm_window = MINMAX};
+    const dicom_spec *bad[] = {&huge, &no_pixels};
+    pn_status want[] = {PN_ELIMIT, PN_EFORMAT};
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        uint8_t *d = slurp(make_dicom(bad[k]), &n);
+        pn_image_info info;
+        pn_error err = {0};
+        assert_int_equal(pn_image_probe(d, n, bad[k]->name, &info, &err), want[k]);
+        assert_no_patient_data(err.msg);
+        free(d);
+    }
+}
+
 static const char *find_base_image(void)
 {
     const char *shared = pn_test_shared_dir();
@@ -550,6 +593,7 @@ int main(void)
         cmocka_unit_test(first_window_is_used),
         cmocka_unit_test(img2dcm_files_match),
         cmocka_unit_test(malformed_files_are_clear_errors),
+        cmocka_unit_test(probe_reads_the_header),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pn_image_free(&base);

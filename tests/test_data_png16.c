@@ -140,12 +140,53 @@ static void flat_image_keeps_its_level(void **state)
     free(b.data);
 }
 
+/* The row-by-row path (a minimum size at most half the image's) maps with
+ * the same range as a whole decode: its output is the f x f box average of
+ * the whole decode, for every rule above (min-max, sBIT shifted, unshifted,
+ * partial sBIT range, flat). */
+static void streamed_decode_maps_like_whole(void **state)
+{
+    static const png16 cases[] = {
+        {PNG_COLOR_TYPE_GRAY, 0, 1000, 3000, 0},  {PNG_COLOR_TYPE_RGB, 0, 20000, 40000, 0},
+        {PNG_COLOR_TYPE_GRAY_ALPHA, 0, 0, 1023, 0}, {PNG_COLOR_TYPE_GRAY, 12, 0, 4095, 4},
+        {PNG_COLOR_TYPE_GRAY, 12, 0, 4095, 0},    {PNG_COLOR_TYPE_GRAY, 12, 500, 2500, 0},
+        {PNG_COLOR_TYPE_GRAY, 0, 30000, 30000, 0},
+    };
+    enum { MIN = 10, F = 2 }; /* min(41 / 10, 23 / 10) */
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        buf b = make_png16(&cases[k]);
+        pn_image whole = {0}, small = {0};
+        pn_error err = {0};
+        if (pn_image_decode_memory(b.data, b.size, "whole16.png", 0, 0, &whole, &err) ||
+            pn_image_decode_memory(b.data, b.size, "small16.png", MIN, MIN, &small, &err))
+            fail_msg("case %zu: %s", k, err.msg);
+        int ow = (W + F - 1) / F, oh = (H + F - 1) / F;
+        assert_int_equal(small.w, ow);
+        assert_int_equal(small.h, oh);
+        assert_int_equal(small.src_w, W);
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                unsigned sum = 0, n = 0;
+                for (int y = oy * F; y < oy * F + F && y < H; y++)
+                    for (int x = ox * F; x < ox * F + F && x < W; x++, n++)
+                        sum += whole.pixels[y * W + x];
+                if (small.pixels[oy * ow + ox] != (sum + n / 2) / n)
+                    fail_msg("case %zu: box (%d,%d) is %d, whole decode's average %u", k, ox, oy,
+                             small.pixels[oy * ow + ox], (sum + n / 2) / n);
+            }
+        pn_image_free(&whole);
+        pn_image_free(&small);
+        free(b.data);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(partial_range_without_sbit_is_stretched),
         cmocka_unit_test(sbit_sets_the_range),
         cmocka_unit_test(flat_image_keeps_its_level),
+        cmocka_unit_test(streamed_decode_maps_like_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -489,6 +489,40 @@ static void test_json_consistency(void **state)
     json_decref(j);
 }
 
+/* A few positives, all found: the bootstrap alone would claim 100-100%. */
+static void test_degenerate_intervals(void **state)
+{
+    /* 8 positives all above the threshold, 8 negatives, 6 below it. */
+    static const float prob[16] = {0.9f, 0.8f, 0.95f, 0.7f, 0.85f, 0.99f, 0.6f, 0.75f,
+                                   0.1f, 0.2f, 0.3f, 0.05f, 0.6f, 0.65f, 0.15f, 0.25f};
+    static const int label[16] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+    pn_metrics_ci ci;
+    assert_int_equal(pn_metrics_bootstrap(prob, label, 16, 0.5f, 500, 3, &ci, NULL), PN_OK);
+    double lo, hi;
+    pn_wilson_interval(8, 8, &lo, &hi);
+    assert_float_equal(ci.lo[PN_CI_SENSITIVITY], lo, 1e-12);
+    assert_float_equal(ci.hi[PN_CI_SENSITIVITY], 1.0, 1e-12);
+    assert_true(lo > 0.6 && lo < 0.7); /* Wilson 95% for 8/8: 0.676 */
+    /* Specificity 6/8 varies across resamples: a real percentile interval. */
+    assert_true(ci.hi[PN_CI_SPECIFICITY] - ci.lo[PN_CI_SPECIFICITY] > 0.1);
+    /* Every interval has width or is NaN ("n too small"): none claims certainty. */
+    for (int k = 0; k < PN_CI_COUNT; k++)
+        assert_true(isnan(ci.lo[k]) || ci.hi[k] - ci.lo[k] > 1e-6);
+
+    /* Wilson against hand values (z = 1.96): 0/10 -> [0, 0.2775], 5/10 -> [0.2366, 0.7634]. */
+    static const struct {
+        size_t k, n;
+        double lo, hi;
+    } cases[] = {{0, 10, 0.0, 0.27753}, {5, 10, 0.23659, 0.76341}, {10, 10, 0.72247, 1.0}, {1, 1, 0.20654, 1.0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        pn_wilson_interval(cases[i].k, cases[i].n, &lo, &hi);
+        assert_float_equal(lo, cases[i].lo, 1e-4);
+        assert_float_equal(hi, cases[i].hi, 1e-4);
+    }
+    pn_wilson_interval(0, 0, &lo, &hi);
+    assert_true(isnan(lo) && isnan(hi));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_threshold_edge_cases),
         cmocka_unit_test(test_history_json_round_trip),
         cmocka_unit_test(test_bootstrap),
+        cmocka_unit_test(test_degenerate_intervals),
         cmocka_unit_test(test_bootstrap_speed),
         cmocka_unit_test(test_temperature),
         cmocka_unit_test(test_classification_report),

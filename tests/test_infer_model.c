@@ -137,19 +137,30 @@ static void test_probability_is_temperature_scaled(void **state)
     assert_int_equal(p.n_warnings, 0);
     assert_null(p.cam);
     assert_int_equal(p.width, 300);
-    /* the same image as a PNG file and as bytes gives the same answer */
+    /* The same image as a PNG file and as bytes gives the same answer: the
+     * image decoded straight to about the model's input size (a PNG at least
+     * twice that size streams into a box down-scale, as a JPEG uses a scaled
+     * IDCT), then predicted. */
     char png[512];
     snprintf(png, sizeof png, "%s/gradient.png", pn_test_tmpdir());
     assert_int_equal(pn_image_write_png(png, &img, &err), PN_OK);
-    pn_prediction pf, pb;
+    pn_image small = {0};
+    pn_prediction pf, pb, ps;
+    assert_int_equal(pn_image_decode_file(png, 32, 32, &small, &err), PN_OK);
+    assert_true(small.w < img.w); /* the streamed path was taken */
+    assert_int_equal(small.src_w, img.w);
+    assert_int_equal(pn_model_predict_image(m, &small, 0, &ps, &err), PN_OK);
     assert_int_equal(pn_model_predict_file(m, png, 0, &pf, &err), PN_OK);
     FILE *f = fopen(png, "rb");
     unsigned char buf[1 << 17];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     assert_int_equal(pn_model_predict_bytes(m, buf, n, 0, &pb, &err), PN_OK);
-    assert_float_equal(pf.probability, p.probability, 1e-6);
-    assert_float_equal(pb.probability, p.probability, 1e-6);
+    assert_float_equal(pf.probability, ps.probability, 1e-6);
+    assert_float_equal(pb.probability, ps.probability, 1e-6);
+    /* and differs from the whole-image path by the down-scale alone */
+    assert_float_equal(pf.probability, p.probability, 0.05);
+    pn_image_free(&small);
     /* a decoding failure is an error, also without an error record */
     assert_int_equal(pn_model_predict_bytes(m, "nope", 4, 0, &pb, NULL), PN_EFORMAT);
     pn_image_free(&img);

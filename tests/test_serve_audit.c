@@ -65,7 +65,7 @@ static void test_rows_and_schema(void **state)
     sqlite3_bind_int64(st, 1, id2);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), 3);
-    assert_string_equal((const char *)sqlite3_column_text(st, 1), "1");
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "2");
     assert_int_equal(sqlite3_column_int(st, 2), 1);
     assert_string_equal((const char *)sqlite3_column_text(st, 3), "wal");
     sqlite3_finalize(st);
@@ -88,15 +88,15 @@ static void test_csv_quoting(void **state)
     char *csv = export_csv(path, NULL, &st, &err);
     assert_int_equal(st, PN_OK);
     const char *header = "id,time_utc,image_sha256,file_name,image_bytes,width,height,model_id,model_version,"
-                         "probability,threshold,label,latency_ms,client_addr\r\n";
+                         "probability,threshold,label,latency_ms,client_addr,client_info\r\n";
     assert_memory_equal(csv, header, strlen(header));
     const char *row1 = csv + strlen(header);
     assert_memory_equal(row1, "1,", 2);
     /* Quoted field, doubled quotes, embedded newline kept. */
     assert_non_null(strstr(row1, ",ab12,\"scan, \"\"left\"\"\nview.png\",1234,224,200,m1,v1,0.75,0.5,PNEUMONIA,"
-                                 "12.5,127.0.0.1\r\n2,"));
+                                 "12.5,127.0.0.1,1\r\n2,"));
     /* NULL file name is an empty field. */
-    assert_non_null(strstr(row1, ",ab12,,1234,224,200,m1,v1,0.25,0.5,NORMAL,12.5,127.0.0.1\r\n"));
+    assert_non_null(strstr(row1, ",ab12,,1234,224,200,m1,v1,0.25,0.5,NORMAL,12.5,127.0.0.1,1\r\n"));
     free(csv);
 }
 
@@ -155,6 +155,145 @@ static void test_missing_database(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent-dir/x.db"));
 }
 
+/* Each formula-starting character gets the OWASP treatment; others do not. */
+static void test_csv_formula_injection(void **state)
+{
+    const char *path = db_path("inject.db");
+    static const struct {
+        const char *name, *cell;
+    } cases[] = {
+        {"=HYPERLINK(\"http://evil.example\",\"x\")", "\"'=HYPERLINK(\"\"http://evil.example\"\",\"\"x\"\")\""},
+        {"+1+cmd|' /C calc'!A0", "\"'+1+cmd|' /C calc'!A0\""},
+        {"-2+3", "\"'-2+3\""},
+        {"@SUM(1+1)", "\"'@SUM(1+1)\""},
+        {"\tTAB", "\"'\tTAB\""},
+        {"\rCR", "\"'\rCR\""},
+        {"plain.jpeg", "plain.jpeg"},
+        {"a=b.jpeg", "a=b.jpeg"},
+        {"'quoted.jpeg", "'quoted.jpeg"},
+    };
+    enum { N = sizeof cases / sizeof *cases };
+    pn_audit *a;
+    pn_error err = {0};
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    for (int i = 0; i < N; i++) {
+        pn_audit_record r = record(cases[i].name, 0.5);
+        assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    }
+    pn_audit_close(a);
+    pn_status st;
+    char *csv = export_csv(path, NULL, &st, &err);
+    assert_int_equal(st, PN_OK);
+    for (int i = 0; i < N; i++) {
+        char want[256];
+        snprintf(want, sizeof want, ",ab12,%s,1234,", cases[i].cell);
+        if (!strstr(csv, want))
+            fail_msg("case %d: %s not in:\n%s", i, want, csv);
+    }
+    free(csv);
+}
+
+static int64_t rows_in(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM predictions", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void exec_sql(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+static void test_prune(void **state)
+{
+    const char *path = db_path("prune.db");
+    pn_audit *a;
+    pn_error err = {0};
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    pn_audit_record r = record("old-patient-name.jpeg", 0.9);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    pn_audit_close(a);
+    /* Rows 1-3 from long ago, 4 from 10 days ago, 5 now. */
+    exec_sql(path, "UPDATE predictions SET time_utc = '2020-01-01T00:00:00.000Z' WHERE id <= 3;"
+                   "UPDATE predictions SET time_utc = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-10 days') WHERE id = 4;");
+    int64_t deleted = -1;
+    assert_int_equal(pn_audit_prune(path, 30, &deleted, &err), PN_OK);
+    assert_int_equal(deleted, 3);
+    assert_int_equal(rows_in(path), 2);
+    assert_int_equal(pn_audit_prune(path, 5, &deleted, &err), PN_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(rows_in(path), 1);
+    assert_int_equal(pn_audit_prune(path, 0, &deleted, &err), PN_EINVAL);
+    /* VACUUM ran: the deleted names are gone from the file's bytes. */
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char bytes[1 << 20];
+    size_t n = fread(bytes, 1, sizeof bytes, f);
+    fclose(f);
+    size_t hits = 0;
+    for (size_t i = 0; i + 21 <= n; i++)
+        hits += !memcmp(bytes + i, "old-patient-name.jpeg", 21);
+    assert_int_equal(hits, 1); /* the one row kept */
+}
+
+/* A schema 1 file (as pneumo wrote it before client_info) stays readable:
+ * exported as it is, then migrated on open with a message. */
+static void test_migration_from_schema_1(void **state)
+{
+    const char *path = db_path("v1.db");
+    exec_sql(path,
+             "CREATE TABLE schema_version(version INTEGER NOT NULL); INSERT INTO schema_version VALUES(1);"
+             "CREATE TABLE predictions(id INTEGER PRIMARY KEY, time_utc TEXT NOT NULL, image_sha256 TEXT NOT NULL,"
+             " file_name TEXT NULL, image_bytes INTEGER NOT NULL, width INTEGER, height INTEGER, model_id TEXT,"
+             " model_version TEXT, probability REAL NOT NULL, threshold REAL NOT NULL, label TEXT NOT NULL,"
+             " latency_ms REAL, client_addr TEXT);"
+             "CREATE INDEX predictions_time ON predictions(time_utc);"
+             "INSERT INTO predictions VALUES(1,'2024-05-01T10:00:00.000Z','cd34','jane-doe.png',99,10,20,'m0','v0',"
+             " 0.8,0.5,'PNEUMONIA',3.5,'10.0.0.7');"
+             "INSERT INTO predictions VALUES(2,'2024-05-01T11:00:00.000Z','ef56',NULL,98,10,20,'m0','v0',"
+             " 0.2,0.5,'NORMAL',3.5,NULL);");
+    pn_status st;
+    pn_error err = {0};
+    char *csv = export_csv(path, NULL, &st, &err);
+    assert_int_equal(st, PN_OK);
+    assert_non_null(strstr(csv, ",cd34,jane-doe.png,99,10,20,m0,v0,0.8,0.5,PNEUMONIA,3.5,10.0.0.7,\r\n"));
+    free(csv);
+
+    pn_audit *a;
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    const char *note = pn_audit_migration(a);
+    assert_non_null(note);
+    assert_non_null(strstr(note, "schema 1 -> 2"));
+    assert_non_null(strstr(note, "1 of the 2 existing rows"));
+    pn_audit_record r = record(NULL, 0.4);
+    r.client_addr = NULL;
+    assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    pn_audit_close(a);
+    csv = export_csv(path, NULL, &st, &err);
+    assert_int_equal(st, PN_OK);
+    assert_non_null(strstr(csv, ",cd34,jane-doe.png,99,10,20,m0,v0,0.8,0.5,PNEUMONIA,3.5,10.0.0.7,1\r\n"));
+    assert_non_null(strstr(csv, ",ef56,,98,10,20,m0,v0,0.2,0.5,NORMAL,3.5,,0\r\n"));
+    assert_non_null(strstr(csv, ",ab12,,1234,224,200,m1,v1,0.4,0.5,NORMAL,12.5,,0\r\n"));
+    free(csv);
+    /* Opening again migrates nothing. */
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    assert_null(pn_audit_migration(a));
+    pn_audit_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +301,9 @@ int main(void)
         cmocka_unit_test(test_csv_quoting),
         cmocka_unit_test(test_since_filter),
         cmocka_unit_test(test_missing_database),
+        cmocka_unit_test(test_csv_formula_injection),
+        cmocka_unit_test(test_prune),
+        cmocka_unit_test(test_migration_from_schema_1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,12 @@
 /* Pieces of the server tested alone: Grad-CAM overlay PNG, turbo colormap,
  * multipart parsing and base64. */
 #include <png.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pneumo/overlay.h"
+#include "serve/access.h"
 #include "serve/base64.h"
 #include "serve/multipart.h"
 #include "testutil.h"
@@ -132,7 +134,7 @@ static void test_base64(void **state)
                  {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"}, {"\xff\xfe\x00", "//4A"}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         size_t n = i == 7 ? 3 : strlen(cases[i].in);
-        char *b = base64_encode((const unsigned char *)cases[i].in, n);
+        char *b = serve_base64_encode((const unsigned char *)cases[i].in, n);
         assert_string_equal(b, cases[i].out);
         free(b);
     }
@@ -142,15 +144,16 @@ static void test_multipart_boundary(void **state)
 {
     char b[80];
     pn_error err = {0};
-    assert_int_equal(multipart_boundary("multipart/form-data; boundary=abc", b, sizeof b, &err), PN_OK);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data; boundary=abc", b, sizeof b, &err), PN_OK);
     assert_string_equal(b, "abc");
-    assert_int_equal(multipart_boundary("multipart/form-data;charset=x; BOUNDARY=\"a b;c\"", b, sizeof b, &err), PN_OK);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data;charset=x; BOUNDARY=\"a b;c\"", b, sizeof b, &err),
+                     PN_OK);
     assert_string_equal(b, "a b;c");
-    assert_int_equal(multipart_boundary("multipart/form-data", b, sizeof b, &err), PN_EFORMAT);
-    assert_int_equal(multipart_boundary("multipart/form-data; boundary=", b, sizeof b, &err), PN_EFORMAT);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data", b, sizeof b, &err), PN_EFORMAT);
+    assert_int_equal(serve_multipart_boundary("multipart/form-data; boundary=", b, sizeof b, &err), PN_EFORMAT);
     char longb[200] = "multipart/form-data; boundary=";
     memset(longb + strlen(longb), 'x', 71);
-    assert_int_equal(multipart_boundary(longb, b, sizeof b, &err), PN_EFORMAT);
+    assert_int_equal(serve_multipart_boundary(longb, b, sizeof b, &err), PN_EFORMAT);
 }
 
 static void test_multipart_parse(void **state)
@@ -165,21 +168,21 @@ static void test_multipart_parse(void **state)
                                "--XY--\r\nepilogue";
     multipart_form form;
     pn_error err = {0};
-    assert_int_equal(multipart_parse((const unsigned char *)body, sizeof body - 1, "XY", &form, &err), PN_OK);
+    assert_int_equal(serve_multipart_parse((const unsigned char *)body, sizeof body - 1, "XY", &form, &err), PN_OK);
     assert_int_equal(form.n_parts, 2);
-    const multipart_part *t = multipart_find(&form, "threshold");
+    const multipart_part *t = serve_multipart_find(&form, "threshold");
     assert_non_null(t);
     assert_int_equal(t->size, 3);
     assert_memory_equal(t->data, "0.3", 3);
     assert_int_equal(t->has_filename, 0);
-    const multipart_part *f = multipart_find(&form, "file");
+    const multipart_part *f = serve_multipart_find(&form, "file");
     assert_non_null(f);
     assert_string_equal(f->filename, "a;b.png");
     /* "\r\n--XYZ" starts like the delimiter but is data: only "--XY" followed by
      * CRLF or "--" ends the part. */
     assert_int_equal(f->size, 16);
     assert_memory_equal(f->data, "\x89PNG\r\n--X\r\n--XYZ", 16);
-    assert_null(multipart_find(&form, "missing"));
+    assert_null(serve_multipart_find(&form, "missing"));
 }
 
 static void test_multipart_malformed(void **state)
@@ -196,7 +199,7 @@ static void test_multipart_malformed(void **state)
     for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
         multipart_form form;
         pn_error err = {0};
-        pn_status st = multipart_parse((const unsigned char *)bodies[i], strlen(bodies[i]), "XY", &form, &err);
+        pn_status st = serve_multipart_parse((const unsigned char *)bodies[i], strlen(bodies[i]), "XY", &form, &err);
         if (st != PN_EFORMAT)
             fail_msg("body %zu parsed (status %d)", i, st);
         assert_true(strlen(err.msg) > 0);
@@ -211,8 +214,124 @@ static void test_multipart_malformed(void **state)
     fclose(f);
     multipart_form form;
     pn_error err = {0};
-    assert_int_equal(multipart_parse((const unsigned char *)many, len, "XY", &form, &err), PN_ELIMIT);
+    assert_int_equal(serve_multipart_parse((const unsigned char *)many, len, "XY", &form, &err), PN_ELIMIT);
     free(many);
+}
+
+static void test_access_tokens(void **state)
+{
+    static const char *const tokens[] = {"first-token-0123456789", "second-token-abcdefghij"};
+    pn_serve_options o;
+    pn_serve_options_default(&o);
+    o.tokens = tokens;
+    o.n_tokens = 2;
+    access_rules a;
+    pn_error err = {0};
+    assert_int_equal(serve_access_init(&a, &o, &err), PN_OK);
+    static const struct {
+        const char *header;
+        int ok;
+    } cases[] = {
+        {"Bearer first-token-0123456789", 1}, {"bearer second-token-abcdefghij", 1},
+        {"Bearer   first-token-0123456789", 1}, {NULL, 0}, {"", 0}, {"Bearer ", 0},
+        {"Bearer first-token-012345678", 0}, {"Bearer first-token-01234567890", 0},
+        {"Basic first-token-0123456789", 0}, {"first-token-0123456789", 0},
+        {"Bearer second-token-abcdefghiJ", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if (serve_access_token_ok(&a, cases[i].header) != cases[i].ok)
+            fail_msg("token case %zu (%s): expected %d", i, cases[i].header ? cases[i].header : "NULL", cases[i].ok);
+    serve_access_destroy(&a);
+    /* No token configured: everything passes. */
+    o.n_tokens = 0;
+    assert_int_equal(serve_access_init(&a, &o, &err), PN_OK);
+    assert_true(serve_access_token_ok(&a, NULL));
+    serve_access_destroy(&a);
+}
+
+static void test_access_token_file(void **state)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokens.txt", pn_test_tmpdir());
+    static const struct {
+        const char *text;
+        int n; /* -1 = refused */
+    } cases[] = {
+        {"# ops tokens\n  token-one-0123456789  \n\ntoken-two-0123456789\n", 2},
+        {"short\n", -1},
+        {"# only a comment\n\n", -1},
+        {"token with spaces 0123456789\n", -1},
+        {"", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(cases[i].text, f);
+        fclose(f);
+        char **tokens = NULL;
+        int n = 0;
+        pn_error err = {0};
+        pn_status st = pn_serve_read_tokens(path, &tokens, &n, &err);
+        if (cases[i].n < 0) {
+            assert_int_not_equal(st, PN_OK);
+            assert_true(strlen(err.msg) > 0);
+        } else {
+            assert_int_equal(st, PN_OK);
+            assert_int_equal(n, cases[i].n);
+            assert_string_equal(tokens[0], "token-one-0123456789");
+        }
+        pn_serve_free_tokens(tokens, n);
+    }
+    char **tokens;
+    int n;
+    pn_error err = {0};
+    assert_int_equal(pn_serve_read_tokens("/nonexistent/tokens", &tokens, &n, &err), PN_EIO);
+}
+
+static void test_access_origin_and_host(void **state)
+{
+    static const char *const allowed[] = {"https://viewer.example"};
+    pn_serve_options o;
+    pn_serve_options_default(&o);
+    o.allow_origins = allowed;
+    o.n_allow_origins = 1;
+    access_rules a;
+    pn_error err = {0};
+    assert_int_equal(serve_access_init(&a, &o, &err), PN_OK);
+    static const struct {
+        const char *origin, *site, *host;
+        int tls;
+        access_verdict v;
+    } cases[] = {
+        {NULL, NULL, "localhost:8080", 0, ACCESS_OK},
+        {"http://localhost:8080", "same-origin", "localhost:8080", 0, ACCESS_OK},
+        {"https://localhost:8080", NULL, "localhost:8080", 1, ACCESS_OK},
+        {"http://localhost:8080", NULL, "localhost:8080", 1, ACCESS_FORBIDDEN},
+        {"http://localhost:8081", NULL, "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {"http://evil.example", NULL, "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {"null", NULL, "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {"https://viewer.example", "cross-site", "pneumo:8443", 1, ACCESS_OK},
+        {"https://viewer.example.evil", NULL, "pneumo:8443", 1, ACCESS_FORBIDDEN},
+        {NULL, "cross-site", "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {NULL, "same-site", "localhost:8080", 0, ACCESS_FORBIDDEN},
+        {NULL, "none", "localhost:8080", 0, ACCESS_OK},
+        {"http://localhost:8080", NULL, NULL, 0, ACCESS_FORBIDDEN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if (serve_access_check_origin(&a, cases[i].origin, cases[i].site, cases[i].host, cases[i].tls) != cases[i].v)
+            fail_msg("origin case %zu", i);
+    serve_access_destroy(&a);
+
+    static const struct {
+        const char *host;
+        int loopback;
+    } hosts[] = {
+        {"localhost", 1}, {"LOCALHOST:8080", 1}, {"127.0.0.1:8080", 1}, {"127.9.9.9", 1}, {"[::1]:8080", 1},
+        {"[::1]", 1}, {"evil.example", 0}, {"localhost.evil.example", 0}, {"128.0.0.1", 0}, {"[::2]:80", 0},
+        {"[::1", 0}, {"", 0}, {NULL, 0}, {":8080", 0},
+    };
+    for (size_t i = 0; i < sizeof hosts / sizeof *hosts; i++)
+        if (serve_access_loopback_host(hosts[i].host) != hosts[i].loopback)
+            fail_msg("host case %zu (%s)", i, hosts[i].host ? hosts[i].host : "NULL");
 }
 
 int main(void)
@@ -226,6 +345,9 @@ int main(void)
         cmocka_unit_test(test_multipart_boundary),
         cmocka_unit_test(test_multipart_parse),
         cmocka_unit_test(test_multipart_malformed),
+        cmocka_unit_test(test_access_tokens),
+        cmocka_unit_test(test_access_token_file),
+        cmocka_unit_test(test_access_origin_and_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,7 +49,11 @@ typedef struct pn_image {
  * luminance, EXIF orientation is applied, alpha is dropped. 16-bit PNG and
  * DICOM are mapped to 8 bits as docs/input-formats.md describes. When min_w/min_h > 0 a JPEG is
  * decoded with DCT scaling at the smallest scale whose (oriented) output is
- * still >= min_w x min_h, which makes huge images cheap to shrink later.
+ * still >= min_w x min_h, and a non-interlaced PNG at least twice that size
+ * is read row by row into the largest integer f x f box average that still
+ * covers it (a 16-bit one in two passes, the first finding the range its
+ * 8-bit mapping needs), which makes huge images cheap to shrink later
+ * (src_w/src_h keep the stored size). DICOM is always rendered whole.
  * name is only used in error messages. Truncated or corrupt data, libjpeg
  * warnings included, is an error (PN_EFORMAT); PN_ELIMIT above
  * PN_IMAGE_MAX_PIXELS; PN_EUNSUPPORTED for other recognised formats. */
@@ -57,6 +61,19 @@ pn_status pn_image_decode_memory(const void *data, size_t size, const char *name
                                  int min_w, int min_h, pn_image *out, pn_error *err);
 pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image *out,
                                pn_error *err);
+
+/* What decoding an image would cost, read from its header alone (no pixel
+ * is decoded; a DICOM's data set is parsed, its pixels not rendered): stored
+ * size, bits per sample and samples per pixel. */
+typedef struct pn_image_info {
+    const char *format;  /* "JPEG", "PNG" or "DICOM" */
+    int w, h;
+    int bit_depth;       /* 8 or 12 (JPEG); 1..16 (PNG); Bits Stored (DICOM) */
+    int channels;        /* as stored: 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha or CMYK */
+} pn_image_info;
+/* Errors as pn_image_decode_memory's for the same bytes' header. */
+pn_status pn_image_probe(const void *data, size_t size, const char *name, pn_image_info *info,
+                         pn_error *err);
 void pn_image_free(pn_image *img);
 
 /* The format pn_image_decode_memory would decode these bytes as, from the
@@ -172,6 +189,15 @@ const char *pn_split_kind(const pn_split *s);
  * Deterministic for a given dataset, k and seed. */
 pn_status pn_dataset_folds(const pn_dataset *ds, const char *split, int k, uint64_t seed, int *fold,
                            pn_error *err);
+
+/* The train/validation rule of `pneumo train`, which `pneumo evaluate
+ * --holdout` repeats: the patient-wise split of the "train" split folder when
+ * the root has one, else of the flat <root>/{NORMAL,PNEUMONIA} layout (split
+ * ""). PN_EINVAL when either side would be empty. */
+pn_status pn_dataset_holdout_split(const pn_dataset *ds, double val_fraction, uint64_t seed, pn_split *out,
+                                   pn_error *err);
+/* The split folder that rule uses: "train" when the root has one, else "". */
+const char *pn_dataset_holdout_folder(const pn_dataset *ds);
 
 /* Indices of samples of one split folder ("" for a single-split layout). */
 pn_status pn_dataset_select(const pn_dataset *ds, const char *split, size_t **idx, size_t *n,

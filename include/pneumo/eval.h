@@ -101,9 +101,15 @@ typedef struct pn_metrics_ci {
 #define PN_BOOTSTRAP_DEFAULT_RESAMPLES 1000
 
 /* Deterministic for a given seed. Needs both classes (else PN_EINVAL).
- * O(n log n) once, then O(n) per resample. */
+ * O(n log n) once, then O(n) per resample. An interval of zero width (every
+ * resample agreed: a few samples, all right) is replaced: sensitivity,
+ * specificity, precision and accuracy by their Wilson score interval, the
+ * other metrics by NaN, printed as "n too small". */
 pn_status pn_metrics_bootstrap(const float *prob, const int *label, size_t n, float threshold,
                                int resamples, uint64_t seed, pn_metrics_ci *out, pn_error *err);
+
+/* 95% Wilson score interval of k successes in n trials; NaN when n = 0. */
+void pn_wilson_interval(size_t k, size_t n, double *lo, double *hi);
 
 /* JSON key of a metric ("accuracy", "roc_auc", ...), and its value in m. */
 const char *pn_ci_metric_name(pn_ci_metric which);

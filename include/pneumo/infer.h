@@ -101,9 +101,10 @@ int pn_model_history(const pn_model *m, pn_history *out);
 #define PN_EVAL_MAX_TILES 16
 
 typedef struct pn_eval_options {
-    /* dir is a dataset root with train/: evaluate on the patient-wise
-     * validation split `pneumo train` held out (fraction and seed from the
-     * model's recipe). */
+    /* dir is what `pneumo train` was given (a root with train/, or a flat
+     * folder with NORMAL/ and PNEUMONIA/): evaluate on the patient-wise
+     * validation split it held out (pn_dataset_holdout_split, fraction and
+     * seed from the model's recipe). */
     int holdout;
     /* For PNEUMONIA images, the share of Grad-CAM heat outside the central
      * lung box (x and y in 10%-90%), in cam_outside. */
@@ -111,7 +112,8 @@ typedef struct pn_eval_options {
     int tile_size;            /* side of the report's sample tiles (0: 160) */
     float threshold;          /* decision threshold in [0, 1]; < 0: the model's stored one */
     int bootstrap;            /* bootstrap resamples for the CIs (0: 1000), seed 1 */
-    /* Optional: called for every unreadable image and every 100 images. */
+    /* Optional: called for every unreadable image, every warned image and
+     * after every image (progress; the caller throttles its output). */
     void (*skipped)(void *user, const char *why);
     void (*warned)(void *user, const char *path, const pn_prediction *p);
     void (*progress)(void *user, size_t done, size_t total);

@@ -1,12 +1,14 @@
 /* pneumo evaluate: metrics with confidence intervals, plots and an HTML
  * report for a model on a labelled folder (NORMAL/ and PNEUMONIA/). */
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "cli/progress.h"
 #include "pneumo/infer.h"
 
 static int usage(FILE *out)
@@ -15,7 +17,8 @@ static int usage(FILE *out)
                  "       [--holdout] [--gradcam-stats] [--threads N] [--tta N]\n"
                  "DIR holds NORMAL/ and PNEUMONIA/ (a split folder). Without --model the bundled model is used;\n"
                  "without --threshold the threshold stored in the model.\n"
-                 "--holdout: DIR is a dataset root with train/; evaluate on the patient-wise validation\n"
+                 "--holdout: DIR is what `pneumo train` was given (a root with train/, or a flat folder\n"
+                 "           with NORMAL/ and PNEUMONIA/); evaluate on the patient-wise validation\n"
                  "           split that `pneumo train` held out (fraction and seed from the model's recipe;\n"
                  "           for a cross-validation fold model, its held-out fold).\n"
                  "--tta N: average N test-time views per network (1 = none; default: the model's choice).\n"
@@ -24,11 +27,18 @@ static int usage(FILE *out)
     return out == stdout ? 0 : 2;
 }
 
-static void on_skipped(void *user, const char *why) { fprintf(stderr, "skipped: %s\n", why); }
+static void on_skipped(void *user, const char *why)
+{
+    cli_progress *progress = user;
+    fprintf(stderr, "%sskipped: %s\n", progress->drawn ? "\n" : "", why);
+    progress->drawn = 0;
+}
 
 static void on_warned(void *user, const char *path, const pn_prediction *p)
 {
-    fprintf(stderr, "warning: %s:", path);
+    cli_progress *progress = user;
+    fprintf(stderr, "%swarning: %s:", progress->drawn ? "\n" : "", path);
+    progress->drawn = 0;
     for (int k = 0; k < p->n_warnings; k++)
         fprintf(stderr, "%s %s", k ? ";" : "", p->warnings[k]);
     fputc('\n', stderr);
@@ -36,7 +46,7 @@ static void on_warned(void *user, const char *path, const pn_prediction *p)
 
 static void on_progress(void *user, size_t done, size_t total)
 {
-    fprintf(stderr, "\r%zu/%zu images", done, total);
+    cli_progress_update(user, 0, "%zu/%zu images", done, total);
 }
 
 static void print_summary(const pn_metrics *m, const pn_metrics_ci *ci, const char *report)
@@ -45,9 +55,13 @@ static void print_summary(const pn_metrics *m, const pn_metrics_ci *ci, const ch
     printf("n=%zu (PNEUMONIA %zu, NORMAL %zu), threshold %.4f\n", m->n, m->n_pos, m->n_neg, m->threshold);
     printf("confusion: TP %zu  FN %zu  TN %zu  FP %zu\n", (size_t)m->confusion.tp,
            (size_t)m->confusion.fn, (size_t)m->confusion.tn, (size_t)m->confusion.fp);
-    for (int k = 0; k < PN_CI_COUNT; k++)
-        printf("%-18s %.4f  (95%% CI %.4f-%.4f)\n", pn_ci_metric_name((pn_ci_metric)k),
-               pn_metrics_get(m, (pn_ci_metric)k), ci->lo[k], ci->hi[k]);
+    for (int k = 0; k < PN_CI_COUNT; k++) {
+        printf("%-18s %.4f  ", pn_ci_metric_name((pn_ci_metric)k), pn_metrics_get(m, (pn_ci_metric)k));
+        if (isfinite(ci->lo[k]))
+            printf("(95%% CI %.4f-%.4f)\n", ci->lo[k], ci->hi[k]);
+        else
+            printf("(95%% CI: n too small)\n");
+    }
     printf("%-18s %.4f\n%-18s %.4f\n%-18s %.4f\n", "npv", m->npv, "brier", m->brier, "ece", m->ece);
 }
 
@@ -136,12 +150,15 @@ int pn_cmd_evaluate(int argc, char **argv)
     pn_eval_set r = {0};
     char *report = NULL;
     int rc = 1;
+    cli_progress progress;
+    cli_progress_init(&progress);
     pn_eval_options eo = {.holdout = holdout, .cam_stats = cam_stats, .threshold = thr, .skipped = on_skipped,
-                          .warned = on_warned, .progress = on_progress};
+                          .warned = on_warned, .progress = on_progress, .user = &progress};
     if (pn_model_load(model_path, threads, &m, &err) || (tta && pn_model_set_tta(m, tta, &err)) ||
         pn_model_evaluate_folder(m, dir, &eo, &r, &err))
         goto fail;
-    fprintf(stderr, "\r%zu images evaluated, %zu unreadable, %zu with warnings\n", r.n, r.failed, r.warned);
+    cli_progress_update(&progress, 1, "%zu images evaluated, %zu unreadable, %zu with warnings", r.n, r.failed,
+                        r.warned);
     if (pn_classification_report(&r.metrics, &report, &err))
         goto fail;
     print_summary(&r.metrics, &r.ci, report);

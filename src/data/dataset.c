@@ -460,3 +460,26 @@ pn_status pn_class_weights(const int *labels, size_t n, int n_classes, float *we
     free(count);
     return PN_OK;
 }
+
+const char *pn_dataset_holdout_folder(const pn_dataset *ds)
+{
+    for (size_t i = 0; i < ds->n; i++)
+        if (!strcmp(ds->samples[i].split, "train"))
+            return "train";
+    return "";
+}
+
+pn_status pn_dataset_holdout_split(const pn_dataset *ds, double val_fraction, uint64_t seed, pn_split *out,
+                                   pn_error *err)
+{
+    int has_train = *pn_dataset_holdout_folder(ds) != '\0';
+    pn_status st = pn_dataset_split(ds, pn_dataset_holdout_folder(ds), val_fraction, seed, out, err);
+    if (st)
+        return st;
+    if (out->n_val == 0 || out->n_train == 0) {
+        pn_split_free(out);
+        return pn_fail(err, PN_EINVAL, "too few images for a train/validation split (%s layout)",
+                       has_train ? "train/ folder" : "flat NORMAL/ PNEUMONIA/");
+    }
+    return PN_OK;
+}

@@ -83,8 +83,8 @@ static long get_frames(DcmDataset *ds)
     return ds->findAndGetSint32(DCM_NumberOfFrames, v).good() && v > 1 ? v : 1;
 }
 
-/* Refuses what cannot be an image, or one too large, before DCMTK allocates. */
-static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
+/* Refuses, from the header alone, what cannot be an image or one too large. */
+static pn_status check_header(DcmDataset *ds, const char *name, pn_error *err)
 {
     if (!ds->tagExists(DCM_PixelData))
         return pn_fail(err, PN_EFORMAT, "%s: DICOM file has no pixel data (not an image)", name);
@@ -101,6 +101,18 @@ static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
     if (alloc != 1 && alloc != 8 && alloc != 16 && alloc != 32)
         return pn_fail(err, PN_EFORMAT, "%s: DICOM Bits Allocated %u is not supported", name,
                        (unsigned)alloc);
+    return PN_OK;
+}
+
+/* check_header, then that the pixel data holds a whole first frame, before
+ * DCMTK allocates. */
+static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
+{
+    pn_status st = check_header(ds, name, err);
+    if (st)
+        return st;
+    Uint16 rows = get_u16(ds, DCM_Rows), cols = get_u16(ds, DCM_Columns);
+    Uint16 samples = get_u16(ds, DCM_SamplesPerPixel), alloc = get_u16(ds, DCM_BitsAllocated);
     DcmXfer xfer(ds->getOriginalXfer());
     if (xfer.isEncapsulated())
         return PN_OK; /* the codec checks its own fragments */
@@ -244,6 +256,41 @@ static pn_status decode(const uint8_t *data, size_t size, const char *name, pn_i
     if (!st)
         acquisition_notes(ds, get_frames(ds), out);
     return st;
+}
+
+static pn_status probe(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                       pn_error *err)
+{
+    DcmFileFormat ff;
+    pn_status st = read_file_format(data, size, name, ff, err);
+    DcmDataset *ds = ff.getDataset();
+    if (!st)
+        st = check_meta_transfer_syntax(ff, name, err);
+    if (!st)
+        st = check_transfer_syntax(ds, name, err);
+    if (!st)
+        st = check_header(ds, name, err);
+    if (!st) {
+        info->format = "DICOM";
+        info->w = get_u16(ds, DCM_Columns);
+        info->h = get_u16(ds, DCM_Rows);
+        info->bit_depth = get_u16(ds, DCM_BitsStored) ? get_u16(ds, DCM_BitsStored) : get_u16(ds, DCM_BitsAllocated);
+        info->channels = get_u16(ds, DCM_SamplesPerPixel);
+    }
+    return st;
+}
+
+extern "C" pn_status pn_probe_dicom(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                                    pn_error *err)
+{
+    pthread_once(&codecs_once, register_codecs);
+    try {
+        return probe(data, size, name, info, err);
+    } catch (const std::bad_alloc &) {
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory reading a DICOM header", name);
+    } catch (...) {
+        return pn_fail(err, PN_EINTERNAL, "%s: DICOM decoder failed", name);
+    }
 }
 
 extern "C" pn_status pn_decode_dicom(const uint8_t *data, size_t size, const char *name,

@@ -19,6 +19,13 @@ extern "C" {
 pn_status pn_decode_dicom(const uint8_t *data, size_t size, const char *name, pn_image *out,
                           pn_error *err);
 
+/* Reads the header of a DICOM file held in memory: Rows, Columns, Bits
+ * Stored and Samples per Pixel, with the decoder's refusals of the header
+ * (no pixel data, zero or over-limit size, unsupported transfer syntax);
+ * no pixel is rendered and the pixel data's length is not checked. */
+pn_status pn_probe_dicom(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                         pn_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -139,6 +139,29 @@ static pn_status decode(j_decompress_ptr cinfo, jpeg_ctx *ctx, const char *name,
     return PN_OK;
 }
 
+pn_status pn_probe_jpeg(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                        pn_error *err)
+{
+    struct jpeg_decompress_struct cinfo;
+    jpeg_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    cinfo.err = jpeg_std_error(&ctx.mgr);
+    ctx.mgr.error_exit = on_error;
+    ctx.mgr.emit_message = on_message;
+    pn_status st = PN_OK;
+    if (setjmp(ctx.jump)) {
+        st = pn_fail(err, PN_EFORMAT, "%s: corrupt or truncated JPEG header: %s", name, ctx.msg);
+    } else {
+        jpeg_create_decompress(&cinfo);
+        jpeg_mem_src(&cinfo, data, (unsigned long)size);
+        jpeg_read_header(&cinfo, TRUE); /* markers only: no scan is decoded */
+        *info = (pn_image_info){.format = "JPEG", .w = (int)cinfo.image_width, .h = (int)cinfo.image_height,
+                                .bit_depth = cinfo.data_precision, .channels = cinfo.num_components};
+    }
+    jpeg_destroy_decompress(&cinfo);
+    return st;
+}
+
 pn_status pn_decode_jpeg(const uint8_t *data, size_t size, const char *name, int min_w,
                          int min_h, pn_image *out, pn_error *err)
 {

@@ -76,7 +76,7 @@ pn_status pn_image_decode_memory(const void *data, size_t size, const char *name
         return pn_fail(err, PN_EFORMAT, "%s: empty file", name);
     switch (pn_image_sniff(d, size)) {
     case PN_FORMAT_JPEG: return pn_decode_jpeg(d, size, name, min_w, min_h, out, err);
-    case PN_FORMAT_PNG: return pn_decode_png(d, size, name, out, err);
+    case PN_FORMAT_PNG: return pn_decode_png(d, size, name, min_w, min_h, out, err);
     case PN_FORMAT_DICOM: return pn_decode_dicom(d, size, name, out, err);
     case PN_FORMAT_UNKNOWN: break;
     }
@@ -122,6 +122,28 @@ pn_status pn_read_file(const char *path, uint8_t **data, size_t *size, pn_error 
     return PN_OK;
 }
 
+pn_status pn_image_probe(const void *data, size_t size, const char *name, pn_image_info *info,
+                         pn_error *err)
+{
+    const uint8_t *d = data;
+    memset(info, 0, sizeof *info);
+    if (!name)
+        name = "<memory>";
+    if (!d || size == 0)
+        return pn_fail(err, PN_EFORMAT, "%s: empty file", name);
+    switch (pn_image_sniff(d, size)) {
+    case PN_FORMAT_JPEG: return pn_probe_jpeg(d, size, name, info, err);
+    case PN_FORMAT_PNG: return pn_probe_png(d, size, name, info, err);
+    case PN_FORMAT_DICOM: return pn_probe_dicom(d, size, name, info, err);
+    case PN_FORMAT_UNKNOWN: break;
+    }
+    const char *other = other_format(d, size);
+    if (other)
+        return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG, PNG or DICOM)",
+                       name, other);
+    return pn_fail(err, PN_EFORMAT, "%s: not a JPEG, PNG or DICOM image (unknown file signature)", name);
+}
+
 pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image *out,
                                pn_error *err)
 {
@@ -153,6 +175,16 @@ void pn_image_free(pn_image *img)
 
 int pn_rgb_to_gray(const uint8_t *rgb, size_t n_pixels, uint8_t *gray)
 {
+    return pn_is_color(pn_rgb_to_gray_count(rgb, n_pixels, gray), n_pixels);
+}
+
+int pn_is_color(size_t colored, size_t n_pixels)
+{
+    return colored * COLOR_FRACTION_DENOM > n_pixels;
+}
+
+size_t pn_rgb_to_gray_count(const uint8_t *rgb, size_t n_pixels, uint8_t *gray)
+{
     size_t colored = 0;
     for (size_t i = 0; i < n_pixels; i++) {
         int r = rgb[3 * i], g = rgb[3 * i + 1], b = rgb[3 * i + 2];
@@ -161,7 +193,7 @@ int pn_rgb_to_gray(const uint8_t *rgb, size_t n_pixels, uint8_t *gray)
         int d1 = abs(r - g), d2 = abs(g - b), d3 = abs(r - b);
         colored += (d1 > COLOR_DIFF || d2 > COLOR_DIFF || d3 > COLOR_DIFF);
     }
-    return colored * COLOR_FRACTION_DENOM > n_pixels;
+    return colored;
 }
 
 static uint32_t read_u16(const uint8_t *p, int big_endian)

@@ -10,12 +10,23 @@
 /* Decoders for one format; data is complete file content, name for messages. */
 pn_status pn_decode_jpeg(const uint8_t *data, size_t size, const char *name, int min_w,
                          int min_h, pn_image *out, pn_error *err);
-pn_status pn_decode_png(const uint8_t *data, size_t size, const char *name, pn_image *out,
+/* A non-interlaced PNG at least twice min_w x min_h is streamed row by row
+ * into an integer box down-scale, so memory follows the width, not the
+ * height; out->src_w/src_h keep the stored size. */
+pn_status pn_decode_png(const uint8_t *data, size_t size, const char *name, int min_w, int min_h,
+                        pn_image *out, pn_error *err);
+pn_status pn_probe_jpeg(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
                         pn_error *err);
+pn_status pn_probe_png(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
+                       pn_error *err);
 
 /* Interleaved RGB (stride 3 bytes per pixel) to BT.601 luminance; returns the
  * is_color verdict documented on pn_image. */
 int pn_rgb_to_gray(const uint8_t *rgb, size_t n_pixels, uint8_t *gray);
+/* The same for part of an image: returns how many pixels were coloured;
+ * pn_is_color turns a whole image's count into the verdict. */
+size_t pn_rgb_to_gray_count(const uint8_t *rgb, size_t n_pixels, uint8_t *gray);
+int pn_is_color(size_t colored, size_t n_pixels);
 
 /* EXIF orientation (1..8) found in an APP1 "Exif" payload, 1 if absent. */
 int pn_exif_orientation(const uint8_t *app1, size_t size);

@@ -148,6 +148,48 @@ static pn_status run_resamples(const sorted_scores *s, float threshold, int resa
     return PN_OK;
 }
 
+/* 95% Wilson score interval of k successes in n trials (NaN without trials). */
+void pn_wilson_interval(size_t k, size_t n, double *lo, double *hi)
+{
+    if (n == 0) {
+        *lo = *hi = NAN;
+        return;
+    }
+    const double z = 1.959963984540054, z2 = z * z;
+    double p = (double)k / (double)n, denom = 1.0 + z2 / (double)n;
+    double center = (p + z2 / (2.0 * (double)n)) / denom;
+    double half = z * sqrt(p * (1.0 - p) / (double)n + z2 / (4.0 * (double)n * (double)n)) / denom;
+    *lo = fmax(0.0, center - half);
+    *hi = fmin(1.0, center + half);
+}
+
+/* A percentile interval of zero width (every resample agreed, as with 100%
+ * of a few positives found) claims a certainty the sample cannot give: a
+ * proportion gets its Wilson interval instead, any other metric NaN ("n too
+ * small"). */
+static void replace_degenerate(const float *prob, const int *label, size_t n, float threshold, pn_metrics_ci *ci)
+{
+    size_t tp = 0, fn = 0, tn = 0, fp = 0;
+    for (size_t i = 0; i < n; i++) {
+        int predicted = prob[i] >= threshold;
+        tp += label[i] && predicted;
+        fn += label[i] && !predicted;
+        tn += !label[i] && !predicted;
+        fp += !label[i] && predicted;
+    }
+    for (int k = 0; k < PN_CI_COUNT; k++) {
+        if (ci->hi[k] - ci->lo[k] > 1e-12)
+            continue;
+        switch ((pn_ci_metric)k) {
+        case PN_CI_SENSITIVITY: pn_wilson_interval(tp, tp + fn, &ci->lo[k], &ci->hi[k]); break;
+        case PN_CI_SPECIFICITY: pn_wilson_interval(tn, tn + fp, &ci->lo[k], &ci->hi[k]); break;
+        case PN_CI_PRECISION: pn_wilson_interval(tp, tp + fp, &ci->lo[k], &ci->hi[k]); break;
+        case PN_CI_ACCURACY: pn_wilson_interval(tp + tn, n, &ci->lo[k], &ci->hi[k]); break;
+        default: ci->lo[k] = ci->hi[k] = NAN; break;
+        }
+    }
+}
+
 pn_status pn_metrics_bootstrap(const float *prob, const int *label, size_t n, float threshold,
                                int resamples, uint64_t seed, pn_metrics_ci *out, pn_error *err)
 {
@@ -164,5 +206,7 @@ pn_status pn_metrics_bootstrap(const float *prob, const int *label, size_t n, fl
     out->seed = seed;
     st = run_resamples(&s, threshold, resamples, seed, out, err);
     ev_sorted_scores_free(&s);
+    if (!st)
+        replace_degenerate(prob, label, n, threshold, out);
     return st;
 }

@@ -198,6 +198,10 @@ static void put_metrics_table(FILE *f, const report_ctx *r)
         fputs("</td><td>", f);
         for (int k = 0; k < PN_CI_COUNT; k++)
             if (!strcmp(pn_ci_metric_name((pn_ci_metric)k), rows[i].key)) {
+                if (!isfinite(r->ci.lo[k])) {
+                    fputs("n too small", f);
+                    continue;
+                }
                 put_number(f, r->ci.lo[k]);
                 fputs(" &ndash; ", f);
                 put_number(f, r->ci.hi[k]);

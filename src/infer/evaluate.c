@@ -14,7 +14,7 @@ static pn_status fold_indices(const pn_dataset *ds, int folds, int fold, uint64_
     int *assign = malloc((ds->n ? ds->n : 1) * sizeof *assign);
     *idx = malloc((ds->n ? ds->n : 1) * sizeof **idx);
     *n = 0;
-    pn_status st = assign && *idx ? pn_dataset_folds(ds, "train", folds, seed, assign, err)
+    pn_status st = assign && *idx ? pn_dataset_folds(ds, pn_dataset_holdout_folder(ds), folds, seed, assign, err)
                                    : pn_fail(err, PN_ENOMEM, "out of memory");
     for (size_t i = 0; !st && i < ds->n; i++)
         if (assign[i] == fold)
@@ -40,7 +40,7 @@ static pn_status holdout_indices(const pn_model *m, const pn_dataset *ds, size_t
     if (!(fraction > 0 && fraction < 1))
         return pn_fail(err, PN_EINVAL, "the model records no validation split (recipe.val_fraction)");
     pn_split split;
-    pn_status st = pn_dataset_split(ds, "train", fraction, (uint64_t)seed, &split, err);
+    pn_status st = pn_dataset_holdout_split(ds, fraction, (uint64_t)seed, &split, err);
     if (st)
         return st;
     *idx = split.val;
@@ -136,7 +136,7 @@ pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_o
             keep_tile(out, i, count, s->path, tile_size);
             out->n++;
         }
-        if (o->progress && (i % 100 == 99 || i + 1 == count))
+        if (o->progress)
             o->progress(o->user, i + 1, count);
     }
     free(idx);

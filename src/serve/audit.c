@@ -13,6 +13,7 @@ struct pn_audit {
     sqlite3_stmt *insert;
     pthread_mutex_t lock;
     char *path;
+    char *migration;   /* what opening changed, or NULL */
 };
 
 /* Long enough to outlast a checkpoint or an export holding a read lock. */
@@ -29,13 +30,21 @@ static const char *const schema_sql =
     " width INTEGER, height INTEGER,"
     " model_id TEXT, model_version TEXT,"
     " probability REAL NOT NULL, threshold REAL NOT NULL, label TEXT NOT NULL,"
-    " latency_ms REAL, client_addr TEXT);"
+    " latency_ms REAL, client_addr TEXT,"
+    " client_info INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS predictions_time ON predictions(time_utc);";
+
+/* Schema 1 -> 2: client_info says whether a row holds the client's file name
+ * or address; schema 1 kept them for every row. */
+static const char *const migrate_1_to_2_sql =
+    "ALTER TABLE predictions ADD COLUMN client_info INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE predictions SET client_info = 1 WHERE file_name IS NOT NULL OR client_addr IS NOT NULL;"
+    "UPDATE schema_version SET version = 2;";
 
 static const char *const insert_sql =
     "INSERT INTO predictions(time_utc, image_sha256, file_name, image_bytes, width, height,"
-    " model_id, model_version, probability, threshold, label, latency_ms, client_addr)"
-    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    " model_id, model_version, probability, threshold, label, latency_ms, client_addr, client_info)"
+    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
 void pn_audit_time_now(char *buf, size_t size)
 {
@@ -53,19 +62,59 @@ static pn_status sql_fail(pn_error *err, sqlite3 *db, const char *path, const ch
     return pn_fail(err, PN_EIO, "%s: audit log %s: %s", path, what, db ? sqlite3_errmsg(db) : "out of memory");
 }
 
-/* The version row is written once, in the same transaction as the tables, so
- * a database is either fully initialised or untouched. */
-static pn_status init_schema(sqlite3 *db, const char *path, pn_error *err)
+static int64_t count_rows(sqlite3 *db, const char *sql)
 {
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Inside init_schema's transaction: brings a schema 1 database to 2 and
+ * describes the change in a->migration. Returns 0 on an SQL failure. */
+static int migrate(pn_audit *a, int *version)
+{
+    if (*version != 1)
+        return 1;
+    if (sqlite3_exec(a->db, migrate_1_to_2_sql, NULL, NULL, NULL) != SQLITE_OK)
+        return 0;
+    int64_t rows = count_rows(a->db, "SELECT count(*) FROM predictions");
+    int64_t with_client = count_rows(a->db, "SELECT count(*) FROM predictions WHERE client_info = 1");
+    char msg[512];
+    snprintf(msg, sizeof msg,
+             "%s: audit log schema 1 -> 2: added column client_info (1 = the row holds the client's file name or "
+             "address). %lld of the %lld existing rows hold them, as schema 1 recorded them by default; new rows "
+             "hold them only with --audit-client-info. `pneumo audit prune --older-than DAYS` removes old rows.",
+             a->path, (long long)with_client, (long long)rows);
+    a->migration = strdup(msg);
+    *version = 2;
+    return 1;
+}
+
+/* The version row is written once, in the same transaction as the tables, so
+ * a database is either fully initialised or untouched; a migration is one
+ * transaction too. */
+static pn_status init_schema(pn_audit *a, pn_error *err)
+{
+    sqlite3 *db = a->db;
+    const char *path = a->path;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return sql_fail(err, db, path, "cannot lock for initialisation");
-    int ok = sqlite3_exec(db, schema_sql, NULL, NULL, NULL) == SQLITE_OK;
+    /* An existing predictions table keeps its columns: read the version first. */
+    int ok = sqlite3_exec(db, "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)", NULL, NULL,
+                          NULL) == SQLITE_OK;
     sqlite3_stmt *st = NULL;
     int version = -1;
     if (ok && sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
+    if (ok && version > 0)
+        ok = migrate(a, &version);
+    if (ok)
+        ok = sqlite3_exec(db, schema_sql, NULL, NULL, NULL) == SQLITE_OK;
     if (ok && version < 0) {
         char sql[96];
         snprintf(sql, sizeof sql, "INSERT INTO schema_version(version) VALUES(%d)", PN_AUDIT_SCHEMA_VERSION);
@@ -73,7 +122,7 @@ static pn_status init_schema(sqlite3 *db, const char *path, pn_error *err)
         version = PN_AUDIT_SCHEMA_VERSION;
     }
     if (!ok) {
-        pn_status st_fail = sql_fail(err, db, path, "cannot create tables");
+        pn_status st_fail = sql_fail(err, db, path, "cannot create or migrate the tables");
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return st_fail;
     }
@@ -117,7 +166,7 @@ pn_status pn_audit_open(const char *path, pn_audit **out, pn_error *err)
     if (!st)
         st = configure(a->db, path, err);
     if (!st)
-        st = init_schema(a->db, path, err);
+        st = init_schema(a, err);
     if (!st && sqlite3_prepare_v2(a->db, insert_sql, -1, &a->insert, NULL) != SQLITE_OK)
         st = sql_fail(err, a->db, path, "cannot prepare the insert");
     if (st) {
@@ -157,6 +206,7 @@ pn_status pn_audit_log(pn_audit *a, const pn_audit_record *r, int64_t *id, pn_er
     bind_text_or_null(st, 11, r->label);
     sqlite3_bind_double(st, 12, r->latency_ms);
     bind_text_or_null(st, 13, r->client_addr);
+    sqlite3_bind_int(st, 14, r->file_name || r->client_addr);
     pn_status result = PN_OK;
     if (sqlite3_step(st) != SQLITE_DONE)
         result = sql_fail(err, a->db, a->path, "insert failed");
@@ -178,8 +228,47 @@ void pn_audit_close(pn_audit *a)
         sqlite3_close(a->db);
     }
     pthread_mutex_destroy(&a->lock);
+    free(a->migration);
     free(a->path);
     free(a);
+}
+
+const char *pn_audit_migration(const pn_audit *a)
+{
+    return a->migration;
+}
+
+pn_status pn_audit_prune(const char *path, int days, int64_t *deleted, pn_error *err)
+{
+    if (days < 1)
+        return pn_fail(err, PN_EINVAL, "--older-than %d: expected a number of days >= 1", days);
+    time_t cutoff_s = time(NULL) - (time_t)days * 86400;
+    struct tm tm;
+    gmtime_r(&cutoff_s, &tm);
+    char cutoff[40];
+    strftime(cutoff, sizeof cutoff, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    pn_audit *a;
+    pn_status st = pn_audit_open(path, &a, err);
+    if (st)
+        return st;
+    sqlite3_stmt *del = NULL;
+    pthread_mutex_lock(&a->lock);
+    if (sqlite3_prepare_v2(a->db, "DELETE FROM predictions WHERE time_utc < ?", -1, &del, NULL) != SQLITE_OK) {
+        st = sql_fail(err, a->db, path, "cannot prepare the deletion");
+    } else {
+        sqlite3_bind_text(del, 1, cutoff, -1, SQLITE_STATIC);
+        if (sqlite3_step(del) != SQLITE_DONE)
+            st = sql_fail(err, a->db, path, "deletion failed");
+        else if (deleted)
+            *deleted = sqlite3_changes64(a->db);
+    }
+    sqlite3_finalize(del);
+    /* Deleted rows stay in free pages until the file is rebuilt. */
+    if (!st && sqlite3_exec(a->db, "VACUUM", NULL, NULL, NULL) != SQLITE_OK)
+        st = sql_fail(err, a->db, path, "rows deleted, but VACUUM failed (is a server holding it busy?)");
+    pthread_mutex_unlock(&a->lock);
+    pn_audit_close(a);
+    return st;
 }
 
 /* ------------------------------------------------------------------ export */
@@ -210,15 +299,20 @@ static int normalize_since(const char *s, char *out, size_t size)
     return 1;
 }
 
-static void csv_field(FILE *out, const char *s)
+/* RFC 4180; text that a spreadsheet would run as a formula is neutralised
+ * as OWASP recommends: quoted, with a leading single quote. */
+static void csv_field(FILE *out, const char *s, int is_text)
 {
     if (!s)
         return;
-    if (!strpbrk(s, ",\"\r\n")) {
+    int formula = is_text && s[0] && strchr("=+-@\t\r", s[0]);
+    if (!formula && !strpbrk(s, ",\"\r\n")) {
         fputs(s, out);
         return;
     }
     fputc('"', out);
+    if (formula)
+        fputc('\'', out);
     for (; *s; s++) {
         if (*s == '"')
             fputc('"', out);
@@ -237,7 +331,7 @@ static void csv_row(FILE *out, sqlite3_stmt *st)
         if (type == SQLITE_FLOAT) {
             fprintf(out, "%.9g", sqlite3_column_double(st, i));
         } else if (type != SQLITE_NULL) {
-            csv_field(out, (const char *)sqlite3_column_text(st, i));
+            csv_field(out, (const char *)sqlite3_column_text(st, i), type == SQLITE_TEXT || type == SQLITE_BLOB);
         }
     }
     fputs("\r\n", out);
@@ -257,11 +351,14 @@ pn_status pn_audit_export_csv(const char *path, const char *since, FILE *out, pn
     sqlite3_busy_timeout(db, AUDIT_BUSY_TIMEOUT_MS);
     sqlite3_stmt *st = NULL;
     pn_status result = PN_OK;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT id, time_utc, image_sha256, file_name, image_bytes, width, height, model_id,"
-                           " model_version, probability, threshold, label, latency_ms, client_addr"
-                           " FROM predictions WHERE time_utc >= ? ORDER BY id",
-                           -1, &st, NULL) != SQLITE_OK) {
+    /* Read-only: a schema 1 file is read as it is, not migrated. */
+    int v1 = count_rows(db, "SELECT max(version) FROM schema_version") == 1;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT id, time_utc, image_sha256, file_name, image_bytes, width, height, model_id, model_version,"
+             " probability, threshold, label, latency_ms, client_addr, %s AS client_info"
+             " FROM predictions WHERE time_utc >= ? ORDER BY id", v1 ? "NULL" : "client_info");
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         result = sql_fail(err, db, path, "cannot read predictions");
     } else {
         sqlite3_bind_text(st, 1, since_norm, -1, SQLITE_STATIC);

@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 
-char *base64_encode(const unsigned char *data, size_t len)
+char *serve_base64_encode(const unsigned char *data, size_t len)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *out = malloc((len + 2) / 3 * 4 + 1);

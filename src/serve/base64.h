@@ -5,6 +5,6 @@
 #include <stddef.h>
 
 /* Returns a malloc'ed NUL-terminated string, or NULL when out of memory. */
-char *base64_encode(const unsigned char *data, size_t len);
+char *serve_base64_encode(const unsigned char *data, size_t len);
 
 #endif

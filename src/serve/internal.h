@@ -7,22 +7,42 @@
 
 #include "pneumo/audit.h"
 #include "pneumo/serve.h"
+#include "serve/access.h"
 #include "serve/metrics.h"
 #include "serve/workers.h"
+
+/* One open connection, registered from accept to close so the deadline
+ * reaper can find connections that are too slow to send their request. */
+typedef struct conn_watch {
+    MHD_socket fd;
+    double deadline;       /* monotonic seconds; 0 = not receiving a request */
+    struct conn_watch *prev, *next;
+} conn_watch;
 
 struct pn_server {
     pn_serve_options opt;
     const pn_predictor *predictor;
     struct MHD_Daemon *daemon;
     pn_audit *audit;
+    access_rules access;
+    int tls;               /* HTTPS */
+    char *tls_cert_pem, *tls_key_pem; /* read from the option files */
+    int loopback;          /* listening on a loopback address */
     workers workers;
+    int workers_started;
     metrics metrics;
     pthread_mutex_t lock;
     pthread_cond_t idle;   /* signalled when in_flight drops to 0 */
     int in_flight;         /* requests between headers and completion */
     int stopping;
     int port;
+    conn_watch *watches;   /* under lock */
+    pthread_t reaper;
+    pthread_cond_t reaper_wake;
+    int reaper_started, reaper_stop;
 };
+
+typedef struct predict_state predict_state;
 
 /* Per-request state, from the first access-handler call to completion. */
 typedef struct request {
@@ -31,24 +51,32 @@ typedef struct request {
     unsigned status;       /* of the queued response; 0 = none yet */
     int admitted;          /* arrived before shutdown began */
     int too_large;         /* body passed max_body while streaming */
+    const char *cors_origin; /* an --allow-origin the request came from, echoed in CORS headers */
+    int preflight;           /* answering a CORS preflight (OPTIONS) */
+    int close;               /* answer with Connection: close (the rest of the request is not read) */
     unsigned char *body;
     size_t len, cap;
+    predict_state *predict; /* a prediction submitted to the slots; NULL before */
 } request;
 
-double monotonic_seconds(void);
+double serve_monotonic_seconds(void);
 /* Queues a response with the standard headers and records its status.
  * mode as in MHD_create_response_from_buffer. */
-enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
+enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
                           void *body, size_t len, enum MHD_ResponseMemoryMode mode);
 /* {"error": {"code": status, "message": message}} */
-enum MHD_Result send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
+enum MHD_Result serve_send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
                            const char *message);
 /* Takes ownership of text (a json_dumps result). */
-enum MHD_Result send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text);
+enum MHD_Result serve_send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text);
 
 /* Content-Type accepted by POST /api/v1/predict (NULL = absent, accepted). */
-int predict_content_type_ok(const char *content_type);
-/* Handles a complete POST /api/v1/predict whose body is in r. */
-enum MHD_Result handle_predict(pn_server *s, struct MHD_Connection *c, request *r);
+int serve_predict_content_type_ok(const char *content_type);
+/* Handles a complete POST /api/v1/predict whose body is in r: the first
+ * call suspends the connection while a slot predicts, the call after the
+ * resume answers. */
+enum MHD_Result serve_handle_predict(pn_server *s, struct MHD_Connection *c, request *r);
+/* Releases what serve_handle_predict kept in request.predict; NULL is ignored. */
+void serve_predict_state_free(predict_state *ps);
 
 #endif

@@ -9,25 +9,25 @@
 static const double bucket_bounds[METRICS_N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                        0.1,   0.25,   0.5,   1.0,  2.5,   10.0};
 
-const char *route_label(route r)
+const char *serve_route_label(route r)
 {
     static const char *const labels[ROUTE_COUNT] = {"/api/v1/predict", "/api/v1/model", "/healthz",
                                                     "/metrics", "static", "other"};
     return labels[r];
 }
 
-void metrics_init(metrics *m)
+void serve_metrics_init(metrics *m)
 {
     memset(m, 0, sizeof *m);
     pthread_mutex_init(&m->lock, NULL);
 }
 
-void metrics_destroy(metrics *m)
+void serve_metrics_destroy(metrics *m)
 {
     pthread_mutex_destroy(&m->lock);
 }
 
-void metrics_request(metrics *m, route r, unsigned status, double seconds)
+void serve_metrics_request(metrics *m, route r, unsigned status, double seconds)
 {
     int b = 0;
     while (b < METRICS_N_BUCKETS && seconds > bucket_bounds[b])
@@ -42,7 +42,7 @@ void metrics_request(metrics *m, route r, unsigned status, double seconds)
     pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_prediction(metrics *m, int pneumonia)
+void serve_metrics_prediction(metrics *m, int pneumonia)
 {
     pthread_mutex_lock(&m->lock);
     if (pneumonia)
@@ -52,10 +52,17 @@ void metrics_prediction(metrics *m, int pneumonia)
     pthread_mutex_unlock(&m->lock);
 }
 
-void metrics_audit_failure(metrics *m)
+void serve_metrics_audit_failure(metrics *m)
 {
     pthread_mutex_lock(&m->lock);
     m->audit_failures++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void serve_metrics_deadline_closed(metrics *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->deadline_closed++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -66,7 +73,7 @@ static void render_requests(FILE *f, const metrics *m)
     for (int r = 0; r < ROUTE_COUNT; r++)
         for (int s = 0; s < METRICS_STATUS_COUNT; s++)
             if (m->requests[r][s])
-                fprintf(f, "pneumo_requests_total{path=\"%s\",status=\"%d\"} %llu\n", route_label((route)r),
+                fprintf(f, "pneumo_requests_total{path=\"%s\",status=\"%d\"} %llu\n", serve_route_label((route)r),
                         s + METRICS_STATUS_MIN, (unsigned long long)m->requests[r][s]);
 }
 
@@ -77,7 +84,7 @@ static void render_durations(FILE *f, const metrics *m)
     for (int r = 0; r < ROUTE_COUNT; r++) {
         if (!m->duration_count[r])
             continue;
-        const char *label = route_label((route)r);
+        const char *label = serve_route_label((route)r);
         uint64_t cumulative = 0;
         for (int b = 0; b < METRICS_N_BUCKETS; b++) {
             cumulative += m->buckets[r][b];
@@ -92,7 +99,7 @@ static void render_durations(FILE *f, const metrics *m)
     }
 }
 
-char *metrics_render(metrics *m, int in_flight, int queued)
+char *serve_metrics_render(metrics *m, int in_flight, int queued)
 {
     char *text = NULL;
     size_t size = 0;
@@ -109,9 +116,13 @@ char *metrics_render(metrics *m, int in_flight, int queued)
             "pneumo_predictions_total{label=\"PNEUMONIA\"} %llu\n"
             "# HELP pneumo_audit_failures_total Predictions whose audit row could not be written.\n"
             "# TYPE pneumo_audit_failures_total counter\n"
-            "pneumo_audit_failures_total %llu\n",
+            "pneumo_audit_failures_total %llu\n"
+            "# HELP pneumo_connections_deadline_closed_total Connections closed because their request did not "
+            "arrive within the request deadline (slow or stalled clients).\n"
+            "# TYPE pneumo_connections_deadline_closed_total counter\n"
+            "pneumo_connections_deadline_closed_total %llu\n",
             (unsigned long long)m->predictions_normal, (unsigned long long)m->predictions_pneumonia,
-            (unsigned long long)m->audit_failures);
+            (unsigned long long)m->audit_failures, (unsigned long long)m->deadline_closed);
     pthread_mutex_unlock(&m->lock);
     fprintf(f,
             "# HELP pneumo_requests_in_flight Requests received and not yet answered.\n"

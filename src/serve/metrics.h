@@ -29,15 +29,17 @@ typedef struct metrics {
     double duration_sum[ROUTE_COUNT];
     uint64_t predictions_normal, predictions_pneumonia;
     uint64_t audit_failures;
+    uint64_t deadline_closed;  /* connections closed by the request deadline */
 } metrics;
 
-const char *route_label(route r);
-void metrics_init(metrics *m);
-void metrics_destroy(metrics *m);
-void metrics_request(metrics *m, route r, unsigned status, double seconds);
-void metrics_prediction(metrics *m, int pneumonia);
-void metrics_audit_failure(metrics *m);
+const char *serve_route_label(route r);
+void serve_metrics_init(metrics *m);
+void serve_metrics_destroy(metrics *m);
+void serve_metrics_request(metrics *m, route r, unsigned status, double seconds);
+void serve_metrics_prediction(metrics *m, int pneumonia);
+void serve_metrics_audit_failure(metrics *m);
+void serve_metrics_deadline_closed(metrics *m);
 /* Renders everything; the caller frees the string. NULL when out of memory. */
-char *metrics_render(metrics *m, int in_flight, int queued);
+char *serve_metrics_render(metrics *m, int in_flight, int queued);
 
 #endif

@@ -11,7 +11,7 @@
 /* RFC 2046: 1 to 70 characters. */
 #define BOUNDARY_MAX 70
 
-pn_status multipart_boundary(const char *content_type, char *out, size_t size, pn_error *err)
+pn_status serve_multipart_boundary(const char *content_type, char *out, size_t size, pn_error *err)
 {
     const char *p = content_type;
     while ((p = strchr(p, ';'))) {
@@ -73,6 +73,8 @@ static int header_param(const char *line, size_t len, const char *key, char *out
 
 static pn_status parse_headers(const char *h, size_t len, multipart_part *part, pn_error *err)
 {
+    if (memchr(h, '\0', len))
+        return pn_fail(err, PN_EFORMAT, "NUL byte in a multipart part header");
     int disposition = 0;
     size_t start = 0;
     while (start < len) {
@@ -111,7 +113,7 @@ static const unsigned char *find_delimiter(const unsigned char *p, const unsigne
     return NULL;
 }
 
-pn_status multipart_parse(const unsigned char *body, size_t len, const char *boundary, multipart_form *form,
+pn_status serve_multipart_parse(const unsigned char *body, size_t len, const char *boundary, multipart_form *form,
                           pn_error *err)
 {
     memset(form, 0, sizeof *form);
@@ -160,7 +162,7 @@ pn_status multipart_parse(const unsigned char *body, size_t len, const char *bou
     }
 }
 
-const multipart_part *multipart_find(const multipart_form *form, const char *name)
+const multipart_part *serve_multipart_find(const multipart_form *form, const char *name)
 {
     for (int i = 0; i < form->n_parts; i++)
         if (!strcmp(form->parts[i].name, name))

@@ -23,11 +23,11 @@ typedef struct multipart_form {
 } multipart_form;
 
 /* Extracts the boundary parameter of a multipart/form-data Content-Type. */
-pn_status multipart_boundary(const char *content_type, char *out, size_t size, pn_error *err);
+pn_status serve_multipart_boundary(const char *content_type, char *out, size_t size, pn_error *err);
 /* Splits body into parts. Errors are PN_EFORMAT (malformed) or PN_ELIMIT. */
-pn_status multipart_parse(const unsigned char *body, size_t len, const char *boundary, multipart_form *form,
+pn_status serve_multipart_parse(const unsigned char *body, size_t len, const char *boundary, multipart_form *form,
                           pn_error *err);
 /* The first part with that name, or NULL. */
-const multipart_part *multipart_find(const multipart_form *form, const char *name);
+const multipart_part *serve_multipart_find(const multipart_form *form, const char *name);
 
 #endif

@@ -1,15 +1,21 @@
 /* libmicrohttpd plumbing: listening, routing, limits, static files, metrics
- * and graceful shutdown. One thread per connection; predictions themselves
- * run on the worker slots (workers.c). */
+ * and graceful shutdown. A few epoll threads serve every connection, so an
+ * idle or slow connection costs a file descriptor, not a thread; a
+ * prediction suspends its connection while a worker slot (workers.c) runs it.
+ * A reaper thread closes connections whose request has not fully arrived
+ * within the request deadline, however slowly it trickles in. */
+#define _GNU_SOURCE /* memmem */
 #include "serve/internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,17 +31,113 @@ void pn_serve_options_default(pn_serve_options *o)
                             .port = 8080,
                             .audit_db = "pneumo-audit.db",
                             .max_body = 20u * 1000u * 1000u,
-                            .max_connections = 64,
+                            .max_pixels = PN_SERVE_MAX_PIXELS,
+                            .max_connections = 1024,
+                            .max_per_client = 32,
                             .connection_timeout_s = 30,
+                            .request_deadline_s = 30,
+                            .io_threads = 2,
                             .max_queue = 32,
                             .shutdown_grace_s = 30};
 }
 
-double monotonic_seconds(void)
+double serve_monotonic_seconds(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* -------------------------------------------------------- request deadline */
+
+static conn_watch *watch_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* Starts (armed) or stops the clock for the request a connection is receiving. */
+static void watch_arm(pn_server *s, struct MHD_Connection *c, int armed)
+{
+    conn_watch *w = watch_of(c);
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->lock);
+    w->deadline = armed ? serve_monotonic_seconds() + s->opt.request_deadline_s : 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    pn_server *s = cls;
+    conn_watch *w = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!info || !(w = calloc(1, sizeof *w)))
+            return; /* out of memory: the idle timeout still applies */
+        w->fd = info->connect_fd;
+        w->deadline = serve_monotonic_seconds() + s->opt.request_deadline_s;
+        pthread_mutex_lock(&s->lock);
+        w->next = s->watches;
+        if (w->next)
+            w->next->prev = w;
+        s->watches = w;
+        pthread_mutex_unlock(&s->lock);
+        *socket_context = w;
+        return;
+    }
+    if (!w)
+        return;
+    pthread_mutex_lock(&s->lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        s->watches = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    pthread_mutex_unlock(&s->lock);
+    free(w);
+    *socket_context = NULL;
+}
+
+/* Every REAPER_PERIOD_MS: shuts down the sockets of connections past their
+ * deadline; libmicrohttpd then sees the end of the stream and closes them. */
+#define REAPER_PERIOD_MS 200
+
+static void *reaper_main(void *arg)
+{
+    pn_server *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->reaper_stop) {
+        double now = serve_monotonic_seconds();
+        for (conn_watch *w = s->watches; w; w = w->next)
+            if (w->deadline > 0 && now >= w->deadline) {
+                w->deadline = 0;
+                shutdown(w->fd, SHUT_RDWR);
+                serve_metrics_deadline_closed(&s->metrics); /* its own lock, never taken before s->lock */
+            }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += REAPER_PERIOD_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->reaper_wake, &s->lock, &until);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void reaper_stop(pn_server *s)
+{
+    if (!s->reaper_started)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->reaper_stop = 1;
+    pthread_cond_signal(&s->reaper_wake);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->reaper, NULL);
+    s->reaper_started = 0;
 }
 
 /* ----------------------------------------------------------------- replies */
@@ -48,7 +150,20 @@ static int is_stopping(pn_server *s)
     return stopping;
 }
 
-enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
+static void add_cors_headers(struct MHD_Response *resp, const request *r)
+{
+    if (!r->cors_origin)
+        return;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, r->cors_origin);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+    if (r->preflight) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+}
+
+enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
                           void *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
@@ -66,9 +181,16 @@ enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, un
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == ROUTE_PREDICT ? "POST" : "GET, HEAD");
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    /* Keep-alive clients must let go during shutdown, or it waits for them. */
-    if (is_stopping(s))
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pneumo\"");
+    if (s->tls)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    add_cors_headers(resp, r);
+    /* Keep-alive clients must let go during shutdown, or it waits for them;
+     * a request whose rest is not read cannot be followed by another. */
+    if (r->close || is_stopping(s))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    watch_arm(s, c, 0); /* the request is in: sending is bounded by the idle timeout */
     enum MHD_Result ok = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     if (ok == MHD_YES)
@@ -76,19 +198,20 @@ enum MHD_Result send_body(pn_server *s, struct MHD_Connection *c, request *r, un
     return ok;
 }
 
-enum MHD_Result send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text)
+enum MHD_Result serve_send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text)
 {
     if (!text)
         return MHD_NO;
-    return send_body(s, c, r, status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE);
+    return serve_send_body(s, c, r, status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE);
 }
 
-enum MHD_Result send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *message)
+enum MHD_Result serve_send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
+                                 const char *message)
 {
     json_t *root = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", message);
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
-    return send_json_text(s, c, r, status, text);
+    return serve_send_json_text(s, c, r, status, text);
 }
 
 /* ------------------------------------------------------------------ routes */
@@ -121,27 +244,27 @@ static enum MHD_Result handle_get(pn_server *s, struct MHD_Connection *c, reques
     switch (r->route) {
     case ROUTE_MODEL: {
         const char *json = s->predictor->model_json;
-        return send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)json, strlen(json),
+        return serve_send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)json, strlen(json),
                          MHD_RESPMEM_PERSISTENT);
     }
     case ROUTE_HEALTH: {
         static const char ok[] = "{\"status\":\"ok\"}";
-        return send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)ok, sizeof ok - 1,
+        return serve_send_body(s, c, r, MHD_HTTP_OK, "application/json", (void *)ok, sizeof ok - 1,
                          MHD_RESPMEM_PERSISTENT);
     }
     case ROUTE_METRICS: {
         pthread_mutex_lock(&s->lock);
         int in_flight = s->in_flight;
         pthread_mutex_unlock(&s->lock);
-        char *text = metrics_render(&s->metrics, in_flight, workers_queued(&s->workers));
+        char *text = serve_metrics_render(&s->metrics, in_flight, serve_workers_queued(&s->workers));
         if (!text)
-            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering metrics");
-        return send_body(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
+            return serve_send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory rendering metrics");
+        return serve_send_body(s, c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text),
                          MHD_RESPMEM_MUST_FREE);
     }
     default: {
         const pn_web_asset *a = find_asset(url);
-        return send_body(s, c, r, MHD_HTTP_OK, a->mime, (void *)a->data, a->size, MHD_RESPMEM_PERSISTENT);
+        return serve_send_body(s, c, r, MHD_HTTP_OK, a->mime, (void *)a->data, a->size, MHD_RESPMEM_PERSISTENT);
     }
     }
 }
@@ -153,41 +276,124 @@ static size_t content_length(struct MHD_Connection *c, int *known)
     return v ? (size_t)strtoull(v, NULL, 10) : 0;
 }
 
+/* Raw URIs with an encoded NUL are marked before libmicrohttpd decodes
+ * (and so truncates) them: the mark is the first *con_cls of the request. */
+static char nul_in_uri_mark;
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    for (const char *p = uri; (p = strchr(p, '%')); p++)
+        if (p[1] == '0' && p[2] == '0')
+            return &nul_in_uri_mark;
+    return NULL;
+}
+
+static enum MHD_Result value_has_no_nul(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                        const char *value, size_t value_size)
+{
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) {
+        *(int *)cls = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Framing and encoding the server refuses outright, answered with 400 and
+ * Connection: close. Returns the reason, or NULL when the request is clean. */
+static const char *malformed(struct MHD_Connection *c, int nul_in_uri)
+{
+    int nul = nul_in_uri;
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, value_has_no_nul, &nul);
+    if (nul)
+        return "NUL byte in the path, query or a header";
+    /* Both framings at once is how requests are smuggled past a proxy that
+     * reads the other one (RFC 9112 section 6.3). */
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH))
+        return "both Content-Length and Transfer-Encoding: send exactly one";
+    if (te && strcasecmp(te, "chunked"))
+        return "Transfer-Encoding other than chunked";
+    return NULL;
+}
+
+static const char *header_value(struct MHD_Connection *c, const char *name)
+{
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+/* Who is asking: Host (loopback servers), Origin, the token. Returns MHD_YES
+ * with r->status still 0 when the request may go on. */
+static enum MHD_Result check_access(pn_server *s, struct MHD_Connection *c, request *r, int is_get)
+{
+    const char *host = header_value(c, MHD_HTTP_HEADER_HOST);
+    /* A page on another site whose name resolves to 127.0.0.1 (DNS
+     * rebinding) reaches a loopback server with its own name as Host. */
+    if (s->loopback && !s->access.n_tokens && host && !serve_access_loopback_host(host))
+        return serve_send_error(s, c, r, MHD_HTTP_FORBIDDEN,
+                          "this server only answers to localhost, 127.0.0.1 or [::1] as Host");
+    const char *origin = header_value(c, MHD_HTTP_HEADER_ORIGIN);
+    r->cors_origin = serve_access_allowed_origin(&s->access, origin);
+    if (!is_get && serve_access_check_origin(&s->access, origin, header_value(c, "Sec-Fetch-Site"), host, s->tls))
+        return serve_send_error(s, c, r, MHD_HTTP_FORBIDDEN,
+                          "cross-origin request refused: the server's own page, or an origin allowed with "
+                          "--allow-origin, may post here");
+    int needs_token = r->route == ROUTE_PREDICT || r->route == ROUTE_MODEL || r->route == ROUTE_METRICS;
+    if (needs_token && !serve_access_token_ok(&s->access, header_value(c, MHD_HTTP_HEADER_AUTHORIZATION)))
+        return serve_send_error(s, c, r, MHD_HTTP_UNAUTHORIZED,
+                          "missing or wrong API token: send Authorization: Bearer <token>");
+    return MHD_YES;
+}
+
 /* Everything that can be decided from the request line and headers alone.
  * Returns MHD_YES with r->status still 0 when the body should be read. */
 static enum MHD_Result on_headers(pn_server *s, struct MHD_Connection *c, request *r, const char *url,
-                                  const char *method)
+                                  const char *method, int nul_in_uri)
 {
     int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    const char *bad = malformed(c, nul_in_uri);
+    if (bad) {
+        r->close = 1;
+        return serve_send_error(s, c, r, MHD_HTTP_BAD_REQUEST, bad);
+    }
     if (r->route == ROUTE_OTHER)
-        return send_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such resource");
+        return serve_send_error(s, c, r, MHD_HTTP_NOT_FOUND, "no such resource");
+    /* A CORS preflight from an allowed origin (it carries no token). */
+    if (!strcmp(method, MHD_HTTP_METHOD_OPTIONS) && (r->route == ROUTE_PREDICT || r->route == ROUTE_MODEL) &&
+        (r->cors_origin = serve_access_allowed_origin(&s->access, header_value(c, MHD_HTTP_HEADER_ORIGIN)))) {
+        r->preflight = 1;
+        return serve_send_body(s, c, r, MHD_HTTP_NO_CONTENT, "text/plain", (void *)"", 0, MHD_RESPMEM_PERSISTENT);
+    }
+    enum MHD_Result ok = check_access(s, c, r, is_get);
+    if (ok != MHD_YES || r->status)
+        return ok;
     if (r->route != ROUTE_PREDICT)
         return is_get ? handle_get(s, c, r, url)
-                      : send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET");
+                      : serve_send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use GET");
     if (strcmp(method, MHD_HTTP_METHOD_POST))
-        return send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
+        return serve_send_error(s, c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: use POST");
     int known;
     size_t announced = content_length(c, &known);
     if (known && announced > s->opt.max_body) {
+        r->close = 1; /* the body is never read */
         char msg[128];
         snprintf(msg, sizeof msg, "request body of %zu bytes exceeds the limit of %zu", announced, s->opt.max_body);
-        return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+        return serve_send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
     }
     const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (!predict_content_type_ok(type))
-        return send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                          "unsupported Content-Type: send image/jpeg, image/png, application/dicom, "
-                          "application/octet-stream or multipart/form-data");
+    if (!serve_predict_content_type_ok(type))
+        return serve_send_error(s, c, r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                "unsupported Content-Type: send image/jpeg, image/png, application/dicom, "
+                                "application/octet-stream or multipart/form-data");
     if (known && announced > 0) {
         r->body = malloc(announced);
         if (!r->body)
-            return send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+            return serve_send_error(s, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         r->cap = announced;
     }
     return MHD_YES;
 }
 
-/* Appends upload data, stopping (but still draining) past max_body. */
+/* Appends upload data; past max_body, drops it and sets too_large. */
 static void on_upload(pn_server *s, request *r, const char *data, size_t size)
 {
     if (r->too_large || r->status)
@@ -217,12 +423,23 @@ static void on_upload(pn_server *s, request *r, const char *data, size_t size)
     r->len += size;
 }
 
+/* A body (chunked, so of unannounced size) that outgrew max_body: answered
+ * at once and the connection closed, the rest never read. When libmicrohttpd
+ * cannot answer mid-body, the connection is closed without an answer. */
+static enum MHD_Result refuse_too_large(pn_server *s, struct MHD_Connection *c, request *r)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->opt.max_body);
+    r->close = 1;
+    return serve_send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+}
+
 static request *begin_request(pn_server *s, const char *url)
 {
     request *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->start = monotonic_seconds();
+    r->start = serve_monotonic_seconds();
     r->route = classify(url);
     pthread_mutex_lock(&s->lock);
     s->in_flight++;
@@ -237,25 +454,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     pn_server *s = cls;
     request *r = *con_cls;
-    if (!r) {
+    if (!r || r == (void *)&nul_in_uri_mark) {
+        int nul_in_uri = r != NULL;
         if (!(r = begin_request(s, url)))
             return MHD_NO;
         *con_cls = r;
-        return on_headers(s, c, r, url, method);
+        return on_headers(s, c, r, url, method, nul_in_uri);
     }
     if (*upload_data_size) {
         on_upload(s, r, upload_data, *upload_data_size);
         *upload_data_size = 0;
+        if (r->too_large && !r->status)
+            return refuse_too_large(s, c, r);
         return MHD_YES;
     }
+    watch_arm(s, c, 0); /* the whole request has arrived */
     if (r->status)
         return MHD_YES;
-    if (r->too_large) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->opt.max_body);
-        return send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
-    }
-    return handle_predict(s, c, r);
+    return serve_handle_predict(s, c, r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
@@ -267,9 +483,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
     /* Requests dropped before a response (client gone, timeout) are not counted. */
     if (r->status)
-        metrics_request(&s->metrics, r->route, r->status, monotonic_seconds() - r->start);
+        serve_metrics_request(&s->metrics, r->route, r->status, serve_monotonic_seconds() - r->start);
+    serve_predict_state_free(r->predict);
     free(r->body);
     free(r);
+    watch_arm(s, c, 1); /* a kept-alive connection waits for its next request */
     pthread_mutex_lock(&s->lock);
     if (--s->in_flight == 0)
         pthread_cond_broadcast(&s->idle);
@@ -304,9 +522,37 @@ static pn_status parse_listen_addr(const char *host, int port, listen_addr *a, i
     return pn_fail(err, PN_EINVAL, "--host '%s': expected a numeric IPv4 or IPv6 address", host);
 }
 
+static int is_loopback(const listen_addr *a, int is_v6)
+{
+    return is_v6 ? IN6_IS_ADDR_LOOPBACK(&a->v6.sin6_addr) : (ntohl(a->v4.sin_addr.s_addr) >> 24) == 127;
+}
+
+/* A server others can reach needs a token, unless the operator says otherwise. */
+static pn_status check_exposure(const pn_serve_options *o, pn_error *err)
+{
+    listen_addr addr;
+    int is_v6 = 0;
+    pn_status st = parse_listen_addr(o->host, o->port, &addr, &is_v6, err);
+    if (st || is_loopback(&addr, is_v6) || o->n_tokens > 0 || o->insecure_no_auth)
+        return st;
+    return pn_fail(err, PN_EINVAL,
+                   "refusing to listen on %s without an API token: anyone who can reach it could run "
+                   "predictions and read the model and metrics. Give --token-file FILE (and --tls-cert/--tls-key "
+                   "for HTTPS), or --insecure-no-auth if access is controlled elsewhere (e.g. an authenticating "
+                   "reverse proxy)", o->host);
+}
+
 static pn_status check_options(const pn_serve_options *o, const pn_predictor *p, pn_error *err)
 {
-    if (o->max_body < 1 || o->max_connections < 1 || o->connection_timeout_s < 1 || o->max_queue < 1 ||
+    if (!o->tls_cert_file != !o->tls_key_file)
+        return pn_fail(err, PN_EINVAL, "HTTPS needs both a certificate (--tls-cert) and a key (--tls-key)");
+    if (o->tls_cert_file && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return pn_fail(err, PN_EUNSUPPORTED, "this libmicrohttpd was built without TLS support");
+    pn_status st = check_exposure(o, err);
+    if (st)
+        return st;
+    if (o->max_body < 1 || o->max_pixels < 1 || o->max_connections < 1 || o->max_per_client < 1 ||
+        o->connection_timeout_s < 1 || o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 ||
         o->shutdown_grace_s < 0)
         return pn_fail(err, PN_EINVAL, "server limits must be positive");
     if (!p->predict || !p->model_json || !p->model_id || !p->model_version)
@@ -318,6 +564,47 @@ static pn_status check_options(const pn_serve_options *o, const pn_predictor *p,
     return PN_OK;
 }
 
+/* A PEM file as a NUL-terminated string (libmicrohttpd's in-memory form). */
+static pn_status read_pem(const char *path, const char *what, char **out, pn_error *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pn_fail(err, PN_EIO, "cannot read TLS %s %s: %s", what, path, strerror(errno));
+    enum { PEM_MAX = 1 << 20 }; /* far above any certificate chain */
+    char *text = malloc(PEM_MAX + 1);
+    size_t n = text ? fread(text, 1, PEM_MAX + 1, f) : 0;
+    fclose(f);
+    if (!text)
+        return pn_fail(err, PN_ENOMEM, "out of memory reading %s", path);
+    if (n == 0 || n > PEM_MAX || !memmem(text, n, "-----BEGIN ", 11)) {
+        free(text);
+        return pn_fail(err, PN_EFORMAT, "TLS %s %s is not a PEM file", what, path);
+    }
+    text[n] = '\0';
+    *out = text;
+    return PN_OK;
+}
+
+static void free_pem_pair(pn_server *s)
+{
+    if (s->tls_key_pem)
+        explicit_bzero(s->tls_key_pem, strlen(s->tls_key_pem));
+    free(s->tls_key_pem);
+    free(s->tls_cert_pem);
+    s->tls_key_pem = s->tls_cert_pem = NULL;
+}
+
+static pn_status read_pem_pair(pn_server *s, pn_error *err)
+{
+    pn_status st = read_pem(s->opt.tls_cert_file, "certificate", &s->tls_cert_pem, err);
+    if (!st)
+        st = read_pem(s->opt.tls_key_file, "key", &s->tls_key_pem, err);
+    if (st)
+        free_pem_pair(s);
+    return st;
+}
+
 static pn_status start_daemon(pn_server *s, pn_error *err)
 {
     listen_addr addr;
@@ -325,21 +612,58 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
     pn_status st = parse_listen_addr(s->opt.host, s->opt.port, &addr, &is_v6, err);
     if (st)
         return st;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                     (is_v6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | (is_v6 ? MHD_USE_IPv6 : 0);
+    /* TLS 1.2 and 1.3 only, GnuTLS's default cipher choice otherwise. */
+    struct MHD_OptionItem tls[] = {
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL}};
+    s->tls = s->tls_cert_pem != NULL;
+    s->loopback = is_loopback(&addr, is_v6);
+    if (s->tls)
+        flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
+                                 MHD_OPTION_ARRAY, s->tls ? tls : tls + 3,
                                  MHD_OPTION_SOCK_ADDR, &addr.sa,
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->opt.io_threads,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->opt.max_connections,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->opt.max_per_client,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opt.connection_timeout_s,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                 MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+                                 MHD_OPTION_STRICT_FOR_CLIENT, 1,
                                  MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                                  MHD_OPTION_END);
     if (!s->daemon)
         return pn_fail(err, PN_EIO, "cannot listen on %s port %d: %s", s->opt.host, s->opt.port,
-                       errno ? strerror(errno) : "libmicrohttpd refused the options");
+                       s->tls ? "libmicrohttpd refused the options or the TLS certificate/key"
+                       : errno ? strerror(errno) : "libmicrohttpd refused the options");
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : s->opt.port;
     return PN_OK;
+}
+
+/* Undoes pn_server_start, whatever part of it ran. The workers stop first:
+ * that resumes every suspended connection, which libmicrohttpd requires
+ * before it stops. */
+static void release(pn_server *s)
+{
+    if (s->workers_started)
+        serve_workers_stop(&s->workers);
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    reaper_stop(s);
+    pn_audit_close(s->audit);
+    serve_access_destroy(&s->access);
+    free_pem_pair(s);
+    serve_metrics_destroy(&s->metrics);
+    pthread_cond_destroy(&s->reaper_wake);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
 }
 
 pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_server **out, pn_error *err)
@@ -355,19 +679,21 @@ pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_s
     s->predictor = p;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle, NULL);
-    metrics_init(&s->metrics);
-    st = pn_audit_open(o->audit_db, &s->audit, err);
-    if (!st && (st = workers_start(&s->workers, p, o->max_queue, err)))
-        pn_audit_close(s->audit);
-    if (!st && (st = start_daemon(s, err))) {
-        workers_stop(&s->workers);
-        pn_audit_close(s->audit);
-    }
+    pthread_cond_init(&s->reaper_wake, NULL);
+    serve_metrics_init(&s->metrics);
+    st = serve_access_init(&s->access, o, err);
+    if (!st && o->tls_cert_file)
+        st = read_pem_pair(s, err);
+    if (!st)
+        st = pn_audit_open(o->audit_db, &s->audit, err);
+    if (!st && !(st = serve_workers_start(&s->workers, p, o->max_queue, err)))
+        s->workers_started = 1;
+    if (!st)
+        st = start_daemon(s, err);
+    if (!st && !(s->reaper_started = !pthread_create(&s->reaper, NULL, reaper_main, s)))
+        st = pn_fail(err, PN_EIO, "cannot start the request deadline thread");
     if (st) {
-        metrics_destroy(&s->metrics);
-        pthread_cond_destroy(&s->idle);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
+        release(s);
         return st;
     }
     *out = s;
@@ -377,6 +703,11 @@ pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_s
 int pn_server_port(const pn_server *s)
 {
     return s->port;
+}
+
+const char *pn_server_audit_migration(const pn_server *s)
+{
+    return pn_audit_migration(s->audit);
 }
 
 static void wait_idle(pn_server *s)
@@ -400,13 +731,7 @@ void pn_server_stop(pn_server *s)
     /* No new connections from here on; requests already received finish. */
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
     wait_idle(s);
-    MHD_stop_daemon(s->daemon);
+    release(s);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
-    workers_stop(&s->workers);
-    pn_audit_close(s->audit);
-    metrics_destroy(&s->metrics);
-    pthread_cond_destroy(&s->idle);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
 }

@@ -1,5 +1,5 @@
 /* Dedicated prediction threads. Running predictions on long-lived threads,
- * rather than on the per-connection threads of the HTTP server, keeps each
+ * rather than on the HTTP server's polling threads, keeps each
  * model instance and its OpenMP thread team on one thread for good. */
 #include "serve/workers.h"
 
@@ -35,15 +35,12 @@ static void *slot_main(void *arg)
     while ((j = next_job(a.w))) {
         const pn_predictor *p = a.w->predictor;
         j->status = p->predict(p->user, a.slot, j->bytes, j->size, j->want_cam, &j->result, &j->err);
-        pthread_mutex_lock(&a.w->lock);
-        j->done = 1;
-        pthread_cond_broadcast(&a.w->job_done);
-        pthread_mutex_unlock(&a.w->lock);
+        j->on_done(j);
     }
     return NULL;
 }
 
-pn_status workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err)
+pn_status serve_workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err)
 {
     memset(w, 0, sizeof *w);
     if (p->n_slots < 1)
@@ -52,7 +49,6 @@ pn_status workers_start(workers *w, const pn_predictor *p, int max_queue, pn_err
     w->max_queue = max_queue;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->work_ready, NULL);
-    pthread_cond_init(&w->job_done, NULL);
     w->threads = calloc((size_t)p->n_slots, sizeof *w->threads);
     if (!w->threads)
         return pn_fail(err, PN_ENOMEM, "out of memory for %d worker threads", p->n_slots);
@@ -66,15 +62,14 @@ pn_status workers_start(workers *w, const pn_predictor *p, int max_queue, pn_err
             }
         }
         free(a);
-        workers_stop(w);
+        serve_workers_stop(w);
         return pn_fail(err, PN_EIO, "cannot start prediction thread %d", i);
     }
     return PN_OK;
 }
 
-pn_status workers_run(workers *w, job *j, pn_error *err)
+pn_status serve_workers_submit(workers *w, job *j, pn_error *err)
 {
-    j->done = 0;
     j->next = NULL;
     pthread_mutex_lock(&w->lock);
     if (w->queued >= w->max_queue || w->stopping) {
@@ -89,13 +84,11 @@ pn_status workers_run(workers *w, job *j, pn_error *err)
     w->tail = j;
     w->queued++;
     pthread_cond_signal(&w->work_ready);
-    while (!j->done)
-        pthread_cond_wait(&w->job_done, &w->lock);
     pthread_mutex_unlock(&w->lock);
     return PN_OK;
 }
 
-int workers_queued(workers *w)
+int serve_workers_queued(workers *w)
 {
     pthread_mutex_lock(&w->lock);
     int n = w->queued;
@@ -103,7 +96,7 @@ int workers_queued(workers *w)
     return n;
 }
 
-void workers_stop(workers *w)
+void serve_workers_stop(workers *w)
 {
     pthread_mutex_lock(&w->lock);
     w->stopping = 1;
@@ -115,6 +108,5 @@ void workers_stop(workers *w)
     w->threads = NULL;
     w->n_threads = 0;
     pthread_cond_destroy(&w->work_ready);
-    pthread_cond_destroy(&w->job_done);
     pthread_mutex_destroy(&w->lock);
 }

@@ -1,5 +1,6 @@
 /* Prediction slots: one thread per slot, fed from a bounded FIFO queue.
- * Connection threads submit a job and sleep until a slot has run it. */
+ * The HTTP threads submit a job and go on serving other connections; the
+ * slot calls the job's on_done when it has run it. */
 #ifndef PNEUMO_SERVE_WORKERS_H
 #define PNEUMO_SERVE_WORKERS_H
 
@@ -14,14 +15,16 @@ typedef struct job {
     pn_predict_result result;
     pn_status status;
     pn_error err;
-    int done;
+    /* Called on the slot's thread once the outcome is in the job. */
+    void (*on_done)(struct job *j);
+    void *owner;              /* for on_done */
     struct job *next;
 } job;
 
 typedef struct workers {
     const pn_predictor *predictor;
     pthread_mutex_t lock;
-    pthread_cond_t work_ready, job_done;
+    pthread_cond_t work_ready;
     job *head, *tail;
     int queued, max_queue;
     int stopping;
@@ -29,12 +32,13 @@ typedef struct workers {
     pthread_t *threads;
 } workers;
 
-pn_status workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err);
-/* Runs j on a slot and waits for it. PN_ELIMIT (nothing run) when the queue
- * is full; otherwise j->status / j->err / j->result hold the outcome. */
-pn_status workers_run(workers *w, job *j, pn_error *err);
-int workers_queued(workers *w);
+pn_status serve_workers_start(workers *w, const pn_predictor *p, int max_queue, pn_error *err);
+/* Queues j for a slot and returns at once. PN_ELIMIT (j not queued, on_done
+ * never called) when the queue is full or the workers are stopping;
+ * otherwise j->on_done(j) runs later with j->status / j->err / j->result set. */
+pn_status serve_workers_submit(workers *w, job *j, pn_error *err);
+int serve_workers_queued(workers *w);
 /* Finishes queued jobs, then joins the threads. */
-void workers_stop(workers *w);
+void serve_workers_stop(workers *w);
 
 #endif

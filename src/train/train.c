@@ -100,18 +100,16 @@ static pn_status setup_data(trainer *t, int size, int channels, const float *mea
     pn_status st = pn_dataset_scan(c->data_dir, &t->ds, err);
     if (st)
         return st;
-    int has_train = 0;
-    for (size_t i = 0; i < t->ds.n; i++)
-        has_train |= !strcmp(t->ds.samples[i].split, "train");
-    const char *split = has_train ? "train" : "";
-    st = c->folds > 0 ? fold_split(t, split, err)
-                      : pn_dataset_split(&t->ds, split, c->val_fraction, c->seed, &t->split, err);
+    st = c->folds > 0 ? fold_split(t, pn_dataset_holdout_folder(&t->ds), err)
+                      : pn_dataset_holdout_split(&t->ds, c->val_fraction, c->seed, &t->split, err);
+    if (!st && (t->split.n_val == 0 || t->split.n_train == 0))
+        st = pn_fail(err, PN_EINVAL, "too few images for a train/validation split");
     if (!st && t->classes == 3)
         st = check_subtypes(t, err);
-    if (st)
+    if (st) {
+        pn_error_prefix(err, st, "%s: ", c->data_dir);
         return st;
-    if (t->split.n_val == 0 || t->split.n_train == 0)
-        return pn_fail(err, PN_EINVAL, "%s: too few images for a train/validation split", c->data_dir);
+    }
     t->n_train = t->split.n_train;
     if (c->max_images > 0 && (size_t)c->max_images < t->split.n_train) {
         /* An evenly spaced subset keeps both classes (the list is sorted by class folder). */

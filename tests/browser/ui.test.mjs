@@ -17,6 +17,10 @@ const baseUrl = (process.env.PNEUMO_URL || '').replace(/\/+$/, '');
 const samplesDir = process.env.PNEUMO_SAMPLES_DIR || path.resolve(sourceDir, '..', 'shared', 'data', 'samples_orig');
 const shotsDir = process.env.PNEUMO_SCREENSHOTS || path.join(here, 'screenshots');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+// With a token, the server is HTTPS with a certificate made for the test: the
+// browser context is told to accept it; the page must ask for the token.
+const apiToken = process.env.PNEUMO_TOKEN || '';
+const authHeaders = apiToken ? { Authorization: 'Bearer ' + apiToken } : {};
 const RESULT_TIMEOUT_MS = 120000; // a full-size X-ray with Grad-CAM on 2 busy cores
 
 class CheckFailed extends Error {}
@@ -117,12 +121,31 @@ async function labelClass(page) {
   return page.getByTestId('result-label').getAttribute('data-class');
 }
 
+// The page asks for the token once per tab: a wrong one is refused and asked
+// for again, the right one is kept (sessionStorage) for every later request.
+async function enterToken(page, where) {
+  if (!apiToken) return;
+  const form = page.getByTestId('token-form');
+  await form.waitFor({ state: 'visible', timeout: 10000 });
+  check(true, `${where}: the page asks for the API token`);
+  await page.getByTestId('token-input').fill('wrong-token-' + apiToken.slice(0, 4));
+  await page.getByTestId('token-submit').click();
+  await page.getByTestId('token-wrong').waitFor({ state: 'visible', timeout: 10000 });
+  check(await form.isVisible(), `${where}: a wrong token is refused and asked for again`);
+  await page.getByTestId('token-input').fill(apiToken);
+  await page.getByTestId('token-input').press('Enter'); // the keyboard path; later focus checks need it
+  await form.waitFor({ state: 'hidden', timeout: 10000 });
+  check(true, `${where}: the right token is accepted`);
+}
+
 function floor3(p) {
   return Math.floor(p * 1000 + 1e-9) / 1000;
 }
 
 async function desktopChecks(browser, images) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 900 }, locale: 'en-US', ignoreHTTPSErrors: Boolean(apiToken),
+  });
   const page = await context.newPage();
   const problems = [];
   await watchPage(page, problems);
@@ -132,9 +155,10 @@ async function desktopChecks(browser, images) {
     check((await page.locator('html').getAttribute('lang')) === 'en', 'page starts in English for an en-US browser');
     check(/medical disclaimer/i.test(await text(page, 'disclaimer-title')), 'medical disclaimer heading is visible');
     check(/not a diagnostic device/i.test(await text(page, 'disclaimer-text')), 'disclaimer says it is not a diagnostic device');
+    await enterToken(page, 'desktop');
 
     // Model metrics and the stored threshold.
-    const modelResponse = await page.request.get(baseUrl + '/api/v1/model');
+    const modelResponse = await page.request.get(baseUrl + '/api/v1/model', { headers: authHeaders });
     check(modelResponse.ok(), 'GET /api/v1/model answers 200');
     const model = await modelResponse.json();
     await page.getByTestId('metrics-table').waitFor({ state: 'visible', timeout: 10000 });
@@ -143,6 +167,12 @@ async function desktopChecks(browser, images) {
     check(/validation/i.test(await text(page, 'metrics-caption')), 'metrics are labelled as validation figures');
     if (model.metrics && model.metrics.ci95 && model.metrics.ci95.accuracy) {
       check(/\d%?\s–\s\d/.test(await page.getByTestId('metric-accuracy').innerText()), 'accuracy row shows its 95% CI');
+      // No interval claims certainty: a zero-width one ("100.0% – 100.0%") is replaced.
+      for (const name of ['sensitivity', 'specificity', 'precision', 'accuracy']) {
+        const row = await page.getByTestId('metric-' + name).innerText();
+        const bounds = row.match(/(\d+(?:\.\d+)?)%\s–\s(\d+(?:\.\d+)?)%/);
+        check(bounds && Number(bounds[1]) < Number(bounds[2]), `${name} interval has width ("${row.replace(/\s+/g, ' ')}")`);
+      }
     }
     const sliderValue = Number(await page.getByTestId('threshold').inputValue());
     check(Math.abs(sliderValue - model.threshold) <= 0.005,
@@ -260,6 +290,7 @@ async function desktopChecks(browser, images) {
 async function phoneChecks(browser, image) {
   const context = await browser.newContext({
     viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, locale: 'pt-BR',
+    ignoreHTTPSErrors: Boolean(apiToken),
   });
   const page = await context.newPage();
   const problems = [];
@@ -270,7 +301,23 @@ async function phoneChecks(browser, image) {
     check((await page.locator('html').getAttribute('lang')) === 'pt-BR', 'phone: a pt-BR browser gets Portuguese by default');
     const box = await page.getByTestId('disclaimer').boundingBox();
     check(box && box.y + box.height <= 844, 'phone: the disclaimer is visible without scrolling');
+    await enterToken(page, 'phone');
+    // Portuguese all the way, server errors included (mapped from the status).
+    await page.getByTestId('file-input').setInputFiles({ name: 'nota.txt', mimeType: 'text/plain', buffer: Buffer.from('não é uma radiografia\n') });
+    await page.getByTestId('error').waitFor({ state: 'visible', timeout: RESULT_TIMEOUT_MS });
+    const errorPt = await text(page, 'error');
+    check(/Não foi possível analisar/.test(errorPt) && !/\b(the|is|neither|image)\b/i.test(errorPt),
+      `phone: a server error is shown in Portuguese only ("${errorPt}")`);
     await uploadAndWait(page, answers, () => page.getByTestId('file-input').setInputFiles(image));
+    // The verdict is in view after the upload, without the user scrolling.
+    const verdict = await page.getByTestId('result').boundingBox();
+    const scrolled = await page.evaluate(() => window.scrollY);
+    check(verdict && verdict.y >= 0 && verdict.y + Math.min(verdict.height, 844) <= 844 + 1,
+      `phone: the verdict is in the viewport after upload (top ${verdict && Math.round(verdict.y)}, height ${verdict && Math.round(verdict.height)}, page scrolled by ${scrolled}px)`);
+    const label = await page.getByTestId('result-label').boundingBox();
+    check(label && label.y >= 0 && label.y + label.height <= 844, 'phone: the NORMAL/PNEUMONIA label itself is on screen');
+    const resultPt = await text(page, 'result');
+    check(/PNEUMONIA|NORMAL|Pneumonia|Normal/.test(resultPt), 'phone: the result box shows the label');
     await page.getByTestId('heatmap').waitFor({ state: 'visible', timeout: 10000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(overflow <= 0, `phone: no horizontal scrolling (${overflow}px overflow)`);
@@ -279,6 +326,7 @@ async function phoneChecks(browser, image) {
     await page.screenshot({ path: path.join(shotsDir, 'phone-pt.png'), fullPage: true });
     await page.getByTestId('result').scrollIntoViewIfNeeded();
     await page.screenshot({ path: path.join(shotsDir, 'phone-pt-result.png') });
+    if (apiToken) check(!(await page.getByTestId('token-form').isVisible()), 'phone: the token was asked for once only');
     await expectNoProblems(page, problems, 'phone');
   } catch (e) {
     await page.screenshot({ path: path.join(shotsDir, 'failure-phone.png'), fullPage: true }).catch(() => {});

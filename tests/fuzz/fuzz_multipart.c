@@ -17,7 +17,7 @@ static void check_form(const multipart_form *f, const uint8_t *body, size_t len)
             abort();
         if (!memchr(p->name, 0, sizeof p->name) || !memchr(p->filename, 0, sizeof p->filename))
             abort();
-        if (multipart_find(f, p->name) > p)
+        if (serve_multipart_find(f, p->name) > p)
             abort(); /* the first part with a name is found */
         prev_end = p->data + p->size;
     }
@@ -42,12 +42,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(body, nl + 1, len);
     char boundary[80];
     pn_error err = {0};
-    pn_status st = multipart_boundary(type, boundary, sizeof boundary, &err);
+    pn_status st = serve_multipart_boundary(type, boundary, sizeof boundary, &err);
     fuzz_check_error(st, &err);
     if (!st) {
         multipart_form *form = malloc(sizeof *form);
         if (form) {
-            st = multipart_parse(body, len, boundary, form, &err);
+            st = serve_multipart_parse(body, len, boundary, form, &err);
             fuzz_check_error(st, &err);
             if (!st)
                 check_form(form, body, len);

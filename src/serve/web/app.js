@@ -9,6 +9,7 @@ const API = {
   predict: 'api/v1/predict',
 };
 const LANG_KEY = 'pneumo.lang';
+const TOKEN_KEY = 'pneumo.token'; // sessionStorage: this tab only, gone when it closes
 const LANGS = ['en', 'pt-BR'];
 
 const STRINGS = {
@@ -73,12 +74,28 @@ const STRINGS = {
     m_f1: 'F1 score',
     m_roc_auc: 'ROC AUC',
     m_pr_auc: 'PR AUC',
+    token_title: 'This server needs an access token',
+    token_hint: "Ask the server's operator for it. It is kept for this browser tab only.",
+    token_wrong: 'That token was not accepted.',
+    token_label: 'Access token',
+    token_submit: 'Continue',
     err_title: 'The image could not be analyzed',
     err_400: 'The file could not be read as an X-ray image.',
     err_413: 'The file is too large.',
     err_415: 'This file is not an image. Please choose a JPEG, PNG or DICOM file.',
     err_500: 'The server failed while analyzing the image.',
     err_503: 'The model is not available right now. Please try again shortly.',
+    ci_small: 'n too small',
+    err_401: 'The access token was not accepted.',
+    err_403: 'The server refused this request from this page.',
+    err_404: 'The server does not know this address.',
+    err_405: 'The server does not accept this kind of request here.',
+    w_color: 'Colour image: chest X-rays are grayscale, this may not be an X-ray.',
+    w_small: 'Very small image: the prediction may be unreliable.',
+    w_aspect: 'Unusual aspect ratio for a chest X-ray.',
+    w_nocam: 'The heat map (Grad-CAM) is not available for this model.',
+    w_camfail: 'The heat map (Grad-CAM) could not be drawn.',
+    w_other: 'The server reported a warning: {msg}',
     err_network: 'Could not reach the server.',
     err_other: 'Unexpected server response (HTTP {status}).',
     err_detail: 'Details: {msg}',
@@ -145,12 +162,28 @@ const STRINGS = {
     m_f1: 'Pontuação F1',
     m_roc_auc: 'AUC ROC',
     m_pr_auc: 'AUC PR',
+    token_title: 'Este servidor exige um token de acesso',
+    token_hint: 'Peça-o ao responsável pelo servidor. Ele fica guardado só nesta aba do navegador.',
+    token_wrong: 'Esse token não foi aceito.',
+    token_label: 'Token de acesso',
+    token_submit: 'Continuar',
     err_title: 'Não foi possível analisar a imagem',
     err_400: 'O arquivo não pôde ser lido como uma imagem de radiografia.',
     err_413: 'O arquivo é grande demais.',
     err_415: 'Este arquivo não é uma imagem. Escolha um arquivo JPEG, PNG ou DICOM.',
     err_500: 'O servidor falhou ao analisar a imagem.',
     err_503: 'O modelo não está disponível no momento. Tente novamente em instantes.',
+    ci_small: 'n pequeno demais',
+    err_401: 'O token de acesso não foi aceito.',
+    err_403: 'O servidor recusou este pedido vindo desta página.',
+    err_404: 'O servidor não conhece este endereço.',
+    err_405: 'O servidor não aceita este tipo de pedido aqui.',
+    w_color: 'Imagem colorida: radiografias de tórax são em tons de cinza; talvez não seja uma radiografia.',
+    w_small: 'Imagem muito pequena: a previsão pode não ser confiável.',
+    w_aspect: 'Proporção incomum para uma radiografia de tórax.',
+    w_nocam: 'O mapa de calor (Grad-CAM) não está disponível para este modelo.',
+    w_camfail: 'Não foi possível desenhar o mapa de calor (Grad-CAM).',
+    w_other: 'O servidor emitiu um aviso.',
     err_network: 'Não foi possível conectar ao servidor.',
     err_other: 'Resposta inesperada do servidor (HTTP {status}).',
     err_detail: 'Detalhes: {msg}',
@@ -355,6 +388,20 @@ function renderResult() {
   $('audit').textContent = t('audit_value', { id: audit.id });
 }
 
+// Server warnings are English; each known one has its text in every language.
+const WARNINGS = [
+  ['colour image', 'w_color'],
+  ['very small image', 'w_small'],
+  ['unusual aspect ratio', 'w_aspect'],
+  ['Grad-CAM is not available', 'w_nocam'],
+  ['Grad-CAM overlay failed', 'w_camfail'],
+];
+
+function warningText(text) {
+  const known = WARNINGS.find(([prefix]) => text.startsWith(prefix));
+  return known ? t(known[1]) : t('w_other', { msg: text });
+}
+
 function renderWarnings(warnings) {
   const list = $('warnings');
   list.replaceChildren();
@@ -367,7 +414,7 @@ function renderWarnings(warnings) {
   list.append(title);
   for (const text of items) {
     const li = document.createElement('li');
-    li.textContent = text; // server text, shown as sent
+    li.textContent = warningText(text);
     li.dataset.testid = 'warning';
     list.append(li);
   }
@@ -377,13 +424,37 @@ function renderError() {
   const error = state.error;
   $('error').hidden = !error;
   if (!error) return;
-  const known = [400, 413, 415, 500, 503];
+  const known = [400, 401, 403, 404, 405, 413, 415, 500, 503];
   let message;
   if (error.status === 0) message = t('err_network');
   else if (known.includes(error.status)) message = t('err_' + error.status);
   else message = t('err_other', { status: error.status });
   $('error-title').textContent = t('err_title') + '. ' + message;
-  $('error-detail').textContent = error.message ? t('err_detail', { msg: error.message }) : '';
+  // The server's own wording is English: shown as a detail in English only.
+  $('error-detail').textContent = error.message && state.lang === 'en' ? t('err_detail', { msg: error.message }) : '';
+}
+
+// 95% Wilson score interval of k successes in n trials.
+function wilson(k, n) {
+  const z = 1.959963984540054;
+  const p = k / n;
+  const denom = 1 + (z * z) / n;
+  const center = (p + (z * z) / (2 * n)) / denom;
+  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom;
+  return [Math.max(0, center - half), Math.min(1, center + half)];
+}
+
+// Models trained before pneumo replaced zero-width bootstrap intervals carry
+// them in their card ("100.0% – 100.0%"): the same rule here, from the
+// card's confusion counts (Wilson for proportions, else "n too small").
+function honestInterval(name, ci, metrics) {
+  if (!Array.isArray(ci) || ci.length !== 2 || typeof ci[0] !== 'number' || ci[1] - ci[0] > 1e-12) return ci;
+  const c = metrics.confusion || {};
+  const trials = {
+    sensitivity: [c.tp, c.tp + c.fn], specificity: [c.tn, c.tn + c.fp],
+    precision: [c.tp, c.tp + c.fp], accuracy: [c.tp + c.tn, c.tp + c.tn + c.fp + c.fn],
+  }[name];
+  return trials && trials[1] > 0 && Number.isFinite(trials[1]) ? wilson(trials[0], trials[1]) : [null, null];
 }
 
 function metricCells(name, kind, value, ci) {
@@ -398,7 +469,11 @@ function metricCells(name, kind, value, ci) {
   td.textContent = format(value);
   const tdCi = document.createElement('td');
   tdCi.className = 'num ci';
-  tdCi.textContent = Array.isArray(ci) && ci.length === 2 ? format(ci[0]) + ' – ' + format(ci[1]) : '—';
+  const known = Array.isArray(ci) && ci.length === 2;
+  // null bounds: the sample was too small for an interval (see pn_metrics_bootstrap).
+  tdCi.textContent = !known ? '—'
+    : typeof ci[0] === 'number' && typeof ci[1] === 'number' ? format(ci[0]) + ' – ' + format(ci[1])
+      : t('ci_small');
   row.append(th, td, tdCi);
   return row;
 }
@@ -419,7 +494,7 @@ function renderMetrics() {
   const metrics = model.metrics || {};
   const ci = metrics.ci95 || {};
   const rows = METRICS.filter(([name]) => typeof metrics[name] === 'number')
-    .map(([name, kind]) => metricCells(name, kind, metrics[name], ci[name]));
+    .map(([name, kind]) => metricCells(name, kind, metrics[name], honestInterval(name, ci[name], metrics)));
   $('metrics-rows').replaceChildren(...rows);
   body.hidden = false;
   status.hidden = rows.length > 0;
@@ -434,6 +509,44 @@ function renderMetrics() {
 
 // ---------- data ----------
 
+// Asks for the API token in the page's form; resolves with what was typed.
+function askToken(wrong) {
+  const form = $('token-form');
+  $('token-wrong').hidden = !wrong;
+  form.hidden = false;
+  $('token-input').focus();
+  return new Promise((resolve) => {
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      const token = $('token-input').value.trim();
+      if (!token) return;
+      form.hidden = true;
+      $('token-input').value = '';
+      resolve(token);
+    };
+  });
+}
+
+// fetch with the tab's API token; on 401 asks for a token and tries again.
+// Concurrent callers share one question.
+let pendingToken = null;
+async function apiFetch(url, options = {}) {
+  for (;;) {
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const headers = Object.assign({}, options.headers || {});
+    if (token) headers.Authorization = 'Bearer ' + token;
+    const response = await fetch(url, Object.assign({}, options, { headers }));
+    if (response.status !== 401) return response;
+    if (!pendingToken) {
+      pendingToken = askToken(Boolean(token)).then((typed) => {
+        sessionStorage.setItem(TOKEN_KEY, typed);
+        pendingToken = null;
+      });
+    }
+    await pendingToken;
+  }
+}
+
 async function readError(response) {
   try {
     const body = await response.json();
@@ -444,7 +557,7 @@ async function readError(response) {
 
 async function loadModel() {
   try {
-    const response = await fetch(API.model, { headers: { Accept: 'application/json' } });
+    const response = await apiFetch(API.model, { headers: { Accept: 'application/json' } });
     if (!response.ok) {
       state.modelError = (await readError(response)) || 'HTTP ' + response.status;
     } else {
@@ -490,7 +603,7 @@ async function analyze(file) {
   let result = null;
   let error = null;
   try {
-    const response = await fetch(API.predict + '?' + query, {
+    const response = await apiFetch(API.predict + '?' + query, {
       method: 'POST',
       headers: { 'Content-Type': file.type || 'application/octet-stream', Accept: 'application/json' },
       body: file,
@@ -509,6 +622,17 @@ async function analyze(file) {
   state.result = result;
   state.error = error;
   renderAll();
+  revealVerdict();
+}
+
+// On a phone the verdict card sits below the image: bring it into view, with
+// as little scrolling as needed (nothing moves when it is already visible).
+function revealVerdict() {
+  const card = $(state.result ? 'result' : 'error');
+  if (!card || card.hidden) return;
+  const box = card.getBoundingClientRect();
+  if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+  card.scrollIntoView({ block: box.height > window.innerHeight ? 'start' : 'nearest' });
 }
 
 // ---------- events ----------
