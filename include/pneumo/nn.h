@@ -112,6 +112,10 @@ pn_status pn_net_watched(pn_net *net, float **act, float **grad, int *c, int *h,
                          pn_error *err);
 /* Name of the last layer with spatial output (Grad-CAM default target). */
 const char *pn_net_last_conv_name(const pn_net *net);
+/* Name of the first layer whose output is one pixel (the global pooling that
+ * feeds the classifier): the network's feature vector, e.g. for the
+ * out-of-distribution gate. NULL when the network has none. */
+const char *pn_net_feature_layer_name(const pn_net *net);
 
 /* Prints the layer table: layer, kind, output shape, parameters, MACs. */
 void pn_net_print(const pn_net *net, FILE *out);

@@ -17,6 +17,7 @@ int pn_cmd_train(int argc, char **argv);
 int pn_cmd_cv(int argc, char **argv);
 int pn_cmd_evaluate(int argc, char **argv);
 int pn_cmd_predict(int argc, char **argv);
+int pn_cmd_ood(int argc, char **argv);
 int pn_cmd_data(int argc, char **argv);
 int pn_cmd_serve(int argc, char **argv);
 

@@ -11,6 +11,7 @@ static const pn_command commands[] = {
     {"cv", "patient-wise K-fold cross-validation: out-of-fold metrics, calibration, report", pn_cmd_cv},
     {"evaluate", "metrics with CIs, plots and an HTML report on a labelled folder", pn_cmd_evaluate},
     {"predict", "probability, label and optional Grad-CAM for image files or folders", pn_cmd_predict},
+    {"ood", "fit and store the out-of-distribution gate (not a chest X-ray) of a model file", pn_cmd_ood},
     {"serve", "HTTP prediction server: REST API, web page, metrics, audit log", pn_cmd_serve},
     {"audit", "export the prediction audit log of `pneumo serve` as CSV", pn_cmd_audit},
     {"data", "dataset statistics, augmentation grid, loader benchmark", pn_cmd_data},

@@ -164,6 +164,14 @@ const char *pn_net_last_conv_name(const pn_net *net)
     return NULL;
 }
 
+const char *pn_net_feature_layer_name(const pn_net *net)
+{
+    for (int i = 1; i < net->n_layers; i++)
+        if (net->layers[i].out.h == 1 && net->layers[i].out.w == 1 && !net->layers[i].fused_away)
+            return net->layers[i].name;
+    return NULL;
+}
+
 uint64_t pn_net_macs(const pn_net *net)
 {
     uint64_t total = 0;
