@@ -112,10 +112,11 @@ pn_status pn_net_watched(pn_net *net, float **act, float **grad, int *c, int *h,
                          pn_error *err);
 /* Name of the last layer with spatial output (Grad-CAM default target). */
 const char *pn_net_last_conv_name(const pn_net *net);
-/* Name of the first layer whose output is one pixel (the global pooling that
- * feeds the classifier): the network's feature vector, e.g. for the
- * out-of-distribution gate. NULL when the network has none. */
-const char *pn_net_feature_layer_name(const pn_net *net);
+/* Name of the last residual sum ([add]) whose output is input_size / stride
+ * pixels wide, else of the last layer of that width: a mid-level feature map
+ * (MobileNetV3-Small at stride 16: features.8), used by the out-of-
+ * distribution gate. NULL when no layer has that width. */
+const char *pn_net_layer_at_stride(const pn_net *net, int stride);
 
 /* Prints the layer table: layer, kind, output shape, parameters, MACs. */
 void pn_net_print(const pn_net *net, FILE *out);

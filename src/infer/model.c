@@ -256,6 +256,8 @@ void pn_model_free(pn_model *m)
         free(mb->input);
         free(mb->view);
         pn_ood_stats_free(&mb->ood);
+        free(mb->feat);
+        free(mb->feature_layer);
     }
     free(m->members);
     pn_ctx_destroy(m->ctx);

@@ -1,6 +1,6 @@
 /* The out-of-distribution gate at prediction time: cheap image checks
  * (colour, aspect ratio, intensity histogram) and the distance of each
- * member's feature vector (its global-pooling output) to the class-
+ * member's mid-level features (mean and spread per channel) to the class-
  * conditional Gaussians fitted on its training images (ood_fit.c).
  * docs/ood.md says what it promises. */
 #include <math.h>
@@ -32,21 +32,38 @@ static pn_status read_tensor(pn_st_file *f, const char *prefix, const char *name
     return pn_st_to_f32(*t, *out, err);
 }
 
+/* The feature layer: the file's <prefix>ood/layer (its name as bytes) when
+ * the member has statistics, else the default. */
+static pn_status feature_layer(pn_model_member *mb, const pn_st_tensor *t, pn_error *err)
+{
+    const char *def = pn_net_layer_at_stride(mb->net, PN_OOD_STRIDE);
+    if (t && (t->dtype != PN_ST_U8 || t->ndim != 1 || t->numel == 0 || t->numel > 200))
+        return pn_fail(err, PN_EFORMAT, "%s: %sood/layer must be a layer name (U8)", mb->path, mb->prefix);
+    if (!t && !def)
+        return PN_OK; /* no gate for this network */
+    mb->feature_layer = t ? strndup(t->data, t->numel) : strdup(def);
+    return mb->feature_layer ? PN_OK : pn_fail(err, PN_ENOMEM, "out of memory");
+}
+
 pn_status pn_ood_load_member(pn_model_member *mb, pn_st_file *f, pn_error *err)
 {
     pn_ood_stats *s = &mb->ood;
-    mb->feature_layer = pn_net_feature_layer_name(mb->net);
-    const pn_st_tensor *tm = NULL, *tp = NULL, *tt = NULL;
-    float *thr = NULL;
-    pn_status st = read_tensor(f, mb->prefix, "means", 0, &s->means, &tm, err);
+    char name[160];
+    snprintf(name, sizeof name, "%sood/layer", mb->prefix);
+    const pn_st_tensor *tl = pn_st_find(f, name), *tm = NULL, *tp = NULL, *tt = NULL;
+    pn_status st = feature_layer(mb, tl, err);
+    if (!st)
+        st = read_tensor(f, mb->prefix, "means", 0, &s->means, &tm, err);
     if (st || !tm)
         return st; /* no statistics: only the image checks run */
-    if (tm->ndim != 2 || !mb->feature_layer)
-        return pn_fail(err, PN_EFORMAT, "%s: %sood/means must be [classes][features] of a network with a pooled feature vector",
-                       mb->path, mb->prefix);
+    float *thr = NULL;
+    if (tm->ndim != 2 || !tl)
+        st = pn_fail(err, PN_EFORMAT, "%s: %sood/means must be [classes][features], with ood/layer", mb->path,
+                     mb->prefix);
     s->classes = (int)tm->shape[0];
     s->dim = (int)tm->shape[1];
-    st = read_tensor(f, mb->prefix, "precision", (size_t)s->dim * s->dim, &s->precision, &tp, err);
+    if (!st)
+        st = read_tensor(f, mb->prefix, "precision", (size_t)s->dim * s->dim, &s->precision, &tp, err);
     if (!st)
         st = read_tensor(f, mb->prefix, "threshold", 1, &thr, &tt, err);
     if (!st && (!tp || !tt))
@@ -126,25 +143,46 @@ const char *pn_ood_image_check(const pn_image *img)
     return NULL;
 }
 
+int pn_ood_features(pn_model_member *mb)
+{
+    float *act, *grad;
+    int c, h, w;
+    pn_error err = {0};
+    if (pn_net_watched(mb->net, &act, &grad, &c, &h, &w, &err))
+        return -1;
+    if (!mb->feat && !(mb->feat = malloc(2 * (size_t)c * sizeof *mb->feat)))
+        return -1;
+    size_t hw = (size_t)h * w;
+    for (int k = 0; k < c; k++) {
+        double s = 0, s2 = 0;
+        for (size_t p = 0; p < hw; p++) {
+            double v = act[p * c + k]; /* NHWC, image 0 = the identity view */
+            s += v;
+            s2 += v * v;
+        }
+        double mean = s / hw;
+        mb->feat[k] = (float)mean;
+        mb->feat[c + k] = (float)sqrt(fmax(0, s2 / hw - mean * mean));
+    }
+    return 2 * c;
+}
+
 /* Mean over members with statistics of distance / threshold; -1 without any. */
-static float feature_score(const pn_model *m)
+static float feature_score(pn_model *m)
 {
     double sum = 0;
     int n = 0;
     for (int i = 0; i < m->n_members; i++) {
         pn_model_member *mb = &m->members[i];
-        float *act, *grad;
-        int c, h, w;
-        pn_error err = {0};
-        if (!mb->ood.dim || pn_net_watched(mb->net, &act, &grad, &c, &h, &w, &err) || c * h * w != mb->ood.dim)
+        if (!mb->ood.dim || pn_ood_features(mb) != mb->ood.dim)
             continue;
-        sum += pn_ood_distance(&mb->ood, act) / mb->ood.threshold; /* view 0: the identity view */
+        sum += pn_ood_distance(&mb->ood, mb->feat) / mb->ood.threshold;
         n++;
     }
     return n ? (float)(sum / n) : -1.0f;
 }
 
-void pn_ood_judge(const pn_model *m, const pn_image *img, pn_prediction *out)
+void pn_ood_judge(pn_model *m, const pn_image *img, pn_prediction *out)
 {
     const char *why = pn_ood_image_check(img);
     out->ood_score = feature_score(m);

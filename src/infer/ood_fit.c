@@ -13,7 +13,7 @@
 /* The covariance is shrunk towards its mean variance times the identity:
  * S' = (1 - a) S + a tr(S)/d I, which keeps it invertible and the distance
  * stable along directions the training images barely vary in. */
-#define OOD_SHRINKAGE 0.1
+#define OOD_SHRINKAGE 0.01
 /* Threshold = the held-out quantile times a margin, so that chest X-rays of
  * the same kind taken at another time stay under about 1% refused. */
 #define OOD_HELDOUT_QUANTILE 0.995
@@ -268,9 +268,12 @@ static pn_status write_back(const pn_model *m, pn_st_file *f, const char *path, 
         if (!st) st = pn_st_writer_add_f32(w, name, PN_ST_F32, 2, shape_p, s->precision, err);
         snprintf(name, sizeof name, "%sood/threshold", mb->prefix);
         if (!st) st = pn_st_writer_add_f32(w, name, PN_ST_F32, 1, &one, &s->threshold, err);
+        int64_t len = (int64_t)strlen(mb->feature_layer);
+        snprintf(name, sizeof name, "%sood/layer", mb->prefix);
+        if (!st) st = pn_st_writer_add(w, name, PN_ST_U8, 1, &len, mb->feature_layer, err);
     }
     char rule[200];
-    snprintf(rule, sizeof rule, "Mahalanobis to class means, shrinkage %g; threshold = held-out %g quantile x %g",
+    snprintf(rule, sizeof rule, "mean and std per channel of ood/layer; Mahalanobis to class means, shrinkage %g; threshold = held-out %g quantile x %g",
              OOD_SHRINKAGE, OOD_HELDOUT_QUANTILE, OOD_MARGIN);
     if (!st) st = pn_st_writer_set_metadata(w, "ood_rule", rule, err);
     if (!st) st = pn_st_writer_save(w, path, err);

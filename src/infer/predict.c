@@ -97,19 +97,16 @@ pn_status pn_model_member_features(pn_model *m, int i, const pn_image *img, cons
                                    pn_error *err)
 {
     pn_model_member *mb = &m->members[i];
-    float *act, *grad;
-    int c, h, w;
     if (!mb->feature_layer)
         return pn_fail(err, PN_EUNSUPPORTED, "%s: %sthe network has no pooled feature vector", mb->path, mb->prefix);
     pn_status st = pn_net_watch(mb->net, mb->feature_layer, err);
     if (!st) st = preprocess(mb, img, 1, err);
     if (!st) st = pn_net_forward(mb->net, mb->input, 1, PN_FWD_INFER, err);
-    if (!st) st = pn_net_watched(mb->net, &act, &grad, &c, &h, &w, err);
     if (st)
         return st;
-    *feat = act;
-    *dim = c * h * w;
-    return PN_OK;
+    *dim = pn_ood_features(mb);
+    *feat = mb->feat;
+    return *dim > 0 ? PN_OK : pn_fail(err, PN_ENOMEM, "out of memory");
 }
 
 /* With letterboxing the image fills only a centred rectangle of the input

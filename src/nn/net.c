@@ -164,12 +164,18 @@ const char *pn_net_last_conv_name(const pn_net *net)
     return NULL;
 }
 
-const char *pn_net_feature_layer_name(const pn_net *net)
+const char *pn_net_layer_at_stride(const pn_net *net, int stride)
 {
-    for (int i = 1; i < net->n_layers; i++)
-        if (net->layers[i].out.h == 1 && net->layers[i].out.w == 1 && !net->layers[i].fused_away)
-            return net->layers[i].name;
-    return NULL;
+    int width = net->layers[0].out.w / stride, last = -1;
+    for (int i = net->n_layers - 1; i >= 1; i--) {
+        const pn_layer *l = &net->layers[i];
+        if (l->out.w != width || l->fused_away)
+            continue;
+        if (!strcmp(l->ops->kind, "add"))
+            return l->name;
+        last = last < 0 ? i : last;
+    }
+    return last < 0 ? NULL : net->layers[last].name;
 }
 
 uint64_t pn_net_macs(const pn_net *net)
