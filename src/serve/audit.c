@@ -29,13 +29,21 @@ static const char *const schema_sql =
     " width INTEGER, height INTEGER,"
     " model_id TEXT, model_version TEXT,"
     " probability REAL NOT NULL, threshold REAL NOT NULL, label TEXT NOT NULL,"
-    " latency_ms REAL, client_addr TEXT);"
+    " latency_ms REAL, client_addr TEXT,"
+    " out_of_distribution INTEGER NOT NULL DEFAULT 0, ood_score REAL NULL);"
     "CREATE INDEX IF NOT EXISTS predictions_time ON predictions(time_utc);";
 
 static const char *const insert_sql =
     "INSERT INTO predictions(time_utc, image_sha256, file_name, image_bytes, width, height,"
-    " model_id, model_version, probability, threshold, label, latency_ms, client_addr)"
-    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    " model_id, model_version, probability, threshold, label, latency_ms, client_addr,"
+    " out_of_distribution, ood_score)"
+    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+/* Version 1 logs gain the out-of-distribution gate's columns (rows before it: 0 and NULL). */
+static const char *const migrate_v1_sql =
+    "ALTER TABLE predictions ADD COLUMN out_of_distribution INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE predictions ADD COLUMN ood_score REAL NULL;"
+    "UPDATE schema_version SET version = 2;";
 
 void pn_audit_time_now(char *buf, size_t size)
 {
@@ -71,6 +79,10 @@ static pn_status init_schema(sqlite3 *db, const char *path, pn_error *err)
         snprintf(sql, sizeof sql, "INSERT INTO schema_version(version) VALUES(%d)", PN_AUDIT_SCHEMA_VERSION);
         ok = sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
         version = PN_AUDIT_SCHEMA_VERSION;
+    }
+    if (ok && version == 1) {
+        ok = sqlite3_exec(db, migrate_v1_sql, NULL, NULL, NULL) == SQLITE_OK;
+        version = 2;
     }
     if (!ok) {
         pn_status st_fail = sql_fail(err, db, path, "cannot create tables");
@@ -157,6 +169,11 @@ pn_status pn_audit_log(pn_audit *a, const pn_audit_record *r, int64_t *id, pn_er
     bind_text_or_null(st, 11, r->label);
     sqlite3_bind_double(st, 12, r->latency_ms);
     bind_text_or_null(st, 13, r->client_addr);
+    sqlite3_bind_int(st, 14, r->out_of_distribution);
+    if (r->ood_score >= 0)
+        sqlite3_bind_double(st, 15, r->ood_score);
+    else
+        sqlite3_bind_null(st, 15);
     pn_status result = PN_OK;
     if (sqlite3_step(st) != SQLITE_DONE)
         result = sql_fail(err, a->db, a->path, "insert failed");
@@ -259,8 +276,8 @@ pn_status pn_audit_export_csv(const char *path, const char *since, FILE *out, pn
     pn_status result = PN_OK;
     if (sqlite3_prepare_v2(db,
                            "SELECT id, time_utc, image_sha256, file_name, image_bytes, width, height, model_id,"
-                           " model_version, probability, threshold, label, latency_ms, client_addr"
-                           " FROM predictions WHERE time_utc >= ? ORDER BY id",
+                           " model_version, probability, threshold, label, latency_ms, client_addr,"
+                           " out_of_distribution, ood_score FROM predictions WHERE time_utc >= ? ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK) {
         result = sql_fail(err, db, path, "cannot read predictions");
     } else {
