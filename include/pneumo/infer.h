@@ -151,6 +151,8 @@ typedef struct pn_eval_set {
     const char **names;       /* [n] file paths (into ds) */
     size_t n, failed;         /* images evaluated, images unreadable */
     size_t warned;            /* images predicted with at least one warning */
+    size_t refused;           /* images the out-of-distribution gate refuses; they are
+                               * still scored, so the metrics cover all n images */
     double *cam_outside;      /* [n_cam] with cam_stats */
     size_t n_cam;
     pn_image tiles[PN_EVAL_MAX_TILES];
