@@ -8,7 +8,7 @@ what=${1:-all}
 build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
             libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev)
 # dcmtk: img2dcm, dcmodify, dump2dcm, dcmcjpeg, dcmcjpls, dcmcrle, dcm2pnm make and check the DICOM test files.
-test_pkgs=(libcmocka-dev python3-sklearn python3-numpy chromium curl dcmtk)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-skimage chromium curl dcmtk)
 # Node.js may come from another source (with npm bundled); install Debian's only when absent.
 command -v npm >/dev/null || test_pkgs+=(nodejs npm)
 # bench: the PyTorch peer and wrk; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON)

@@ -26,6 +26,16 @@ static void report_member(void *user, int i, const pn_ood_member_report *r)
             r->held_refused_by_checks, r->held_median_ratio);
 }
 
+void pn_cli_ood_fit(const char *model, const char *data, int threads)
+{
+    pn_ood_fit_options o = {.threads = threads, .progress = report_member};
+    pn_ood_fit_report rep;
+    pn_error err = {0};
+    if (pn_ood_fit(model, data, &o, &rep, &err))
+        fprintf(stderr, "warning: %s has no out-of-distribution gate statistics (%s); only the image checks "
+                        "will refuse images. `pneumo ood fit` adds them.\n", model, err.msg);
+}
+
 int pn_cmd_ood(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
