@@ -17,7 +17,7 @@
 /* Threshold = the held-out quantile times a margin, so that chest X-rays of
  * the same kind taken at another time stay under about 1% refused. */
 #define OOD_HELDOUT_QUANTILE 0.995
-#define OOD_MARGIN 1.25
+#define OOD_MARGIN 1.5
 #define OOD_DEFAULT_MAX_FIT 2000
 
 typedef struct member_split {
