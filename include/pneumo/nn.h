@@ -182,9 +182,9 @@ typedef struct pn_net_spec {
 pn_status pn_net_spec_from_metadata(struct pn_st_file *f, const char *path, pn_net_spec *spec,
                                     pn_error *err);
 /* Builds the network of spec and loads its tensors from an open file: those
- * named prefix + parameter name (prefix "" = the names without a '/'; other
- * parts of a model file, e.g. ensemble members "m0/..." or statistics
- * "ood/...", carry one). Unknown, missing, mis-shaped or non-finite tensors
+ * named prefix + a name without '/' (prefix "" = the names without a '/';
+ * other parts of a model file, e.g. ensemble members "m0/..." or statistics
+ * "ood/..." and "m0/ood/...", are not the network's). Unknown, missing, mis-shaped or non-finite tensors
  * are errors naming path. */
 pn_status pn_net_load_from(pn_ctx *ctx, struct pn_st_file *f, const char *path, const char *prefix,
                            const pn_net_spec *spec, pn_dtype precision, pn_net **out, pn_error *err);
