@@ -11,7 +11,7 @@ build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev lib
 # dcmtk: img2dcm, dcmodify, dump2dcm, dcmcjpeg, dcmcjpls, dcmcrle, dcm2pnm make and check the DICOM test files.
 # wrk and the sqlite3 shell: tests/serve_kill_test.sh (SIGKILL under load, integrity_check)
 # python3-onnx: the ONNX checker for exported graphs (tests/onnx_export_test.sh)
-test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-onnx chromium curl dcmtk wrk sqlite3 openssl)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-onnx chromium curl dcmtk wrk sqlite3 openssl python3-skimage)
 # Node.js may come from another source (with npm bundled); install Debian's only when absent.
 command -v npm >/dev/null || test_pkgs+=(nodejs npm)
 # bench: the PyTorch peer; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON, tests/fuzz/run-all.sh)

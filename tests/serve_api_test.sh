@@ -59,7 +59,23 @@ json_check 'assert d["id"] and 0 <= d["threshold"] <= 1 and d["input_size"] > 0'
 expect 200 GET /metrics
 
 expect 200 POST /api/v1/predict -H 'Content-Type: image/jpeg' --data-binary @"$jpeg"
-json_check 'assert 0 <= d["probability"] <= 1 and d["label"] in ("NORMAL", "PNEUMONIA") and d["audit"]["logged"] and d["image"]["width"] > 0 and "not a diagnostic device" in d["disclaimer"]'
+json_check 'assert 0 <= d["probability"] <= 1 and d["label"] in ("NORMAL", "PNEUMONIA") and d["audit"]["logged"] and d["image"]["width"] > 0 and "not a diagnostic device" in d["disclaimer"] and d["out_of_distribution"] is False'
+# The out-of-distribution gate: a blank image is refused (HTTP 200 without a
+# probability, recorded in the audit log) unless the request sets force=1.
+python3 - "$tmp/blank.png" <<'PY'
+import struct, sys, zlib
+w = h = 256
+raw = b"".join(b"\x00" + b"\x80" * w for _ in range(h))
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+                              + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+PY
+expect 200 POST /api/v1/predict -H 'Content-Type: image/png' --data-binary @"$tmp/blank.png"
+json_check 'assert d["out_of_distribution"] is True and "probability" not in d and "gradcam_png" not in d and d["label"] == "OUT-OF-DISTRIBUTION" and d["ood_reason"] and d["audit"]["logged"]'
+python3 -c "import json; print(json.load(open('$tmp/body'))['audit']['id'])" > "$tmp/ood_id"
+expect 200 POST '/api/v1/predict?force=1' -F "file=@$tmp/blank.png"
+json_check 'assert d["out_of_distribution"] is True and 0 <= d["probability"] <= 1 and d["label"] in ("NORMAL", "PNEUMONIA")'
+expect 400 POST '/api/v1/predict?force=maybe' -H 'Content-Type: image/png' --data-binary @"$tmp/blank.png"
 expect 200 POST '/api/v1/predict?gradcam=1&threshold=0.25' -F "file=@$normal"
 json_check 'import base64; assert base64.b64decode(d["gradcam_png"])[:8] == b"\x89PNG\r\n\x1a\n" and d["threshold"] == 0.25 and d["audit"]["logged"]'
 expect 400 POST '/api/v1/predict?threshold=2' -H 'Content-Type: image/jpeg' --data-binary @"$jpeg"
@@ -109,6 +125,8 @@ for code_file in glob.glob(f"{tmp}/load.*.code"):
     assert abs(float(row["probability"]) - d["probability"]) < 1e-5 and row["label"] == d["label"]
     answered += 1
 assert answered > 0, "no request was answered during the load phase"
+refused = rows[int(open(f"{tmp}/ood_id").read())]
+assert refused["out_of_distribution"] == "1" and refused["label"] == "OUT-OF-DISTRIBUTION", refused
 print(f"{answered} answered under load, all {answered} in the audit log ({len(rows)} rows in total)")
 PY
 "$bin" audit export --db "$tmp/audit.db" --since 2999-01-01 --csv | python3 -c 'import sys; assert len(sys.stdin.read().splitlines()) == 1' \

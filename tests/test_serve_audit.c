@@ -21,7 +21,7 @@ static pn_audit_record record(const char *file_name, double p)
     return (pn_audit_record){.image_sha256 = "ab12", .file_name = file_name, .image_bytes = 1234,
                              .width = 224, .height = 200, .model_id = "m1", .model_version = "v1",
                              .probability = p, .threshold = 0.5, .label = p >= 0.5 ? "PNEUMONIA" : "NORMAL",
-                             .latency_ms = 12.5, .client_addr = "127.0.0.1"};
+                             .latency_ms = 12.5, .client_addr = "127.0.0.1", .ood_score = -1};
 }
 
 static char *export_csv(const char *path, const char *since, pn_status *st, pn_error *err)
@@ -65,7 +65,7 @@ static void test_rows_and_schema(void **state)
     sqlite3_bind_int64(st, 1, id2);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), 3);
-    assert_string_equal((const char *)sqlite3_column_text(st, 1), "2");
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "3");
     assert_int_equal(sqlite3_column_int(st, 2), 1);
     assert_string_equal((const char *)sqlite3_column_text(st, 3), "wal");
     sqlite3_finalize(st);
@@ -88,15 +88,15 @@ static void test_csv_quoting(void **state)
     char *csv = export_csv(path, NULL, &st, &err);
     assert_int_equal(st, PN_OK);
     const char *header = "id,time_utc,image_sha256,file_name,image_bytes,width,height,model_id,model_version,"
-                         "probability,threshold,label,latency_ms,client_addr,client_info\r\n";
+                         "probability,threshold,label,latency_ms,client_addr,client_info,out_of_distribution,ood_score\r\n";
     assert_memory_equal(csv, header, strlen(header));
     const char *row1 = csv + strlen(header);
     assert_memory_equal(row1, "1,", 2);
     /* Quoted field, doubled quotes, embedded newline kept. */
     assert_non_null(strstr(row1, ",ab12,\"scan, \"\"left\"\"\nview.png\",1234,224,200,m1,v1,0.75,0.5,PNEUMONIA,"
-                                 "12.5,127.0.0.1,1\r\n2,"));
+                                 "12.5,127.0.0.1,1,0,\r\n2,"));
     /* NULL file name is an empty field. */
-    assert_non_null(strstr(row1, ",ab12,,1234,224,200,m1,v1,0.25,0.5,NORMAL,12.5,127.0.0.1,1\r\n"));
+    assert_non_null(strstr(row1, ",ab12,,1234,224,200,m1,v1,0.25,0.5,NORMAL,12.5,127.0.0.1,1,0,\r\n"));
     free(csv);
 }
 
@@ -140,6 +140,51 @@ static void test_since_filter(void **state)
         assert_int_equal(st, PN_EINVAL);
         assert_non_null(strstr(err.msg, "--since"));
     }
+}
+
+/* A version 1 log (before the out-of-distribution gate) gains the gate's
+ * columns on open, its rows keep their values, and new rows record the gate. */
+static void test_migrate_v1(void **state)
+{
+    (void)state;
+    const char *path = db_path("v1-gate.db");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+                                  "INSERT INTO schema_version VALUES(1);"
+                                  "CREATE TABLE predictions(id INTEGER PRIMARY KEY, time_utc TEXT NOT NULL,"
+                                  " image_sha256 TEXT NOT NULL, file_name TEXT NULL, image_bytes INTEGER NOT NULL,"
+                                  " width INTEGER, height INTEGER, model_id TEXT, model_version TEXT,"
+                                  " probability REAL NOT NULL, threshold REAL NOT NULL, label TEXT NOT NULL,"
+                                  " latency_ms REAL, client_addr TEXT);"
+                                  "INSERT INTO predictions VALUES(1,'2026-01-01T00:00:00.000Z','aa',NULL,1,1,1,"
+                                  "'m','v',0.5,0.5,'PNEUMONIA',1,'x');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    pn_audit *a;
+    pn_error err = {0};
+    assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
+    pn_audit_record r = record("x.png", 0.9);
+    r.label = "OUT-OF-DISTRIBUTION";
+    r.out_of_distribution = 1;
+    r.ood_score = 3.5;
+    assert_int_equal(pn_audit_log(a, &r, NULL, &err), PN_OK);
+    pn_audit_close(a);
+    pn_status st;
+    char *csv = export_csv(path, NULL, &st, &err);
+    assert_int_equal(st, PN_OK);
+    assert_non_null(strstr(csv, ",PNEUMONIA,1,x,1,0,\r\n2,"));
+    assert_non_null(strstr(csv, ",OUT-OF-DISTRIBUTION,12.5,127.0.0.1,1,1,3.5\r\n"));
+    free(csv);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(version) FROM schema_version", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "3");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
 }
 
 static void test_missing_database(void **state)
@@ -269,7 +314,7 @@ static void test_migration_from_schema_1(void **state)
     pn_error err = {0};
     char *csv = export_csv(path, NULL, &st, &err);
     assert_int_equal(st, PN_OK);
-    assert_non_null(strstr(csv, ",cd34,jane-doe.png,99,10,20,m0,v0,0.8,0.5,PNEUMONIA,3.5,10.0.0.7,\r\n"));
+    assert_non_null(strstr(csv, ",cd34,jane-doe.png,99,10,20,m0,v0,0.8,0.5,PNEUMONIA,3.5,10.0.0.7,,,\r\n"));
     free(csv);
 
     pn_audit *a;
@@ -284,9 +329,9 @@ static void test_migration_from_schema_1(void **state)
     pn_audit_close(a);
     csv = export_csv(path, NULL, &st, &err);
     assert_int_equal(st, PN_OK);
-    assert_non_null(strstr(csv, ",cd34,jane-doe.png,99,10,20,m0,v0,0.8,0.5,PNEUMONIA,3.5,10.0.0.7,1\r\n"));
-    assert_non_null(strstr(csv, ",ef56,,98,10,20,m0,v0,0.2,0.5,NORMAL,3.5,,0\r\n"));
-    assert_non_null(strstr(csv, ",ab12,,1234,224,200,m1,v1,0.4,0.5,NORMAL,12.5,,0\r\n"));
+    assert_non_null(strstr(csv, ",cd34,jane-doe.png,99,10,20,m0,v0,0.8,0.5,PNEUMONIA,3.5,10.0.0.7,1,0,\r\n"));
+    assert_non_null(strstr(csv, ",ef56,,98,10,20,m0,v0,0.2,0.5,NORMAL,3.5,,0,0,\r\n"));
+    assert_non_null(strstr(csv, ",ab12,,1234,224,200,m1,v1,0.4,0.5,NORMAL,12.5,,0,0,\r\n"));
     free(csv);
     /* Opening again migrates nothing. */
     assert_int_equal(pn_audit_open(path, &a, &err), PN_OK);
@@ -300,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_rows_and_schema),
         cmocka_unit_test(test_csv_quoting),
         cmocka_unit_test(test_since_filter),
+        cmocka_unit_test(test_migrate_v1),
         cmocka_unit_test(test_missing_database),
         cmocka_unit_test(test_csv_formula_injection),
         cmocka_unit_test(test_prune),

@@ -16,7 +16,7 @@
 
 #include "pneumo/error.h"
 
-#define PN_AUDIT_SCHEMA_VERSION 2
+#define PN_AUDIT_SCHEMA_VERSION 3
 
 typedef struct pn_audit pn_audit;
 
@@ -27,9 +27,11 @@ typedef struct pn_audit_record {
     int width, height;
     const char *model_id, *model_version;
     double probability, threshold;
-    const char *label;         /* "PNEUMONIA" or "NORMAL" */
+    const char *label;         /* "PNEUMONIA", "NORMAL" or "OUT-OF-DISTRIBUTION" */
     double latency_ms;
     const char *client_addr;   /* NULL when not kept */
+    int out_of_distribution;   /* the gate refused the image (the probability is kept for the audit) */
+    double ood_score;          /* the gate's score, < 0 when the model has no gate statistics */
 } pn_audit_record;
 
 /* Opens (creating if needed) the audit database at path, migrating an older

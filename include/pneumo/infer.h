@@ -43,6 +43,14 @@ typedef struct pn_prediction {
     int cam_size;
     int n_warnings;
     char warnings[PN_MAX_WARNINGS][160];
+    /* The out-of-distribution gate (docs/ood.md): out_of_distribution is 1
+     * when the image does not look like a frontal chest X-ray like the
+     * training data; ood_reason then says why. ood_score is the mean over
+     * members of feature distance / the member's threshold (> 1 refuses), or
+     * -1 when the model file has no gate statistics (only the image checks ran). */
+    int out_of_distribution;
+    float ood_score;
+    char ood_reason[96];
 } pn_prediction;
 
 /* path NULL = the bundled default model (models/default.safetensors). threads
@@ -96,6 +104,33 @@ void pn_prediction_clear(pn_prediction *p);
  * pn_history_free releases the columns. */
 int pn_model_history(const pn_model *m, pn_history *out);
 
+/* ---- The out-of-distribution gate (docs/ood.md) ------------------------ */
+typedef struct pn_ood_member_report {
+    size_t n_fit, n_held;          /* images the Gaussians / the threshold were computed on */
+    size_t fit_refused_by_checks;  /* training images the image checks refuse (left out) */
+    size_t held_refused_by_checks; /* held-out images the image checks refuse */
+    size_t held_refused_by_score;  /* held-out images over the threshold */
+    float threshold, held_median_ratio; /* squared distance; median held-out distance / threshold */
+    int dim;
+} pn_ood_member_report;
+typedef struct pn_ood_fit_options {
+    int threads;          /* 0 = all cores */
+    int max_fit_images;   /* training images per member the Gaussians are fitted on (0: 2000, evenly spaced) */
+    void (*progress)(void *user, int member, const struct pn_ood_member_report *r);
+    void *user;
+} pn_ood_fit_options;
+typedef struct pn_ood_fit_report {
+    int n_members;
+    pn_ood_member_report members[PN_MODEL_MAX_MEMBERS];
+} pn_ood_fit_report;
+/* Fits and stores the gate of the model file at model_path (rewritten in
+ * place, atomically): for each member, Gaussians on its training images and
+ * a threshold on its held-out images of the dataset data_dir, both as the
+ * member's recipe split them (folds/fold/seed of a cv fold, else
+ * val_fraction/seed). data_dir must be the dataset the model was trained on. */
+pn_status pn_ood_fit(const char *model_path, const char *data_dir, const pn_ood_fit_options *o,
+                     pn_ood_fit_report *rep, pn_error *err);
+
 /* ---- Evaluating a labelled folder -------------------------------------- */
 
 #define PN_EVAL_MAX_TILES 16
@@ -127,6 +162,8 @@ typedef struct pn_eval_set {
     const char **names;       /* [n] file paths (into ds) */
     size_t n, failed;         /* images evaluated, images unreadable */
     size_t warned;            /* images predicted with at least one warning */
+    size_t refused;           /* images the out-of-distribution gate refuses; they are
+                               * still scored, so the metrics cover all n images */
     double *cam_outside;      /* [n_cam] with cam_stats */
     size_t n_cam;
     pn_image tiles[PN_EVAL_MAX_TILES];

@@ -112,6 +112,11 @@ pn_status pn_net_watched(pn_net *net, float **act, float **grad, int *c, int *h,
                          pn_error *err);
 /* Name of the last layer with spatial output (Grad-CAM default target). */
 const char *pn_net_last_conv_name(const pn_net *net);
+/* Name of the last residual sum ([add]) whose output is input_size / stride
+ * pixels wide, else of the last layer of that width: a mid-level feature map
+ * (MobileNetV3-Small at stride 16: features.8), used by the out-of-
+ * distribution gate. NULL when no layer has that width. */
+const char *pn_net_layer_at_stride(const pn_net *net, int stride);
 
 /* Prints the layer table: layer, kind, output shape, parameters, MACs. */
 void pn_net_print(const pn_net *net, FILE *out);
@@ -226,9 +231,9 @@ typedef struct pn_net_spec {
 pn_status pn_net_spec_from_metadata(struct pn_st_file *f, const char *path, pn_net_spec *spec,
                                     pn_error *err);
 /* Builds the network of spec and loads its tensors from an open file: those
- * named prefix + parameter name (prefix "" = the names without a '/'; other
- * parts of a model file, e.g. ensemble members "m0/..." or statistics
- * "ood/...", carry one). Unknown, missing, mis-shaped or non-finite tensors
+ * named prefix + a name without '/' (prefix "" = the names without a '/';
+ * other parts of a model file, e.g. ensemble members "m0/..." or statistics
+ * "ood/..." and "m0/ood/...", are not the network's). Unknown, missing, mis-shaped or non-finite tensors
  * are errors naming path. */
 pn_status pn_net_load_from(pn_ctx *ctx, struct pn_st_file *f, const char *path, const char *prefix,
                            const pn_net_spec *spec, pn_dtype precision, pn_net **out, pn_error *err);

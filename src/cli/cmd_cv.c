@@ -28,6 +28,9 @@ static int cross_validate(const pn_train_config *c)
         printf("three classes: accuracy %.4f, macro ROC AUC %.4f\n", r.accuracy3, r.macro_auc3);
     printf("report: %s/report/report.html, %s/cv.json; the fold models as one: %s/ensemble.safetensors (%.0f s)\n",
            r.dir, r.dir, r.dir, r.seconds);
+    char ensemble[4200];
+    snprintf(ensemble, sizeof ensemble, "%s/ensemble.safetensors", r.dir);
+    pn_cli_ood_fit(ensemble, c->data_dir, c->threads);
     return 0;
 }
 

@@ -97,6 +97,7 @@ static int write_outputs(const pn_model *model, const char *dir, const pn_eval_s
         json_object_set_new(j, "data", json_string(dir));
         json_object_set_new(j, "images_unreadable", json_integer((json_int_t)r->failed));
         json_object_set_new(j, "images_with_warnings", json_integer((json_int_t)r->warned));
+        json_object_set_new(j, "images_out_of_distribution", json_integer((json_int_t)r->refused));
         int rc = json_dump_file(j, json_path, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         json_decref(j);
         if (rc)
@@ -159,6 +160,8 @@ int pn_cmd_evaluate(int argc, char **argv)
         goto fail;
     cli_progress_update(&progress, 1, "%zu images evaluated, %zu unreadable, %zu with warnings", r.n, r.failed,
                         r.warned);
+    fprintf(stderr, "%zu of %zu images refused by the out-of-distribution gate (%.2f%%); the metrics include them "
+                    "(pneumo predict withholds their probability)\n", r.refused, r.n, r.n ? 100.0 * r.refused / r.n : 0.0);
     if (pn_classification_report(&r.metrics, &report, &err))
         goto fail;
     print_summary(&r.metrics, &r.ci, report);

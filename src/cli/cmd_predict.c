@@ -24,6 +24,7 @@ typedef struct predict_opts {
     float threshold;
     out_format format;
     int threads, tta;
+    int force; /* give the probability of refused (out-of-distribution) images too */
 } predict_opts;
 
 typedef struct file_list {
@@ -34,10 +35,12 @@ typedef struct file_list {
 static int usage(FILE *out)
 {
     fprintf(out, "usage: pneumo predict [--model FILE] [--threshold T] [--format table|csv|json]\n"
-                 "                      [--gradcam DIR] [--threads N] [--tta N] PATH...\n"
+                 "                      [--gradcam DIR] [--threads N] [--tta N] [--force] PATH...\n"
                  "--tta N: average N test-time views per network (1 = none; default: the model's choice).\n"
                  "Three-class models also give P(NORMAL), P(BACTERIAL), P(VIRAL) (CSV and JSON).\n"
                  "PATH: image files (JPEG, PNG, DICOM) or folders (searched recursively; .jpg .jpeg .png .dcm).\n"
+                 "Images that do not look like a frontal chest X-ray are refused (label OUT-OF-DISTRIBUTION,\n"
+                 "no probability) unless --force is given; see docs/ood.md.\n"
                  PN_DISCLAIMER "\n");
     return out == stdout ? 0 : 2;
 }
@@ -103,31 +106,53 @@ static void write_overlay(const predict_opts *o, const char *path, const pn_pred
     pn_image_free(&img);
 }
 
+/* The gate's fields of a JSON row; the probability only when answered. */
+static json_t *json_row(const predict_opts *o, const char *path, const pn_prediction *p, const char *label,
+                        const char *warn, int answered)
+{
+    json_t *row = json_pack("{s:s, s:s, s:f, s:s, s:b}", "file", path, "label", label, "threshold",
+                            o->threshold, "warnings", warn, "out_of_distribution", p->out_of_distribution);
+    json_object_set_new(row, "ood_score", p->ood_score >= 0 ? json_real(p->ood_score) : json_null());
+    if (p->out_of_distribution)
+        json_object_set_new(row, "ood_reason", json_string(p->ood_reason));
+    if (answered)
+        json_object_set_new(row, "probability", json_real(p->probability));
+    if (answered && p->n_classes == 3)
+        json_object_set_new(row, "classes", json_pack("{s:f, s:f, s:f}", "NORMAL", p->class_prob[0],
+                                                      "BACTERIAL", p->class_prob[1], "VIRAL", p->class_prob[2]));
+    return row;
+}
+
 static void print_row(const predict_opts *o, json_t *arr, const char *path, const pn_prediction *p,
                       const char *error)
 {
-    const char *label = error ? "" : p->probability >= o->threshold ? "PNEUMONIA" : "NORMAL";
-    char warn[PN_MAX_WARNINGS * 162] = "";
+    int answered = !error && (!p->out_of_distribution || o->force);
+    const char *label = error                     ? ""
+                        : p->out_of_distribution && !o->force ? "OUT-OF-DISTRIBUTION"
+                        : p->probability >= o->threshold        ? "PNEUMONIA"
+                                                                : "NORMAL";
+    char warn[PN_MAX_WARNINGS * 162 + 128] = "", prob[32] = "", score[32] = "";
+    if (!error && p->out_of_distribution)
+        snprintf(warn, sizeof warn, "does not look like a chest X-ray: %s", p->ood_reason);
     for (int i = 0; !error && i < p->n_warnings; i++)
-        snprintf(warn + strlen(warn), sizeof warn - strlen(warn), "%s%s", i ? "; " : "", p->warnings[i]);
+        snprintf(warn + strlen(warn), sizeof warn - strlen(warn), "%s%s", warn[0] ? "; " : "", p->warnings[i]);
+    if (answered)
+        snprintf(prob, sizeof prob, "%.6f", p->probability);
+    if (!error && p->ood_score >= 0)
+        snprintf(score, sizeof score, "%.4f", p->ood_score);
     if (o->format == FMT_JSON) {
-        json_t *row = error ? json_pack("{s:s, s:s}", "file", path, "error", error)
-                            : json_pack("{s:s, s:f, s:s, s:f, s:s}", "file", path, "probability",
-                                        p->probability, "label", label, "threshold", o->threshold, "warnings", warn);
-        if (!error && p->n_classes == 3)
-            json_object_set_new(row, "classes", json_pack("{s:f, s:f, s:f}", "NORMAL", p->class_prob[0],
-                                                          "BACTERIAL", p->class_prob[1], "VIRAL", p->class_prob[2]));
-        json_array_append_new(arr, row);
+        json_array_append_new(arr, error ? json_pack("{s:s, s:s}", "file", path, "error", error)
+                                         : json_row(o, path, p, label, warn, answered));
     } else if (o->format == FMT_CSV) {
-        printf("\"%s\",%s%.6f,%s,%.4f,\"%s\"", path, "", error ? 0.0 : p->probability, label,
-               o->threshold, error ? error : warn);
-        for (int k = 0; !error && p->n_classes == 3 && k < 3; k++)
+        printf("\"%s\",%s,%s,%.4f,%s,%s,\"%s\"", path, prob, label, o->threshold,
+               error ? "" : p->out_of_distribution ? "true" : "false", score, error ? error : warn);
+        for (int k = 0; answered && p->n_classes == 3 && k < 3; k++)
             printf(",%.6f", p->class_prob[k]);
         printf("\n");
     } else if (error) {
-        printf("%-50s %-11s %-9s %s\n", path, "ERROR", "", error);
+        printf("%-50s %-11s %-9s %-8s %s\n", path, "ERROR", "", "", error);
     } else {
-        printf("%-50s %-11.4f %-9s %s\n", path, p->probability, label, warn);
+        printf("%-50s %-11.11s %-9s %-8s %s\n", path, answered ? prob : "-", label, score[0] ? score : "-", warn);
     }
 }
 
@@ -145,6 +170,7 @@ static int parse(int argc, char **argv, predict_opts *o, file_list *files)
         PN_OPT_FLOAT("threshold", &o->threshold, 0, 1),
         PN_OPT_INT("threads", &o->threads, 1, 1024),
         PN_OPT_INT("tta", &o->tta, 1, PN_TTA_MAX_VIEWS),
+        PN_OPT_FLAG("force", &o->force, 1),
         PN_OPT_CHOICE("format", &format, format_choices),
         PN_OPT_END,
     };
@@ -171,10 +197,10 @@ static int predict_files(pn_model *m, const predict_opts *o, const file_list *fi
 {
     json_t *arr = o->format == FMT_JSON ? json_array() : NULL;
     if (o->format == FMT_CSV)
-        printf("file,probability,label,threshold,warnings%s\n",
+        printf("file,probability,label,threshold,out_of_distribution,ood_score,warnings%s\n",
                pn_model_classes(m) == 3 ? ",p_normal,p_bacterial,p_viral" : "");
     else if (o->format == FMT_TABLE)
-        printf("%-50s %-11s %-9s %s\n", "file", "P(pneum.)", "label", "warnings");
+        printf("%-50s %-11s %-9s %-8s %s\n", "file", "P(pneum.)", "label", "ood", "warnings");
     int failed = 0, tty = isatty(2) && files->n > 20;
     for (size_t i = 0; i < files->n; i++) {
         pn_prediction p;

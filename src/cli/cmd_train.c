@@ -204,6 +204,7 @@ static int train(const pn_train_config *c)
            r.model_path, r.best_epoch, r.seconds, r.split_kind, "at the stored threshold", r.val_auc,
            r.val_sensitivity, r.val_specificity, r.val_accuracy, r.val_balanced_accuracy, r.threshold,
            c->target_sensitivity, r.threshold_youden, r.temperature);
+    pn_cli_ood_fit(r.model_path, c->data_dir, c->threads);
     return 0;
 }
 

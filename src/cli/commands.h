@@ -18,6 +18,7 @@ int pn_cmd_cv(int argc, char **argv);
 int pn_cmd_evaluate(int argc, char **argv);
 int pn_cmd_predict(int argc, char **argv);
 int pn_cmd_export(int argc, char **argv);
+int pn_cmd_ood(int argc, char **argv);
 int pn_cmd_data(int argc, char **argv);
 int pn_cmd_serve(int argc, char **argv);
 
@@ -28,6 +29,11 @@ struct pn_train_progress;
 int pn_cli_train_main(int argc, char **argv, struct pn_train_config defaults,
                       int (*run)(const struct pn_train_config *c));
 void pn_cli_train_progress(void *user, const struct pn_train_progress *p);
+/* Fits and stores the out-of-distribution gate of a model file trained on
+ * data (train and cv call it on what they write), printing each member's
+ * report; when it cannot (e.g. too few held-out images) a warning says so
+ * and the model keeps only the image checks. */
+void pn_cli_ood_fit(const char *model, const char *data, int threads);
 /* Installs the SIGINT handler; the flag it sets. */
 volatile int *pn_cli_stop_flag(void);
 

@@ -12,6 +12,7 @@ static const pn_command commands[] = {
     {"evaluate", "metrics with CIs, plots and an HTML report on a labelled folder", pn_cmd_evaluate},
     {"predict", "probability, label and optional Grad-CAM for image files or folders", pn_cmd_predict},
     {"export", "write a model as an ONNX graph for another runtime (ONNX Runtime, ...)", pn_cmd_export},
+    {"ood", "fit and store the out-of-distribution gate (not a chest X-ray) of a model file", pn_cmd_ood},
     {"serve", "HTTP prediction server: REST API, web page, metrics, audit log", pn_cmd_serve},
     {"audit", "export the prediction audit log of `pneumo serve` as CSV", pn_cmd_audit},
     {"data", "dataset statistics, augmentation grid, loader benchmark", pn_cmd_data},

@@ -107,6 +107,7 @@ static int evaluate_one(pn_model *m, const pn_sample *s, const pn_eval_options *
         if (o->warned)
             o->warned(o->user, s->path, &p);
     }
+    r->refused += p.out_of_distribution != 0;
     if (p.cam)
         r->cam_outside[r->n_cam++] = pn_cam_fraction_outside(p.cam, p.cam_size, 0.1f, 0.1f, 0.9f, 0.9f);
     pn_prediction_clear(&p);

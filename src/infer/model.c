@@ -155,6 +155,7 @@ static pn_status load_member_net(pn_model *m, pn_model_member *mb, pn_st_file *f
     pn_status st = pn_net_load_from(m->ctx, f, mb->path, mb->prefix, &mb->spec, PN_F32, &mb->net, err);
     if (!st) st = check_member(mb, err);
     if (!st) st = pn_net_fuse_for_inference(mb->net, err);
+    if (!st) st = pn_ood_load_member(mb, f, err);
     if (st)
         return st;
     size_t plane = (size_t)mb->spec.input_size * mb->spec.input_size;
@@ -254,6 +255,9 @@ void pn_model_free(pn_model *m)
         free(mb->arch);
         free(mb->input);
         free(mb->view);
+        pn_ood_stats_free(&mb->ood);
+        free(mb->feat);
+        free(mb->feature_layer);
     }
     free(m->members);
     pn_ctx_destroy(m->ctx);

@@ -93,6 +93,22 @@ static pn_status model_probability(pn_model *m, const pn_image *img, pn_predicti
     return PN_OK;
 }
 
+pn_status pn_model_member_features(pn_model *m, int i, const pn_image *img, const float **feat, int *dim,
+                                   pn_error *err)
+{
+    pn_model_member *mb = &m->members[i];
+    if (!mb->feature_layer)
+        return pn_fail(err, PN_EUNSUPPORTED, "%s: %sthe network has no pooled feature vector", mb->path, mb->prefix);
+    pn_status st = pn_net_watch(mb->net, mb->feature_layer, err);
+    if (!st) st = preprocess(mb, img, 1, err);
+    if (!st) st = pn_net_forward(mb->net, mb->input, 1, PN_FWD_INFER, err);
+    if (st)
+        return st;
+    *dim = pn_ood_features(mb);
+    *feat = mb->feat;
+    return *dim > 0 ? PN_OK : pn_fail(err, PN_ENOMEM, "out of memory");
+}
+
 /* With letterboxing the image fills only a centred rectangle of the input
  * (as pn_image_resize places it): keep that part of the map, stretched back
  * to the square, so the map lies over the image the way squash maps do. */
@@ -168,6 +184,8 @@ pn_status pn_model_predict_image(pn_model *m, const pn_image *img, int want_cam,
     out->is_color = img->is_color;
     image_warnings(img, out);
     pn_status st = model_probability(m, img, out, err);
+    if (!st)
+        pn_ood_judge(m, img, out);
     /* compute_cam reads each member's identity view, which holds this image */
     if (!st && want_cam)
         st = compute_cam(m, out, img->w, img->h, err);

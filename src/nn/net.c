@@ -168,6 +168,20 @@ const char *pn_net_last_conv_name(const pn_net *net)
     return NULL;
 }
 
+const char *pn_net_layer_at_stride(const pn_net *net, int stride)
+{
+    int width = net->layers[0].out.w / stride, last = -1;
+    for (int i = net->n_layers - 1; i >= 1; i--) {
+        const pn_layer *l = &net->layers[i];
+        if (l->out.w != width || l->fused_away)
+            continue;
+        if (!strcmp(l->ops->kind, "add"))
+            return l->name;
+        last = last < 0 ? i : last;
+    }
+    return last < 0 ? NULL : net->layers[last].name;
+}
+
 uint64_t pn_net_macs(const pn_net *net)
 {
     uint64_t total = 0;

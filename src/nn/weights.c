@@ -260,13 +260,14 @@ static pn_status meta_int(pn_st_file *f, const char *path, const char *key, int 
     return PN_OK;
 }
 
-/* A network's own tensors are the file's tensors named prefix + parameter
- * name; with an empty prefix, those without a '/' (other parts of a model
- * file, such as ensemble members "m0/..." or statistics "ood/...", have one). */
+/* A network's own tensors are the file's tensors named prefix + a name
+ * without '/' (parameter names have none): other parts of a model file, e.g.
+ * other ensemble members "m1/..." or statistics "ood/..." and "m0/ood/...",
+ * are not its own. */
 static int in_scope(const char *name, const char *prefix)
 {
     size_t n = strlen(prefix);
-    return n ? !strncmp(name, prefix, n) : !strchr(name, '/');
+    return !strncmp(name, prefix, n) && !strchr(name + n, '/');
 }
 
 static pn_status load_tensors(pn_net *net, pn_st_file *f, const char *path, const char *prefix,

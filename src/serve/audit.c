@@ -31,7 +31,8 @@ static const char *const schema_sql =
     " model_id TEXT, model_version TEXT,"
     " probability REAL NOT NULL, threshold REAL NOT NULL, label TEXT NOT NULL,"
     " latency_ms REAL, client_addr TEXT,"
-    " client_info INTEGER NOT NULL DEFAULT 0);"
+    " client_info INTEGER NOT NULL DEFAULT 0,"
+    " out_of_distribution INTEGER NOT NULL DEFAULT 0, ood_score REAL NULL);"
     "CREATE INDEX IF NOT EXISTS predictions_time ON predictions(time_utc);";
 
 /* Schema 1 -> 2: client_info says whether a row holds the client's file name
@@ -43,8 +44,16 @@ static const char *const migrate_1_to_2_sql =
 
 static const char *const insert_sql =
     "INSERT INTO predictions(time_utc, image_sha256, file_name, image_bytes, width, height,"
-    " model_id, model_version, probability, threshold, label, latency_ms, client_addr, client_info)"
-    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+    " model_id, model_version, probability, threshold, label, latency_ms, client_addr, client_info,"
+    " out_of_distribution, ood_score)"
+    " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+/* Schema 2 -> 3: the out-of-distribution gate's verdict and score (rows
+ * before it: 0 and NULL, the gate did not exist). */
+static const char *const migrate_2_to_3_sql =
+    "ALTER TABLE predictions ADD COLUMN out_of_distribution INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE predictions ADD COLUMN ood_score REAL NULL;"
+    "UPDATE schema_version SET version = 3;";
 
 void pn_audit_time_now(char *buf, size_t size)
 {
@@ -76,20 +85,30 @@ static int64_t count_rows(sqlite3 *db, const char *sql)
  * describes the change in a->migration. Returns 0 on an SQL failure. */
 static int migrate(pn_audit *a, int *version)
 {
-    if (*version != 1)
-        return 1;
-    if (sqlite3_exec(a->db, migrate_1_to_2_sql, NULL, NULL, NULL) != SQLITE_OK)
+    char msg[1024] = "";
+    if (*version == 1) {
+        if (sqlite3_exec(a->db, migrate_1_to_2_sql, NULL, NULL, NULL) != SQLITE_OK)
+            return 0;
+        int64_t rows = count_rows(a->db, "SELECT count(*) FROM predictions");
+        int64_t with_client = count_rows(a->db, "SELECT count(*) FROM predictions WHERE client_info = 1");
+        snprintf(msg, sizeof msg,
+                 "%s: audit log schema 1 -> 2: added column client_info (1 = the row holds the client's file name or "
+                 "address). %lld of the %lld existing rows hold them, as schema 1 recorded them by default; new rows "
+                 "hold them only with --audit-client-info. `pneumo audit prune --older-than DAYS` removes old rows. ",
+                 a->path, (long long)with_client, (long long)rows);
+        *version = 2;
+    }
+    if (*version == 2) {
+        if (sqlite3_exec(a->db, migrate_2_to_3_sql, NULL, NULL, NULL) != SQLITE_OK)
+            return 0;
+        size_t len = strlen(msg);
+        snprintf(msg + len, sizeof msg - len,
+                 "%s: audit log schema 2 -> 3: added columns out_of_distribution and ood_score (the "
+                 "out-of-distribution gate's verdict; 0 and empty for earlier rows).", a->path);
+        *version = 3;
+    }
+    if (msg[0] && !(a->migration = strdup(msg)))
         return 0;
-    int64_t rows = count_rows(a->db, "SELECT count(*) FROM predictions");
-    int64_t with_client = count_rows(a->db, "SELECT count(*) FROM predictions WHERE client_info = 1");
-    char msg[512];
-    snprintf(msg, sizeof msg,
-             "%s: audit log schema 1 -> 2: added column client_info (1 = the row holds the client's file name or "
-             "address). %lld of the %lld existing rows hold them, as schema 1 recorded them by default; new rows "
-             "hold them only with --audit-client-info. `pneumo audit prune --older-than DAYS` removes old rows.",
-             a->path, (long long)with_client, (long long)rows);
-    a->migration = strdup(msg);
-    *version = 2;
     return 1;
 }
 
@@ -207,6 +226,11 @@ pn_status pn_audit_log(pn_audit *a, const pn_audit_record *r, int64_t *id, pn_er
     sqlite3_bind_double(st, 12, r->latency_ms);
     bind_text_or_null(st, 13, r->client_addr);
     sqlite3_bind_int(st, 14, r->file_name || r->client_addr);
+    sqlite3_bind_int(st, 15, r->out_of_distribution);
+    if (r->ood_score >= 0)
+        sqlite3_bind_double(st, 16, r->ood_score);
+    else
+        sqlite3_bind_null(st, 16);
     pn_status result = PN_OK;
     if (sqlite3_step(st) != SQLITE_DONE)
         result = sql_fail(err, a->db, a->path, "insert failed");
@@ -351,13 +375,15 @@ pn_status pn_audit_export_csv(const char *path, const char *since, FILE *out, pn
     sqlite3_busy_timeout(db, AUDIT_BUSY_TIMEOUT_MS);
     sqlite3_stmt *st = NULL;
     pn_status result = PN_OK;
-    /* Read-only: a schema 1 file is read as it is, not migrated. */
-    int v1 = count_rows(db, "SELECT max(version) FROM schema_version") == 1;
-    char sql[512];
+    /* Read-only: an older schema is read as it is, not migrated; missing columns read as NULL. */
+    int64_t version = count_rows(db, "SELECT max(version) FROM schema_version");
+    char sql[640];
     snprintf(sql, sizeof sql,
              "SELECT id, time_utc, image_sha256, file_name, image_bytes, width, height, model_id, model_version,"
-             " probability, threshold, label, latency_ms, client_addr, %s AS client_info"
-             " FROM predictions WHERE time_utc >= ? ORDER BY id", v1 ? "NULL" : "client_info");
+             " probability, threshold, label, latency_ms, client_addr, %s AS client_info,"
+             " %s AS out_of_distribution, %s AS ood_score"
+             " FROM predictions WHERE time_utc >= ? ORDER BY id", version < 2 ? "NULL" : "client_info",
+             version < 3 ? "NULL" : "out_of_distribution", version < 3 ? "NULL" : "ood_score");
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         result = sql_fail(err, db, path, "cannot read predictions");
     } else {

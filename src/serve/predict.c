@@ -24,6 +24,7 @@ typedef struct predict_input {
     char name_buf[MULTIPART_MAX_NAME];
     double threshold;
     int want_cam;
+    int force;               /* answer out-of-distribution images too */
 } predict_input;
 
 static int type_is(const char *content_type, const char *mime)
@@ -82,13 +83,15 @@ static int parse_flag(const char *text, int *out)
     return 1;
 }
 
-/* Applies threshold/gradcam values; returns an error message or NULL. */
-static const char *apply_options(const char *threshold, const char *gradcam, predict_input *in)
+/* Applies threshold/gradcam/force values; returns an error message or NULL. */
+static const char *apply_options(const char *threshold, const char *gradcam, const char *force, predict_input *in)
 {
     if (threshold && !parse_threshold(threshold, &in->threshold))
         return "threshold must be a plain decimal number between 0 and 1 (e.g. 0.5)";
     if (gradcam && !parse_flag(gradcam, &in->want_cam))
         return "gradcam must be 1 or 0";
+    if (force && !parse_flag(force, &in->force))
+        return "force must be 1 or 0";
     return NULL;
 }
 
@@ -142,9 +145,10 @@ static const char *read_form(const request *r, const char *content_type, multipa
         sanitize_file_name(in->name_buf);
         in->file_name = in->name_buf;
     }
-    char threshold[64], gradcam[16];
+    char threshold[64], gradcam[16], force[16];
     return apply_options(form_value(form, "threshold", threshold, sizeof threshold),
-                         form_value(form, "gradcam", gradcam, sizeof gradcam), in);
+                         form_value(form, "gradcam", gradcam, sizeof gradcam),
+                         form_value(form, "force", force, sizeof force), in);
 }
 
 static void client_address(struct MHD_Connection *c, char *out, size_t size)
@@ -177,7 +181,8 @@ static json_t *audit_json(pn_server *s, struct MHD_Connection *c, const predict_
                            .width = p->width, .height = p->height, .model_id = pr->model_id,
                            .model_version = pr->model_version, .probability = p->probability,
                            .threshold = in->threshold, .label = label, .latency_ms = latency_ms,
-                           .client_addr = keep_client ? client : NULL};
+                           .client_addr = keep_client ? client : NULL, .out_of_distribution = p->out_of_distribution,
+                           .ood_score = p->ood_score};
     int64_t id;
     pn_error err = {0};
     if (pn_audit_log(s->audit, &rec, &id, &err)) {
@@ -201,22 +206,31 @@ static char *result_text(pn_server *s, struct MHD_Connection *c, const predict_i
                          const pn_predict_result *res, double latency_ms)
 {
     const pn_prediction *p = &res->pred;
-    int pneumonia = p->probability >= in->threshold;
-    const char *label = pneumonia ? "PNEUMONIA" : "NORMAL";
+    /* Out-of-distribution images get no probability (nor map) unless the request sets force=1. */
+    int answered = !p->out_of_distribution || in->force;
+    int pneumonia = answered && p->probability >= in->threshold;
+    const char *label = !answered ? "OUT-OF-DISTRIBUTION" : pneumonia ? "PNEUMONIA" : "NORMAL";
     /* Logged before anything is sent: a response implies a row (or a reported failure). */
     json_t *audit = audit_json(s, c, in, p, label, latency_ms);
     serve_metrics_prediction(&s->metrics, pneumonia);
-    json_t *root = json_pack("{s:f,s:s,s:f,s:{s:s,s:s},s:f,s:o,s:{s:i,s:i},s:o,s:s}", "probability",
-                             (double)p->probability, "label", label, "threshold", in->threshold, "model",
-                             "id", s->predictor->model_id, "version", s->predictor->model_version, "latency_ms",
-                             latency_ms, "warnings", warnings_json(res, in->want_cam), "image", "width", p->width,
-                             "height", p->height, "audit", audit, "disclaimer", DISCLAIMER);
-    if (root && res->overlay_png) {
+    json_t *root = json_pack("{s:s,s:f,s:{s:s,s:s},s:f,s:o,s:{s:i,s:i},s:o,s:s,s:b}", "label", label, "threshold",
+                             in->threshold, "model", "id", s->predictor->model_id, "version",
+                             s->predictor->model_version, "latency_ms", latency_ms, "warnings",
+                             warnings_json(res, in->want_cam), "image", "width", p->width, "height", p->height,
+                             "audit", audit, "disclaimer", DISCLAIMER, "out_of_distribution", p->out_of_distribution);
+    if (root) {
+        json_object_set_new(root, "ood_score", p->ood_score >= 0 ? json_real(p->ood_score) : json_null());
+        if (p->out_of_distribution)
+            json_object_set_new(root, "ood_reason", json_string(p->ood_reason));
+        if (answered)
+            json_object_set_new(root, "probability", json_real(p->probability));
+    }
+    if (root && answered && res->overlay_png) {
         char *b64 = serve_base64_encode(res->overlay_png, res->overlay_png_size);
         json_object_set_new(root, "gradcam_png", b64 ? json_string(b64) : json_null());
         free(b64);
     }
-    if (root && res->heatmap_png) {
+    if (root && answered && res->heatmap_png) {
         char *b64 = serve_base64_encode(res->heatmap_png, res->heatmap_png_size);
         json_object_set_new(root, "gradcam_heatmap_png", b64 ? json_string(b64) : json_null());
         free(b64);
@@ -326,7 +340,8 @@ static unsigned read_input(pn_server *s, struct MHD_Connection *c, request *r, p
     predict_input *in = &ps->in;
     *in = (predict_input){.bytes = r->body, .size = r->len, .threshold = s->predictor->default_threshold};
     *bad = apply_options(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "threshold"),
-                         MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "gradcam"), in);
+                         MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "gradcam"),
+                         MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "force"), in);
     const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (!*bad && type && type_is(type, "multipart/form-data")) {
         /* Large: holds one part table; lives only for this request. */

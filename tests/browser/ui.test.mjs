@@ -9,6 +9,7 @@
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -80,6 +81,45 @@ async function dropFile(page, file) {
     dt.items.add(new File([bytes], name, { type: 'image/jpeg' }));
     return dt;
   }, { data, name: path.basename(file) });
+  await page.getByTestId('drop-zone').dispatchEvent('drop', { dataTransfer: transfer });
+}
+
+// A w x h PNG of one gray level (8-bit grayscale), built with node:zlib.
+function blankPng(w, h, level) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // bit depth; colour type 0 (gray), no interlace
+  const row = Buffer.concat([Buffer.from([0]), Buffer.alloc(w, level)]);
+  const raw = Buffer.concat(Array.from({ length: h }, () => row));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+async function dropBytes(page, bytes, name) {
+  const transfer = await page.evaluateHandle(({ data, name }) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([new Uint8Array(data)], name, { type: 'image/png' }));
+    return dt;
+  }, { data: [...bytes], name });
   await page.getByTestId('drop-zone').dispatchEvent('drop', { dataTransfer: transfer });
 }
 
@@ -277,6 +317,20 @@ async function desktopChecks(browser, images) {
       && (await text(page, 'disclaimer-title')) === 'Aviso médico', 'language choice survives a reload (localStorage)');
     await page.getByTestId('lang-en').click();
     check((await text(page, 'disclaimer-title')) === englishDisclaimer, 'switching back restores English');
+
+    // The out-of-distribution gate: a blank image gets a plain notice, no result, in both languages.
+    const before = answers.length;
+    await dropBytes(page, blankPng(256, 256, 128), 'blank.png');
+    await page.getByTestId('ood').waitFor({ state: 'visible', timeout: RESULT_TIMEOUT_MS });
+    const refusal = JSON.parse(answers[answers.length - 1].body.toString());
+    check(answers.length > before && refusal.out_of_distribution === true && !('probability' in refusal),
+      'the API refuses the blank image without a probability');
+    check(/does not look like a chest X-ray/.test(await text(page, 'ood')), 'the page says the image does not look like a chest X-ray');
+    check(!(await page.getByTestId('result').isVisible()), 'no result is shown for a refused image');
+    check(/does not look like a chest X-ray/.test(await text(page, 'viewer-caption')), 'the caption repeats the refusal');
+    await page.getByTestId('lang-pt').click();
+    check(/não parece uma radiografia de tórax/.test(await text(page, 'ood')), 'the refusal is translated');
+    await page.getByTestId('lang-en').click();
 
     await expectNoProblems(page, problems, 'desktop');
   } catch (e) {

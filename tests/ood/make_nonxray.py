@@ -3,13 +3,14 @@
 out-of-distribution gate: natural photographs, text and document pages,
 microscopy, astronomy, textures, a CT phantom (Debian python3-skimage's bundled
 data), each in colour where it has colour and in grayscale, and synthetic
-images (blank, noise, gradients, checkerboards, shapes, rendered text).
+images (blank, noise, gradients, checkerboards, shapes, rendered text, and
+harder ones: smooth noise, contrast-equalized photographs, a rendered torso).
 Deterministic. Usage: make_nonxray.py DIR"""
 import os
 import sys
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 import skimage.data as sk
 
@@ -77,6 +78,18 @@ def synthetic(rng):
         d.text((20, 20 + line), f"$ pneumo predict image_{line}.jpeg  # {rng.integers(1e6)}",
                fill=(200, 220, 200), font=font)
     yield "terminal_screenshot", np.asarray(scr)
+    # Harder cases: smooth gray images with an X-ray-like spread of intensities.
+    blurred = np.asarray(Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).resize((512, 512),
+                         Image.BICUBIC))
+    yield "noise_smooth", blurred
+    yield "noise_smooth_portrait", np.asarray(Image.fromarray(blurred).resize((420, 512), Image.BICUBIC))
+    torso = Image.new("L", (512, 600), 20)  # a rendered torso-like phantom: body, two dark fields, a spine
+    d = ImageDraw.Draw(torso)
+    d.ellipse([40, 60, 472, 620], fill=170)
+    d.ellipse([90, 130, 240, 480], fill=70)
+    d.ellipse([272, 130, 422, 480], fill=70)
+    d.rectangle([236, 60, 276, 600], fill=220)
+    yield "render_torso", np.asarray(torso.resize((128, 150)).resize((512, 600), Image.BICUBIC))
 
 
 def main():
@@ -89,6 +102,9 @@ def main():
         gray = np.asarray(Image.fromarray(img[:, :, :3]).convert("L")) if colour else img
         if colour:
             save(out, f"sk_{name}_gray", gray, "jpeg")
+        if gray.ndim == 2 and name in ("camera", "moon", "astronaut", "coins"):  # contrast stretched to the full range
+            eq = np.asarray(ImageOps.equalize(Image.fromarray(gray.astype(np.uint8))))
+            save(out, f"sk_{name}_equalized", eq, "jpeg")
         h, w = gray.shape[:2]
         if min(h, w) >= 128:  # a random grayscale crop: framing that differs from the original
             ch, cw = int(h * rng.uniform(.5, .8)), int(w * rng.uniform(.5, .8))

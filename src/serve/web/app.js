@@ -38,6 +38,9 @@ const STRINGS = {
     caption_heatmap: 'heatmap {opacity}',
     result_title: 'Result',
     result_empty: 'Upload an image to get the model’s estimate.',
+    ood_title: 'This does not look like a chest X-ray',
+    ood_detail: 'No result is given: the model answers only for frontal chest X-rays like the ones it ' +
+      'was trained on. Please upload a chest radiograph (JPEG, PNG or DICOM).',
     probability: 'Probability of pneumonia',
     label_PNEUMONIA: 'PNEUMONIA',
     label_NORMAL: 'NORMAL',
@@ -126,6 +129,9 @@ const STRINGS = {
     caption_heatmap: 'mapa de calor {opacity}',
     result_title: 'Resultado',
     result_empty: 'Envie uma imagem para obter a estimativa do modelo.',
+    ood_title: 'Esta imagem não parece uma radiografia de tórax',
+    ood_detail: 'Nenhum resultado é dado: o modelo só responde para radiografias de tórax frontais como as ' +
+      'do seu treinamento. Envie uma radiografia de tórax (JPEG, PNG ou DICOM).',
     probability: 'Probabilidade de pneumonia',
     label_PNEUMONIA: 'Pneumonia',
     label_NORMAL: 'Normal',
@@ -330,7 +336,9 @@ function renderViewer() {
 function renderCaption() {
   const parts = [state.fileName];
   const result = state.result;
-  if (result) {
+  if (result && isRefused(result)) {
+    parts.push(t('ood_title'));
+  } else if (result) {
     const label = result.probability >= state.threshold ? 'PNEUMONIA' : 'NORMAL';
     parts.push(t('label_' + label) + ' ' + formatProbability(result.probability));
     if (!heatmapSource(result)) parts.push(t('gradcam_missing'));
@@ -347,11 +355,19 @@ function renderThreshold() {
   if (stored !== null) reset.textContent = t('threshold_reset', { t: formatThreshold(stored) });
 }
 
+// The server's out-of-distribution gate refused the image: no probability to show.
+function isRefused(result) {
+  return result.out_of_distribution === true && typeof result.probability !== 'number';
+}
+
 function renderResult() {
   const result = state.result;
-  $('result').hidden = !result;
+  const refused = Boolean(result && isRefused(result));
+  $('result').hidden = !result || refused;
+  $('ood').hidden = !refused;
   $('result-empty').hidden = Boolean(result || state.error || state.busy);
-  if (!result) return;
+  if (refused) renderCaption();
+  if (!result || refused) return;
 
   const p = result.probability;
   const positive = p >= state.threshold;
@@ -610,7 +626,7 @@ async function analyze(file) {
     });
     if (response.ok) result = await response.json();
     else error = { status: response.status, message: await readError(response) };
-    if (result && typeof result.probability !== 'number') {
+    if (result && typeof result.probability !== 'number' && result.out_of_distribution !== true) {
       result = null;
       error = { status: response.status, message: 'missing "probability"' };
     }
