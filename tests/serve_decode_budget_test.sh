@@ -95,12 +95,12 @@ for f in over.png bomb.png over.dcm; do
 done
 
 # Steady state: the model's buffers exist after one prediction with Grad-CAM.
-curl -s -o /dev/null -H 'Content-Type: image/png' --data-binary @"$tmp/worst.png" "$url/api/v1/predict?gradcam=1"
+curl -s -o /dev/null -H 'Content-Type: image/png' --data-binary @"$tmp/worst.png" "$url/api/v1/predict?gradcam=1&force=1"
 base_kb=$(awk '/^VmRSS/{print $2}' "/proc/$server_pid/status")
 pids=()
 for i in 1 2 3 4 5 6 7 8; do
     curl -s -o "$tmp/out$i.json" -w '%{http_code}' --max-time 600 -H 'Content-Type: image/png' \
-        --data-binary @"$tmp/worst.png" "$url/api/v1/predict?gradcam=1" >"$tmp/code$i" &
+        --data-binary @"$tmp/worst.png" "$url/api/v1/predict?gradcam=1&force=1" >"$tmp/code$i" &
     pids+=($!)
 done
 wait "${pids[@]}"

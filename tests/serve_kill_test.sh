@@ -49,7 +49,7 @@ function response(status, headers, body)
   if status ~= 200 then return end
   local audit = body:match('"audit":(%b{})')
   local id = audit and audit:match('"id":(%d+)')
-  local label = body:match('"label":"(%u+)"')
+  local label = body:match('"label":"([%u%-]+)"')
   acks:write(string.format("%s %s\n", id or "none", label or "none"))
 end
 LUA

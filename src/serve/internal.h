@@ -3,9 +3,11 @@
 #define PNEUMO_SERVE_INTERNAL_H
 
 #include <microhttpd.h>
+#include <netinet/in.h>
 #include <pthread.h>
 
 #include "pneumo/audit.h"
+#include "pneumo/os.h"
 #include "pneumo/serve.h"
 #include "serve/access.h"
 #include "serve/metrics.h"
@@ -59,7 +61,6 @@ typedef struct request {
     predict_state *predict; /* a prediction submitted to the slots; NULL before */
 } request;
 
-double serve_monotonic_seconds(void);
 /* Queues a response with the standard headers and records its status.
  * mode as in MHD_create_response_from_buffer. */
 enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
@@ -78,5 +79,29 @@ int serve_predict_content_type_ok(const char *content_type);
 enum MHD_Result serve_handle_predict(pn_server *s, struct MHD_Connection *c, request *r);
 /* Releases what serve_handle_predict kept in request.predict; NULL is ignored. */
 void serve_predict_state_free(predict_state *ps);
+
+/* A numeric IPv4 or IPv6 listening address. */
+typedef union listen_addr {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} listen_addr;
+
+
+/* server_setup.c */
+pn_status serve_parse_listen_addr(const char *host, int port, listen_addr *a, int *is_v6, pn_error *err);
+int serve_is_loopback(const listen_addr *a, int is_v6);
+/* Options and predictor usable, TLS files paired, no unauthenticated non-loopback listener. */
+pn_status serve_check_options(const pn_serve_options *o, const pn_predictor *p, pn_error *err);
+/* The TLS certificate and key as NUL-terminated PEM text in s (the key wiped on free). */
+pn_status serve_read_pem_pair(pn_server *s, pn_error *err);
+void serve_free_pem_pair(pn_server *s);
+
+/* deadline.c: the total request deadline (REAPER_PERIOD_MS granularity). */
+void serve_deadline_arm(pn_server *s, struct MHD_Connection *c, int armed);
+void serve_deadline_on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                                  enum MHD_ConnectionNotificationCode code);
+void *serve_deadline_reaper_main(void *arg);
+void serve_deadline_reaper_stop(pn_server *s);
 
 #endif

@@ -280,7 +280,7 @@ void serve_predict_state_free(predict_state *ps)
 static void prediction_done(job *j)
 {
     predict_state *ps = j->owner;
-    ps->latency_ms = (serve_monotonic_seconds() - ps->submitted) * 1e3;
+    ps->latency_ms = (pn_clock_s() - ps->submitted) * 1e3;
     MHD_resume_connection(ps->conn);
 }
 
@@ -291,7 +291,7 @@ static enum MHD_Result submit_prediction(pn_server *s, struct MHD_Connection *c,
     ps->conn = c;
     ps->job = (job){.bytes = ps->in.bytes, .size = ps->in.size, .want_cam = ps->in.want_cam,
                     .on_done = prediction_done, .owner = ps};
-    ps->submitted = serve_monotonic_seconds();
+    ps->submitted = pn_clock_s();
     r->predict = ps;
     MHD_suspend_connection(c);
     if (serve_workers_submit(&s->workers, &ps->job, &ps->reject_err)) {

@@ -41,105 +41,6 @@ void pn_serve_options_default(pn_serve_options *o)
                             .shutdown_grace_s = 30};
 }
 
-double serve_monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* -------------------------------------------------------- request deadline */
-
-static conn_watch *watch_of(struct MHD_Connection *c)
-{
-    const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return info ? info->socket_context : NULL;
-}
-
-/* Starts (armed) or stops the clock for the request a connection is receiving. */
-static void watch_arm(pn_server *s, struct MHD_Connection *c, int armed)
-{
-    conn_watch *w = watch_of(c);
-    if (!w)
-        return;
-    pthread_mutex_lock(&s->lock);
-    w->deadline = armed ? serve_monotonic_seconds() + s->opt.request_deadline_s : 0;
-    pthread_mutex_unlock(&s->lock);
-}
-
-static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
-{
-    pn_server *s = cls;
-    conn_watch *w = *socket_context;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (!info || !(w = calloc(1, sizeof *w)))
-            return; /* out of memory: the idle timeout still applies */
-        w->fd = info->connect_fd;
-        w->deadline = serve_monotonic_seconds() + s->opt.request_deadline_s;
-        pthread_mutex_lock(&s->lock);
-        w->next = s->watches;
-        if (w->next)
-            w->next->prev = w;
-        s->watches = w;
-        pthread_mutex_unlock(&s->lock);
-        *socket_context = w;
-        return;
-    }
-    if (!w)
-        return;
-    pthread_mutex_lock(&s->lock);
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        s->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    pthread_mutex_unlock(&s->lock);
-    free(w);
-    *socket_context = NULL;
-}
-
-/* Every REAPER_PERIOD_MS: shuts down the sockets of connections past their
- * deadline; libmicrohttpd then sees the end of the stream and closes them. */
-#define REAPER_PERIOD_MS 200
-
-static void *reaper_main(void *arg)
-{
-    pn_server *s = arg;
-    pthread_mutex_lock(&s->lock);
-    while (!s->reaper_stop) {
-        double now = serve_monotonic_seconds();
-        for (conn_watch *w = s->watches; w; w = w->next)
-            if (w->deadline > 0 && now >= w->deadline) {
-                w->deadline = 0;
-                shutdown(w->fd, SHUT_RDWR);
-                serve_metrics_deadline_closed(&s->metrics); /* its own lock, never taken before s->lock */
-            }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += REAPER_PERIOD_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&s->reaper_wake, &s->lock, &until);
-    }
-    pthread_mutex_unlock(&s->lock);
-    return NULL;
-}
-
-static void reaper_stop(pn_server *s)
-{
-    if (!s->reaper_started)
-        return;
-    pthread_mutex_lock(&s->lock);
-    s->reaper_stop = 1;
-    pthread_cond_signal(&s->reaper_wake);
-    pthread_mutex_unlock(&s->lock);
-    pthread_join(s->reaper, NULL);
-    s->reaper_started = 0;
-}
-
 /* ----------------------------------------------------------------- replies */
 
 static int is_stopping(pn_server *s)
@@ -190,7 +91,7 @@ enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request 
      * a request whose rest is not read cannot be followed by another. */
     if (r->close || is_stopping(s))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    watch_arm(s, c, 0); /* the request is in: sending is bounded by the idle timeout */
+    serve_deadline_arm(s, c, 0); /* the request is in: sending is bounded by the idle timeout */
     enum MHD_Result ok = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     if (ok == MHD_YES)
@@ -439,7 +340,7 @@ static request *begin_request(pn_server *s, const char *url)
     request *r = calloc(1, sizeof *r);
     if (!r)
         return NULL;
-    r->start = serve_monotonic_seconds();
+    r->start = pn_clock_s();
     r->route = classify(url);
     pthread_mutex_lock(&s->lock);
     s->in_flight++;
@@ -468,7 +369,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return refuse_too_large(s, c, r);
         return MHD_YES;
     }
-    watch_arm(s, c, 0); /* the whole request has arrived */
+    serve_deadline_arm(s, c, 0); /* the whole request has arrived */
     if (r->status)
         return MHD_YES;
     return serve_handle_predict(s, c, r);
@@ -483,11 +384,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     *con_cls = NULL;
     /* Requests dropped before a response (client gone, timeout) are not counted. */
     if (r->status)
-        serve_metrics_request(&s->metrics, r->route, r->status, serve_monotonic_seconds() - r->start);
+        serve_metrics_request(&s->metrics, r->route, r->status, pn_clock_s() - r->start);
     serve_predict_state_free(r->predict);
     free(r->body);
     free(r);
-    watch_arm(s, c, 1); /* a kept-alive connection waits for its next request */
+    serve_deadline_arm(s, c, 1); /* a kept-alive connection waits for its next request */
     pthread_mutex_lock(&s->lock);
     if (--s->in_flight == 0)
         pthread_cond_broadcast(&s->idle);
@@ -496,120 +397,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 
 /* --------------------------------------------------------------- lifecycle */
 
-typedef union listen_addr {
-    struct sockaddr sa;
-    struct sockaddr_in v4;
-    struct sockaddr_in6 v6;
-} listen_addr;
-
-static pn_status parse_listen_addr(const char *host, int port, listen_addr *a, int *is_v6, pn_error *err)
-{
-    memset(a, 0, sizeof *a);
-    if (port < 0 || port > 65535)
-        return pn_fail(err, PN_EINVAL, "port %d outside 0..65535", port);
-    if (inet_pton(AF_INET, host, &a->v4.sin_addr) == 1) {
-        a->v4.sin_family = AF_INET;
-        a->v4.sin_port = htons((uint16_t)port);
-        *is_v6 = 0;
-        return PN_OK;
-    }
-    if (inet_pton(AF_INET6, host, &a->v6.sin6_addr) == 1) {
-        a->v6.sin6_family = AF_INET6;
-        a->v6.sin6_port = htons((uint16_t)port);
-        *is_v6 = 1;
-        return PN_OK;
-    }
-    return pn_fail(err, PN_EINVAL, "--host '%s': expected a numeric IPv4 or IPv6 address", host);
-}
-
-static int is_loopback(const listen_addr *a, int is_v6)
-{
-    return is_v6 ? IN6_IS_ADDR_LOOPBACK(&a->v6.sin6_addr) : (ntohl(a->v4.sin_addr.s_addr) >> 24) == 127;
-}
-
-/* A server others can reach needs a token, unless the operator says otherwise. */
-static pn_status check_exposure(const pn_serve_options *o, pn_error *err)
-{
-    listen_addr addr;
-    int is_v6 = 0;
-    pn_status st = parse_listen_addr(o->host, o->port, &addr, &is_v6, err);
-    if (st || is_loopback(&addr, is_v6) || o->n_tokens > 0 || o->insecure_no_auth)
-        return st;
-    return pn_fail(err, PN_EINVAL,
-                   "refusing to listen on %s without an API token: anyone who can reach it could run "
-                   "predictions and read the model and metrics. Give --token-file FILE (and --tls-cert/--tls-key "
-                   "for HTTPS), or --insecure-no-auth if access is controlled elsewhere (e.g. an authenticating "
-                   "reverse proxy)", o->host);
-}
-
-static pn_status check_options(const pn_serve_options *o, const pn_predictor *p, pn_error *err)
-{
-    if (!o->tls_cert_file != !o->tls_key_file)
-        return pn_fail(err, PN_EINVAL, "HTTPS needs both a certificate (--tls-cert) and a key (--tls-key)");
-    if (o->tls_cert_file && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
-        return pn_fail(err, PN_EUNSUPPORTED, "this libmicrohttpd was built without TLS support");
-    pn_status st = check_exposure(o, err);
-    if (st)
-        return st;
-    if (o->max_body < 1 || o->max_pixels < 1 || o->max_connections < 1 || o->max_per_client < 1 ||
-        o->connection_timeout_s < 1 || o->request_deadline_s < 1 || o->io_threads < 1 || o->max_queue < 1 ||
-        o->shutdown_grace_s < 0)
-        return pn_fail(err, PN_EINVAL, "server limits must be positive");
-    if (!p->predict || !p->model_json || !p->model_id || !p->model_version)
-        return pn_fail(err, PN_EINVAL, "incomplete predictor");
-    if (!(p->default_threshold >= 0.f && p->default_threshold <= 1.f))
-        return pn_fail(err, PN_EINVAL, "default threshold %g outside 0..1", (double)p->default_threshold);
-    if (!o->audit_db || !*o->audit_db)
-        return pn_fail(err, PN_EINVAL, "an audit database path is required");
-    return PN_OK;
-}
-
-/* A PEM file as a NUL-terminated string (libmicrohttpd's in-memory form). */
-static pn_status read_pem(const char *path, const char *what, char **out, pn_error *err)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pn_fail(err, PN_EIO, "cannot read TLS %s %s: %s", what, path, strerror(errno));
-    enum { PEM_MAX = 1 << 20 }; /* far above any certificate chain */
-    char *text = malloc(PEM_MAX + 1);
-    size_t n = text ? fread(text, 1, PEM_MAX + 1, f) : 0;
-    fclose(f);
-    if (!text)
-        return pn_fail(err, PN_ENOMEM, "out of memory reading %s", path);
-    if (n == 0 || n > PEM_MAX || !memmem(text, n, "-----BEGIN ", 11)) {
-        free(text);
-        return pn_fail(err, PN_EFORMAT, "TLS %s %s is not a PEM file", what, path);
-    }
-    text[n] = '\0';
-    *out = text;
-    return PN_OK;
-}
-
-static void free_pem_pair(pn_server *s)
-{
-    if (s->tls_key_pem)
-        explicit_bzero(s->tls_key_pem, strlen(s->tls_key_pem));
-    free(s->tls_key_pem);
-    free(s->tls_cert_pem);
-    s->tls_key_pem = s->tls_cert_pem = NULL;
-}
-
-static pn_status read_pem_pair(pn_server *s, pn_error *err)
-{
-    pn_status st = read_pem(s->opt.tls_cert_file, "certificate", &s->tls_cert_pem, err);
-    if (!st)
-        st = read_pem(s->opt.tls_key_file, "key", &s->tls_key_pem, err);
-    if (st)
-        free_pem_pair(s);
-    return st;
-}
-
 static pn_status start_daemon(pn_server *s, pn_error *err)
 {
     listen_addr addr;
     int is_v6 = 0;
-    pn_status st = parse_listen_addr(s->opt.host, s->opt.port, &addr, &is_v6, err);
+    pn_status st = serve_parse_listen_addr(s->opt.host, s->opt.port, &addr, &is_v6, err);
     if (st)
         return st;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
@@ -621,7 +413,7 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
         {MHD_OPTION_END, 0, NULL}};
     s->tls = s->tls_cert_pem != NULL;
-    s->loopback = is_loopback(&addr, is_v6);
+    s->loopback = serve_is_loopback(&addr, is_v6);
     if (s->tls)
         flags |= MHD_USE_TLS;
     s->daemon = MHD_start_daemon(flags, (uint16_t)s->opt.port, NULL, NULL, on_request, s,
@@ -632,7 +424,7 @@ static pn_status start_daemon(pn_server *s, pn_error *err)
                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->opt.max_per_client,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->opt.connection_timeout_s,
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-                                 MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                                 MHD_OPTION_NOTIFY_CONNECTION, serve_deadline_on_connection, s,
                                  MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
                                  MHD_OPTION_STRICT_FOR_CLIENT, 1,
                                  MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
@@ -655,10 +447,10 @@ static void release(pn_server *s)
         serve_workers_stop(&s->workers);
     if (s->daemon)
         MHD_stop_daemon(s->daemon);
-    reaper_stop(s);
+    serve_deadline_reaper_stop(s);
     pn_audit_close(s->audit);
     serve_access_destroy(&s->access);
-    free_pem_pair(s);
+    serve_free_pem_pair(s);
     serve_metrics_destroy(&s->metrics);
     pthread_cond_destroy(&s->reaper_wake);
     pthread_cond_destroy(&s->idle);
@@ -669,7 +461,7 @@ static void release(pn_server *s)
 pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_server **out, pn_error *err)
 {
     *out = NULL;
-    pn_status st = check_options(o, p, err);
+    pn_status st = serve_check_options(o, p, err);
     if (st)
         return st;
     pn_server *s = calloc(1, sizeof *s);
@@ -683,14 +475,14 @@ pn_status pn_server_start(const pn_serve_options *o, const pn_predictor *p, pn_s
     serve_metrics_init(&s->metrics);
     st = serve_access_init(&s->access, o, err);
     if (!st && o->tls_cert_file)
-        st = read_pem_pair(s, err);
+        st = serve_read_pem_pair(s, err);
     if (!st)
         st = pn_audit_open(o->audit_db, &s->audit, err);
     if (!st && !(st = serve_workers_start(&s->workers, p, o->max_queue, err)))
         s->workers_started = 1;
     if (!st)
         st = start_daemon(s, err);
-    if (!st && !(s->reaper_started = !pthread_create(&s->reaper, NULL, reaper_main, s)))
+    if (!st && !(s->reaper_started = !pthread_create(&s->reaper, NULL, serve_deadline_reaper_main, s)))
         st = pn_fail(err, PN_EIO, "cannot start the request deadline thread");
     if (st) {
         release(s);

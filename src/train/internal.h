@@ -49,4 +49,21 @@ pn_status pn_checkpoint_save(const trainer *t, const train_state *s, pn_error *e
 pn_status pn_checkpoint_load(trainer *t, train_state *s, pn_error *err);
 char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_command);
 
+/* train_data.c: split, cache, loaders and class weights for t->cfg. */
+pn_status pn_train_setup_data(trainer *t, int size, int channels, const float *mean, const float *std,
+                              pn_error *err);
+/* With three classes, labels[i] becomes the subtype of cache index idx[i]. */
+void pn_train_to_classes(const trainer *t, const size_t *idx, int *labels, int n);
+
+/* step.c */
+size_t pn_train_param_values(pn_net *net);              /* parameter and buffer values in all */
+void pn_train_copy_params(pn_net *net, float *buf, int to_buf); /* buf <-> the net's parameters */
+void pn_train_ema_update(trainer *t, int step);        /* t->ema toward the weights after a step */
+void pn_train_ema_swap(trainer *t);                    /* the net's weights <-> t->ema */
+/* Mixes the batch in t->x with its reverse (labels in t->mix_labels); the lambda drawn. */
+float pn_train_mixup_batch(trainer *t, int step, int n);
+/* The batch's loss with dlogits in t->dlogits; with lam < 1 the mix of both targets. */
+float pn_train_batch_loss(trainer *t, const float *z, int n, float lam);
+int pn_train_argmax(const float *z, int classes);
+
 #endif

@@ -41,124 +41,6 @@ pn_train_config pn_train_defaults(void)
 }
 
 
-/* ---- data ---- */
-
-/* The class a network output is trained for: the binary label, or with three
- * classes the subtype (0 normal, 1 bacterial, 2 viral). */
-static int class_of(const trainer *t, size_t idx)
-{
-    return t->classes == 3 ? t->ds.samples[idx].subtype : pn_cache_label(t->cache, idx);
-}
-
-static void to_classes(const trainer *t, const size_t *idx, int *labels, int n)
-{
-    for (int i = 0; t->classes == 3 && i < n; i++)
-        labels[i] = class_of(t, idx[i]);
-}
-
-/* Held-out set = fold cfg->fold of cfg->folds (pn_dataset_folds). */
-static pn_status fold_split(trainer *t, const char *split, pn_error *err)
-{
-    const pn_train_config *c = t->cfg;
-    if (c->fold < 0 || c->fold >= c->folds)
-        return pn_fail(err, PN_EINVAL, "fold %d is not in [0, %d)", c->fold, c->folds);
-    int *fold = malloc(t->ds.n * sizeof *fold);
-    t->split.train = malloc(t->ds.n * sizeof *t->split.train);
-    t->split.val = malloc(t->ds.n * sizeof *t->split.val);
-    pn_status st = !fold || !t->split.train || !t->split.val
-                       ? pn_fail(err, PN_ENOMEM, "out of memory for folds")
-                       : pn_dataset_folds(&t->ds, split, c->folds, c->seed, fold, err);
-    for (size_t i = 0; !st && i < t->ds.n; i++) {
-        if (fold[i] < 0)
-            continue;
-        if (fold[i] == c->fold)
-            t->split.val[t->split.n_val++] = i;
-        else
-            t->split.train[t->split.n_train++] = i;
-        t->split.n_unknown_patient += !t->ds.samples[i].patient_known;
-    }
-    free(fold);
-    return st;
-}
-
-static pn_status check_subtypes(const trainer *t, pn_error *err)
-{
-    const size_t *sets[2] = {t->split.train, t->split.val};
-    size_t counts[2] = {t->split.n_train, t->split.n_val};
-    for (int k = 0; k < 2; k++)
-        for (size_t i = 0; i < counts[k]; i++)
-            if (t->ds.samples[sets[k][i]].subtype == PN_SUBTYPE_UNKNOWN)
-                return pn_fail(err, PN_EINVAL, "%s: three classes need 'bacteria' or 'virus' in "
-                               "every pneumonia file name", t->ds.samples[sets[k][i]].path);
-    return PN_OK;
-}
-
-static pn_status setup_data(trainer *t, int size, int channels, const float *mean, const float *std,
-                            pn_error *err)
-{
-    const pn_train_config *c = t->cfg;
-    pn_status st = pn_dataset_scan(c->data_dir, &t->ds, err);
-    if (st)
-        return st;
-    st = c->folds > 0 ? fold_split(t, pn_dataset_holdout_folder(&t->ds), err)
-                      : pn_dataset_holdout_split(&t->ds, c->val_fraction, c->seed, &t->split, err);
-    if (!st && (t->split.n_val == 0 || t->split.n_train == 0))
-        st = pn_fail(err, PN_EINVAL, "too few images for a train/validation split");
-    if (!st && t->classes == 3)
-        st = check_subtypes(t, err);
-    if (st) {
-        pn_error_prefix(err, st, "%s: ", c->data_dir);
-        return st;
-    }
-    t->n_train = t->split.n_train;
-    if (c->max_images > 0 && (size_t)c->max_images < t->split.n_train) {
-        /* An evenly spaced subset keeps both classes (the list is sorted by class folder). */
-        t->n_train = (size_t)c->max_images;
-        for (size_t i = 0; i < t->n_train; i++)
-            t->split.train[i] = t->split.train[i * t->split.n_train / t->n_train];
-    }
-    char cache_path[4096];
-    pn_resize_mode mode = c->letterbox ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
-    snprintf(cache_path, sizeof cache_path, "%s/cache-%d%s.bin", c->cache_dir ? c->cache_dir : c->out_dir,
-             size, c->letterbox ? "-letterbox" : "");
-    int threads = c->threads > 0 ? c->threads : omp_get_num_procs();
-    if ((st = pn_cache_ensure(cache_path, &t->ds, size, mode, threads, NULL, &t->cache, err)))
-        return st;
-    pn_augment aug = pn_augment_from_preset(c->aug_preset);
-    pn_loader_config lc = pn_loader_config_default();
-    lc.batch_size = c->batch;
-    lc.shuffle = 1;
-    lc.drop_last = 1;
-    lc.seed = c->seed;
-    lc.augment = c->augment ? &aug : NULL;
-    lc.clahe = c->clahe;
-    lc.norm.channels = channels;
-    memcpy(lc.norm.mean, mean, (size_t)channels * sizeof(float));
-    memcpy(lc.norm.std, std, (size_t)channels * sizeof(float));
-    lc.n_threads = 1; /* one worker overlaps the compute; more would steal its cores */
-    if ((st = pn_loader_create(t->cache, t->split.train, t->n_train, &lc, &t->train, err)))
-        return st;
-    lc.shuffle = 0;
-    lc.drop_last = 0;
-    lc.augment = NULL;
-    lc.n_threads = 1;
-    if ((st = pn_loader_create(t->cache, t->split.val, t->split.n_val, &lc, &t->val, err)))
-        return st;
-    /* class weights from the training labels */
-    int *labels = malloc(t->n_train * sizeof(int));
-    if (!labels)
-        return pn_fail(err, PN_ENOMEM, "out of memory");
-    for (size_t i = 0; i < t->n_train; i++)
-        labels[i] = class_of(t, t->split.train[i]);
-    t->class_weights[0] = t->class_weights[1] = t->class_weights[2] = 1;
-    if (c->class_weights_auto)
-        st = pn_class_weights(labels, t->n_train, t->classes, t->class_weights, err);
-    else if (c->class_weights[0] > 0 && t->classes == 2)
-        memcpy(t->class_weights, c->class_weights, sizeof c->class_weights);
-    free(labels);
-    return st;
-}
-
 /* ---- network ---- */
 static pn_status setup_net(trainer *t, pn_error *err)
 {
@@ -181,105 +63,6 @@ static pn_status setup_net(trainer *t, pn_error *err)
     oc.weight_decay = c->weight_decay;
     oc.clip_norm = 5.0f;
     return pn_optim_create(&oc, t->net, &t->opt, err);
-}
-
-static size_t total_param_values(pn_net *net)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < pn_net_param_count(net); i++)
-        n += pn_net_param(net, i)->numel;
-    return n;
-}
-
-static void copy_params(pn_net *net, float *buf, int to_buf)
-{
-    size_t off = 0;
-    for (size_t i = 0; i < pn_net_param_count(net); i++) {
-        pn_param *p = pn_net_param(net, i);
-        if (to_buf)
-            memcpy(buf + off, p->data, p->numel * sizeof(float));
-        else
-            memcpy(p->data, buf + off, p->numel * sizeof(float));
-        off += p->numel;
-    }
-    if (!to_buf)
-        pn_net_params_changed(net);
-}
-
-/* ema = d * ema + (1 - d) * params, over every parameter and buffer; d ramps
- * up as min(decay, (1 + step) / (10 + step)) so the starting weights fade
- * out within the first few hundred steps (as timm's ModelEmaV2 warm-up). */
-static void ema_update(trainer *t, int step)
-{
-    float ramp = (1.0f + (float)step) / (10.0f + (float)step);
-    float d = t->cfg->ema_decay < ramp ? t->cfg->ema_decay : ramp;
-    size_t off = 0;
-    for (size_t i = 0; i < pn_net_param_count(t->net); i++) {
-        const pn_param *p = pn_net_param(t->net, i);
-        for (size_t k = 0; k < p->numel; k++)
-            t->ema[off + k] = d * t->ema[off + k] + (1 - d) * p->data[k];
-        off += p->numel;
-    }
-}
-
-/* Exchanges the network's weights with the EMA weights (twice = no change). */
-static void ema_swap(trainer *t)
-{
-    size_t off = 0;
-    for (size_t i = 0; i < pn_net_param_count(t->net); i++) {
-        pn_param *p = pn_net_param(t->net, i);
-        for (size_t k = 0; k < p->numel; k++) {
-            float v = p->data[k];
-            p->data[k] = t->ema[off + k];
-            t->ema[off + k] = v;
-        }
-        off += p->numel;
-    }
-    pn_net_params_changed(t->net);
-}
-
-/* Mixup (Zhang et al. 2018) with the reversed batch as partner: image i
- * becomes lam * x_i + (1 - lam) * x_{n-1-i}; lam ~ Beta(a, a) from a
- * stream of (seed, step), so a resumed run draws the same values. */
-static float mixup_batch(trainer *t, int step, int n)
-{
-    pn_rng rng = pn_rng_seed(t->cfg->seed, 0x6d69787570ULL, (uint64_t)step);
-    float lam = pn_rng_beta(&rng, t->cfg->mixup_alpha);
-    size_t per = (size_t)pn_net_input_size(t->net) * pn_net_input_size(t->net) * pn_net_channels(t->net);
-    for (int i = 0; i < n / 2; i++) {
-        float *a = t->x + (size_t)i * per, *b = t->x + (size_t)(n - 1 - i) * per;
-        for (size_t k = 0; k < per; k++) {
-            float va = a[k], vb = b[k];
-            a[k] = lam * va + (1 - lam) * vb;
-            b[k] = lam * vb + (1 - lam) * va;
-        }
-    }
-    for (int i = 0; i < n; i++)
-        t->mix_labels[i] = t->labels[n - 1 - i];
-    return lam;
-}
-
-/* Loss of the batch's logits, dlogits filled; with mixup the lam-weighted mix of both targets. */
-static float batch_loss(trainer *t, const float *z, int n, float lam)
-{
-    float ls = t->cfg->label_smoothing;
-    float loss = pn_softmax_cross_entropy(z, t->labels, n, t->classes, t->class_weights, ls, t->dlogits);
-    if (lam >= 1)
-        return loss;
-    float loss_b = pn_softmax_cross_entropy(z, t->mix_labels, n, t->classes, t->class_weights, ls,
-                                            t->dlogits_mix);
-    for (size_t k = 0; k < (size_t)n * t->classes; k++)
-        t->dlogits[k] = lam * t->dlogits[k] + (1 - lam) * t->dlogits_mix[k];
-    return lam * loss + (1 - lam) * loss_b;
-}
-
-static int argmax(const float *z, int classes)
-{
-    int best = 0;
-    for (int k = 1; k < classes; k++)
-        if (z[k] > z[best])
-            best = k;
-    return best;
 }
 
 /* Pretrained batch norms start as identity + folded bias; before they train
@@ -317,20 +100,20 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
     while (!st && !(stop && *stop) && !budget_spent(t->cfg, s)) {
         if ((st = pn_loader_next(t->train, t->x, t->labels, t->batch_index, &n, err)) || n == 0)
             break;
-        to_classes(t, t->batch_index, t->labels, n);
-        float lam = t->cfg->mixup_alpha > 0 ? mixup_batch(t, s->step, n) : 1.0f;
+        pn_train_to_classes(t, t->batch_index, t->labels, n);
+        float lam = t->cfg->mixup_alpha > 0 ? pn_train_mixup_batch(t, s->step, n) : 1.0f;
         if ((st = pn_net_forward(t->net, t->x, n, PN_FWD_TRAIN, err)))
             break;
         const float *z = pn_net_logits(t->net);
-        float loss = batch_loss(t, z, n, lam);
+        float loss = pn_train_batch_loss(t, z, n, lam);
         for (int i = 0; i < n; i++)
-            s->correct += argmax(z + (size_t)i * t->classes, t->classes) == t->labels[i];
+            s->correct += pn_train_argmax(z + (size_t)i * t->classes, t->classes) == t->labels[i];
         if ((st = pn_net_backward(t->net, t->dlogits, err)))
             break;
         float lr = pn_schedule_lr(&s->sched, s->step, s->epoch) * lr_scale;
         pn_optim_step(t->opt, lr);
         if (t->ema)
-            ema_update(t, s->step);
+            pn_train_ema_update(t, s->step);
         s->step++;
         s->loss_sum += (double)loss * n;
         s->seen += n;
@@ -361,7 +144,7 @@ static pn_status validate(trainer *t, double *loss_out, pn_error *err)
         if ((st = pn_net_forward(t->net, t->x, n, PN_FWD_INFER, err)))
             break;
         memcpy(t->val_labels + done, t->labels, (size_t)n * sizeof(int));
-        to_classes(t, t->val_index + done, t->labels, n);
+        pn_train_to_classes(t, t->val_index + done, t->labels, n);
         const float *z = pn_net_logits(t->net);
         loss += pn_softmax_cross_entropy(z, t->labels, n, C, NULL, 0, NULL) * n;
         memcpy(t->logits_val + (size_t)C * done, z, (size_t)n * C * sizeof(float));
@@ -645,9 +428,9 @@ static pn_status alloc_buffers(trainer *t, pn_error *err)
     t->logits_val = malloc(nv * C * sizeof(float));
     t->val_labels = malloc(nv * sizeof(int));
     t->val_index = malloc(nv * sizeof(size_t));
-    t->best_params = malloc(total_param_values(t->net) * sizeof(float));
-    if (t->cfg->ema_decay > 0 && (t->ema = malloc(total_param_values(t->net) * sizeof(float))))
-        copy_params(t->net, t->ema, 1);
+    t->best_params = malloc(pn_train_param_values(t->net) * sizeof(float));
+    if (t->cfg->ema_decay > 0 && (t->ema = malloc(pn_train_param_values(t->net) * sizeof(float))))
+        pn_train_copy_params(t->net, t->ema, 1);
     float **h[] = {&t->h_train_loss, &t->h_val_loss, &t->h_train_acc, &t->h_val_acc, &t->h_val_auc};
     int ok = t->x && t->dlogits && t->dlogits_mix && t->labels && t->mix_labels && t->batch_index &&
              t->logits_val && t->val_labels && t->val_index && t->best_params &&
@@ -666,7 +449,7 @@ static pn_status epoch_end(trainer *t, train_state *s, double lr, pn_train_progr
     double *best_auc = &s->best_auc, *best_loss = &s->best_loss;
     double vl;
     if (t->ema)
-        ema_swap(t); /* validate, keep and report the averaged weights */
+        pn_train_ema_swap(t); /* validate, keep and report the averaged weights */
     pn_status st = validate(t, &vl, err);
     float *prob = malloc(t->n_val * sizeof(float));
     pn_metrics m;
@@ -682,10 +465,10 @@ static pn_status epoch_end(trainer *t, train_state *s, double lr, pn_train_progr
         *best_auc = m.roc_auc;
         *best_loss = vl;
         *best_epoch = epoch;
-        copy_params(t->net, t->best_params, 1);
+        pn_train_copy_params(t->net, t->best_params, 1);
     }
     if (t->ema)
-        ema_swap(t);
+        pn_train_ema_swap(t);
     if (st)
         return st;
     t->h_train_loss[epoch] = (float)tl, t->h_train_acc[epoch] = (float)ta;
@@ -780,7 +563,7 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
                        ? pn_make_dir(cfg->out_dir, err)
                        : pn_fail(err, PN_EINVAL, "classes must be 2 or 3, got %d", t.classes);
     if (!st) st = setup_net(&t, err);
-    if (!st) st = setup_data(&t, pn_net_input_size(t.net), pn_net_channels(t.net), pn_net_mean(t.net),
+    if (!st) st = pn_train_setup_data(&t, pn_net_input_size(t.net), pn_net_channels(t.net), pn_net_mean(t.net),
                              pn_net_std(t.net), err);
     if (!st) st = alloc_buffers(&t, err);
     if (!st) {
@@ -800,7 +583,7 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
         st = train_loop(&t, &s, progress, user, stop, &stopped, err);
     res->stopped = stopped;
     if (!st && !stopped && s.best_epoch >= 0) {
-        copy_params(t.net, t.best_params, 0);
+        pn_train_copy_params(t.net, t.best_params, 0);
         res->best_epoch = s.best_epoch + 1;
         st = finalize(&t, res, s.epoch, err);
     }

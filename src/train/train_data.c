@@ -1,0 +1,127 @@
+/* The training loop's data: the held-out split (a validation fraction or a
+ * cross-validation fold), the decoded-image cache, the loaders with their
+ * augmentation, and the class weights; three-class training relabels by subtype. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/internal.h"
+
+
+/* The class a network output is trained for: the binary label, or with three
+ * classes the subtype (0 normal, 1 bacterial, 2 viral). */
+static int class_of(const trainer *t, size_t idx)
+{
+    return t->classes == 3 ? t->ds.samples[idx].subtype : pn_cache_label(t->cache, idx);
+}
+
+void pn_train_to_classes(const trainer *t, const size_t *idx, int *labels, int n)
+{
+    for (int i = 0; t->classes == 3 && i < n; i++)
+        labels[i] = class_of(t, idx[i]);
+}
+
+/* Held-out set = fold cfg->fold of cfg->folds (pn_dataset_folds). */
+static pn_status fold_split(trainer *t, const char *split, pn_error *err)
+{
+    const pn_train_config *c = t->cfg;
+    if (c->fold < 0 || c->fold >= c->folds)
+        return pn_fail(err, PN_EINVAL, "fold %d is not in [0, %d)", c->fold, c->folds);
+    int *fold = malloc(t->ds.n * sizeof *fold);
+    t->split.train = malloc(t->ds.n * sizeof *t->split.train);
+    t->split.val = malloc(t->ds.n * sizeof *t->split.val);
+    pn_status st = !fold || !t->split.train || !t->split.val
+                       ? pn_fail(err, PN_ENOMEM, "out of memory for folds")
+                       : pn_dataset_folds(&t->ds, split, c->folds, c->seed, fold, err);
+    for (size_t i = 0; !st && i < t->ds.n; i++) {
+        if (fold[i] < 0)
+            continue;
+        if (fold[i] == c->fold)
+            t->split.val[t->split.n_val++] = i;
+        else
+            t->split.train[t->split.n_train++] = i;
+        t->split.n_unknown_patient += !t->ds.samples[i].patient_known;
+    }
+    free(fold);
+    return st;
+}
+
+static pn_status check_subtypes(const trainer *t, pn_error *err)
+{
+    const size_t *sets[2] = {t->split.train, t->split.val};
+    size_t counts[2] = {t->split.n_train, t->split.n_val};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < counts[k]; i++)
+            if (t->ds.samples[sets[k][i]].subtype == PN_SUBTYPE_UNKNOWN)
+                return pn_fail(err, PN_EINVAL, "%s: three classes need 'bacteria' or 'virus' in "
+                               "every pneumonia file name", t->ds.samples[sets[k][i]].path);
+    return PN_OK;
+}
+
+pn_status pn_train_setup_data(trainer *t, int size, int channels, const float *mean, const float *std,
+                            pn_error *err)
+{
+    const pn_train_config *c = t->cfg;
+    pn_status st = pn_dataset_scan(c->data_dir, &t->ds, err);
+    if (st)
+        return st;
+    st = c->folds > 0 ? fold_split(t, pn_dataset_holdout_folder(&t->ds), err)
+                      : pn_dataset_holdout_split(&t->ds, c->val_fraction, c->seed, &t->split, err);
+    if (!st && (t->split.n_val == 0 || t->split.n_train == 0))
+        st = pn_fail(err, PN_EINVAL, "too few images for a train/validation split");
+    if (!st && t->classes == 3)
+        st = check_subtypes(t, err);
+    if (st) {
+        pn_error_prefix(err, st, "%s: ", c->data_dir);
+        return st;
+    }
+    t->n_train = t->split.n_train;
+    if (c->max_images > 0 && (size_t)c->max_images < t->split.n_train) {
+        /* An evenly spaced subset keeps both classes (the list is sorted by class folder). */
+        t->n_train = (size_t)c->max_images;
+        for (size_t i = 0; i < t->n_train; i++)
+            t->split.train[i] = t->split.train[i * t->split.n_train / t->n_train];
+    }
+    char cache_path[4096];
+    pn_resize_mode mode = c->letterbox ? PN_RESIZE_LETTERBOX : PN_RESIZE_SQUASH;
+    snprintf(cache_path, sizeof cache_path, "%s/cache-%d%s.bin", c->cache_dir ? c->cache_dir : c->out_dir,
+             size, c->letterbox ? "-letterbox" : "");
+    int threads = c->threads > 0 ? c->threads : omp_get_num_procs();
+    if ((st = pn_cache_ensure(cache_path, &t->ds, size, mode, threads, NULL, &t->cache, err)))
+        return st;
+    pn_augment aug = pn_augment_from_preset(c->aug_preset);
+    pn_loader_config lc = pn_loader_config_default();
+    lc.batch_size = c->batch;
+    lc.shuffle = 1;
+    lc.drop_last = 1;
+    lc.seed = c->seed;
+    lc.augment = c->augment ? &aug : NULL;
+    lc.clahe = c->clahe;
+    lc.norm.channels = channels;
+    memcpy(lc.norm.mean, mean, (size_t)channels * sizeof(float));
+    memcpy(lc.norm.std, std, (size_t)channels * sizeof(float));
+    lc.n_threads = 1; /* one worker overlaps the compute; more would steal its cores */
+    if ((st = pn_loader_create(t->cache, t->split.train, t->n_train, &lc, &t->train, err)))
+        return st;
+    lc.shuffle = 0;
+    lc.drop_last = 0;
+    lc.augment = NULL;
+    lc.n_threads = 1;
+    if ((st = pn_loader_create(t->cache, t->split.val, t->split.n_val, &lc, &t->val, err)))
+        return st;
+    /* class weights from the training labels */
+    int *labels = malloc(t->n_train * sizeof(int));
+    if (!labels)
+        return pn_fail(err, PN_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->n_train; i++)
+        labels[i] = class_of(t, t->split.train[i]);
+    t->class_weights[0] = t->class_weights[1] = t->class_weights[2] = 1;
+    if (c->class_weights_auto)
+        st = pn_class_weights(labels, t->n_train, t->classes, t->class_weights, err);
+    else if (c->class_weights[0] > 0 && t->classes == 2)
+        memcpy(t->class_weights, c->class_weights, sizeof c->class_weights);
+    free(labels);
+    return st;
+}
+
