@@ -60,6 +60,8 @@ expect 200 GET /metrics
 
 expect 200 POST /api/v1/predict -H 'Content-Type: image/jpeg' --data-binary @"$jpeg"
 json_check 'assert 0 <= d["probability"] <= 1 and d["label"] in ("NORMAL", "PNEUMONIA") and d["audit"]["logged"] and d["image"]["width"] > 0 and "not a diagnostic device" in d["disclaimer"] and d["out_of_distribution"] is False'
+# the bundled model has three classes: the answer also holds them, summing to 1, bacterial + viral = probability
+json_check 'c = d["classes"]; assert abs(sum(c.values()) - 1) < 1e-4 and abs(c["BACTERIAL"] + c["VIRAL"] - d["probability"]) < 1e-4'
 # The out-of-distribution gate: a blank image is refused (HTTP 200 without a
 # probability, recorded in the audit log) unless the request sets force=1.
 python3 - "$tmp/blank.png" <<'PY'

@@ -224,6 +224,11 @@ static char *result_text(pn_server *s, struct MHD_Connection *c, const predict_i
             json_object_set_new(root, "ood_reason", json_string(p->ood_reason));
         if (answered)
             json_object_set_new(root, "probability", json_real(p->probability));
+        /* three-class models: P(NORMAL), P(BACTERIAL), P(VIRAL); BACTERIAL + VIRAL == probability */
+        if (answered && p->n_classes == 3)
+            json_object_set_new(root, "classes", json_pack("{s:f,s:f,s:f}", "NORMAL", (double)p->class_prob[0],
+                                                           "BACTERIAL", (double)p->class_prob[1], "VIRAL",
+                                                           (double)p->class_prob[2]));
     }
     if (root && answered && res->overlay_png) {
         char *b64 = serve_base64_encode(res->overlay_png, res->overlay_png_size);

@@ -243,6 +243,10 @@ async function desktopChecks(browser, images) {
     check(p >= 0 && p < 1, `${path.basename(image)}: probability ${p} in [0, 1)`);
     check(!(await page.getByTestId('error').isVisible()), 'the earlier error is cleared');
     check(Number(await text(page, 'probability')) === floor3(p), `page shows the probability (${await text(page, 'probability')})`);
+    if (result.classes) {
+      check(await page.getByTestId('subtypes').isVisible() && /bacterial/i.test(await text(page, 'subtypes')),
+        `a three-class model's subtypes are shown (${await text(page, 'subtypes')})`);
+    }
     const startThreshold = Number(await page.getByTestId('threshold').inputValue());
     check((await labelClass(page)) === (p >= model.threshold ? 'PNEUMONIA' : 'NORMAL'), 'label matches probability vs stored threshold');
     check(/\d/.test(await text(page, 'latency')), `latency is shown (${await text(page, 'latency')})`);

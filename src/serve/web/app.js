@@ -42,6 +42,7 @@ const STRINGS = {
     ood_detail: 'No result is given: the model answers only for frontal chest X-rays like the ones it ' +
       'was trained on. Please upload a chest radiograph (JPEG, PNG or DICOM).',
     probability: 'Probability of pneumonia',
+    subtypes: 'Of which bacterial {b}, viral {v} (normal {n})',
     label_PNEUMONIA: 'PNEUMONIA',
     label_NORMAL: 'NORMAL',
     reason_positive: 'Probability {p} is at or above the threshold {t}.',
@@ -133,6 +134,7 @@ const STRINGS = {
     ood_detail: 'Nenhum resultado é dado: o modelo só responde para radiografias de tórax frontais como as ' +
       'do seu treinamento. Envie uma radiografia de tórax (JPEG, PNG ou DICOM).',
     probability: 'Probabilidade de pneumonia',
+    subtypes: 'Dos quais bacteriana {b}, viral {v} (normal {n})',
     label_PNEUMONIA: 'Pneumonia',
     label_NORMAL: 'Normal',
     reason_positive: 'A probabilidade {p} é igual ou superior ao limiar {t}.',
@@ -390,6 +392,12 @@ function renderResult() {
   bar.setAttribute('aria-valuetext', formatProbability(p));
   $('bar-fill').style.width = (p * 100).toFixed(2) + '%';
   $('bar-marker').style.left = (state.threshold * 100).toFixed(2) + '%';
+  // Three-class models: the pneumonia probability split into bacterial and viral.
+  const c = result.classes;
+  $('subtypes').hidden = !c;
+  $('subtypes').textContent = c ? t('subtypes', {
+    b: formatProbability(c.BACTERIAL), v: formatProbability(c.VIRAL), n: formatProbability(c.NORMAL),
+  }) : '';
 
   renderWarnings(result.warnings);
   $('latency').textContent = typeof result.latency_ms === 'number'
