@@ -10,7 +10,7 @@
 #include "pneumo/os.h"
 #include "pneumo/serve.h"
 #include "serve/access.h"
-#include "serve/metrics.h"
+#include "serve/prometheus.h"
 #include "serve/workers.h"
 
 /* One open connection, registered from accept to close so the deadline

@@ -1,5 +1,5 @@
 /* Prometheus text exposition format 0.0.4. */
-#include "serve/metrics.h"
+#include "serve/prometheus.h"
 
 #include <stdio.h>
 #include <stdlib.h>

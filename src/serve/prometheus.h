@@ -1,6 +1,6 @@
 /* Request counters and latency histograms in Prometheus text format. */
-#ifndef PNEUMO_SERVE_METRICS_H
-#define PNEUMO_SERVE_METRICS_H
+#ifndef PNEUMO_SERVE_PROMETHEUS_H
+#define PNEUMO_SERVE_PROMETHEUS_H
 
 #include <pthread.h>
 #include <stdint.h>
