@@ -239,16 +239,24 @@ static pn_status render(DcmFileFormat &ff, const char *name, pn_image *out, pn_e
     return PN_OK;
 }
 
+/* The file parsed, with a transfer syntax (in the meta header and the data set) this build decodes. */
+static pn_status read_checked(const uint8_t *data, size_t size, const char *name, DcmFileFormat &ff,
+                              pn_error *err)
+{
+    pn_status st = read_file_format(data, size, name, ff, err);
+    if (!st)
+        st = check_meta_transfer_syntax(ff, name, err);
+    if (!st)
+        st = check_transfer_syntax(ff.getDataset(), name, err);
+    return st;
+}
+
 static pn_status decode(const uint8_t *data, size_t size, const char *name, pn_image *out,
                         pn_error *err)
 {
     DcmFileFormat ff;
-    pn_status st = read_file_format(data, size, name, ff, err);
+    pn_status st = read_checked(data, size, name, ff, err);
     DcmDataset *ds = ff.getDataset();
-    if (!st)
-        st = check_meta_transfer_syntax(ff, name, err);
-    if (!st)
-        st = check_transfer_syntax(ds, name, err);
     if (!st)
         st = check_geometry(ds, name, err);
     if (!st)
@@ -262,12 +270,8 @@ static pn_status probe(const uint8_t *data, size_t size, const char *name, pn_im
                        pn_error *err)
 {
     DcmFileFormat ff;
-    pn_status st = read_file_format(data, size, name, ff, err);
+    pn_status st = read_checked(data, size, name, ff, err);
     DcmDataset *ds = ff.getDataset();
-    if (!st)
-        st = check_meta_transfer_syntax(ff, name, err);
-    if (!st)
-        st = check_transfer_syntax(ds, name, err);
     if (!st)
         st = check_header(ds, name, err);
     if (!st) {

@@ -65,6 +65,16 @@ pn_image_format pn_image_sniff(const void *data, size_t size)
                                : PN_FORMAT_UNKNOWN;
 }
 
+/* The error for bytes no decoder claims: a named unsupported format, or an unknown signature. */
+static pn_status unknown_format(const uint8_t *d, size_t size, const char *name, pn_error *err)
+{
+    const char *other = other_format(d, size);
+    if (other)
+        return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG, PNG or DICOM)",
+                       name, other);
+    return pn_fail(err, PN_EFORMAT, "%s: not a JPEG, PNG or DICOM image (unknown file signature)", name);
+}
+
 pn_status pn_image_decode_memory(const void *data, size_t size, const char *name, int min_w,
                                  int min_h, pn_image *out, pn_error *err)
 {
@@ -80,11 +90,7 @@ pn_status pn_image_decode_memory(const void *data, size_t size, const char *name
     case PN_FORMAT_DICOM: return pn_decode_dicom(d, size, name, out, err);
     case PN_FORMAT_UNKNOWN: break;
     }
-    const char *other = other_format(d, size);
-    if (other)
-        return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG, PNG or DICOM)",
-                       name, other);
-    return pn_fail(err, PN_EFORMAT, "%s: not a JPEG, PNG or DICOM image (unknown file signature)", name);
+    return unknown_format(d, size, name, err);
 }
 
 pn_status pn_read_file(const char *path, uint8_t **data, size_t *size, pn_error *err)
@@ -137,11 +143,7 @@ pn_status pn_image_probe(const void *data, size_t size, const char *name, pn_ima
     case PN_FORMAT_DICOM: return pn_probe_dicom(d, size, name, info, err);
     case PN_FORMAT_UNKNOWN: break;
     }
-    const char *other = other_format(d, size);
-    if (other)
-        return pn_fail(err, PN_EUNSUPPORTED, "%s: %s images are not supported (use JPEG, PNG or DICOM)",
-                       name, other);
-    return pn_fail(err, PN_EFORMAT, "%s: not a JPEG, PNG or DICOM image (unknown file signature)", name);
+    return unknown_format(d, size, name, err);
 }
 
 pn_status pn_image_decode_file(const char *path, int min_w, int min_h, pn_image *out,
