@@ -96,6 +96,38 @@ out = 2
 """
 
 
+def dicoms():
+    """Small DICOMs made by DCMTK's tools (dcmtk package) from a 16x16 gradient:
+    JPEG baseline (img2dcm), uncompressed, RLE, JPEG-LS, MONOCHROME1, and a
+    window/rescale variant. Skipped with a message when the tools are absent."""
+    import shutil
+    import subprocess
+    import tempfile
+    if not all(shutil.which(t) for t in ("img2dcm", "dcmdjpeg", "dcmcrle", "dcmcjpls", "dcmodify")):
+        print("make_corpus: DCMTK tools missing, DICOM seeds not remade", file=sys.stderr)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        def path(name):
+            return os.path.join(d, name)
+
+        def run(*cmd):
+            subprocess.run(cmd, check=True)
+
+        Image.fromarray(gradient(16, 16)).save(path("g.jpg"), quality=90)
+        run("img2dcm", "-q", path("g.jpg"), path("jpeg-baseline.dcm"))
+        run("dcmdjpeg", path("jpeg-baseline.dcm"), path("plain.dcm"))
+        run("dcmcrle", path("plain.dcm"), path("rle.dcm"))
+        run("dcmcjpls", path("plain.dcm"), path("jpegls.dcm"))
+        shutil.copy(path("plain.dcm"), path("mono1.dcm"))
+        run("dcmodify", "-q", "-nb", "-m", "(0028,0004)=MONOCHROME1", path("mono1.dcm"))
+        shutil.copy(path("plain.dcm"), path("window.dcm"))
+        run("dcmodify", "-q", "-nb", "-i", "(0028,1050)=100", "-i", "(0028,1051)=80",
+            "-i", "(0028,1052)=-10", "-i", "(0028,1053)=2", path("window.dcm"))
+        for name in ("jpeg-baseline", "plain", "rle", "jpegls", "mono1", "window"):
+            with open(path(name + ".dcm"), "rb") as f:
+                put("image", "dicom-%s.dcm" % name, f.read())
+
+
 def safetensors(tensors, metadata):
     """tensors: name -> (dtype, shape, bytes)."""
     header, blobs, off = {}, [], 0
@@ -273,6 +305,7 @@ def http():
 
 def main():
     images()
+    dicoms()
     models()
     safetensors_seeds()
     cfgs()
