@@ -434,6 +434,71 @@ static void test_holdout_split_flat_and_tree(void **state)
     pn_dataset_free(&ds);
 }
 
+/* The one holdout rule: folds >= 2 holds out that fold of pn_dataset_folds,
+ * else the val_fraction split; its recipe keys survive a JSON round trip. */
+static void test_holdout_rule_and_recipe_keys(void **state)
+{
+    char root[1024];
+    snprintf(root, sizeof root, "%s/tree-rule", pn_test_tmpdir());
+    make_tree(root, 0);
+    pn_dataset ds;
+    pn_error e;
+    assert_int_equal(pn_dataset_scan(root, &ds, &e), PN_OK);
+    int *fold = malloc(ds.n * sizeof *fold);
+    assert_int_equal(pn_dataset_folds(&ds, "train", 3, 5, fold, &e), PN_OK);
+    pn_split sp;
+    pn_holdout rule = {.folds = 3, .fold = 1, .val_fraction = 0.2, .seed = 5};
+    assert_int_equal(pn_dataset_holdout(&ds, &rule, &sp, &e), PN_OK);
+    size_t held = 0, trained = 0;
+    for (size_t i = 0; i < ds.n; i++) {
+        held += fold[i] == 1;
+        trained += fold[i] >= 0 && fold[i] != 1;
+    }
+    assert_int_equal(sp.n_val, held);
+    assert_int_equal(sp.n_train, trained);
+    for (size_t i = 0; i < sp.n_val; i++)
+        assert_int_equal(fold[sp.val[i]], 1);
+    assert_disjoint(&ds, &sp);
+    pn_split_free(&sp);
+
+    /* Without folds: exactly pn_dataset_holdout_split. */
+    pn_split direct;
+    rule = (pn_holdout){.val_fraction = 0.25, .seed = 7};
+    assert_int_equal(pn_dataset_holdout(&ds, &rule, &sp, &e), PN_OK);
+    assert_int_equal(pn_dataset_holdout_split(&ds, 0.25, 7, &direct, &e), PN_OK);
+    assert_int_equal(sp.n_val, direct.n_val);
+    assert_memory_equal(sp.val, direct.val, sp.n_val * sizeof *sp.val);
+    pn_split_free(&sp);
+    pn_split_free(&direct);
+
+    /* Negative cases: no rule, a fold outside [0, folds). */
+    rule = (pn_holdout){.seed = 7};
+    assert_int_equal(pn_dataset_holdout(&ds, &rule, &sp, &e), PN_EINVAL);
+    assert_non_null(strstr(e.msg, "no holdout rule"));
+    rule = (pn_holdout){.folds = 3, .fold = 3};
+    assert_int_equal(pn_dataset_holdout(&ds, &rule, &sp, &e), PN_EINVAL);
+    assert_int_equal(pn_dataset_holdout(&ds, &rule, &sp, NULL), PN_EINVAL);
+
+    /* The recipe keys: written and read back, in a larger recipe object too. */
+    pn_holdout back, cv = {.folds = 5, .fold = 4, .val_fraction = 0.2f, .seed = 123456789012ULL};
+    char *text = pn_holdout_to_json(&cv);
+    assert_non_null(text);
+    assert_int_equal(pn_holdout_from_json(text, &back), 1);
+    assert_int_equal(back.folds, 5);
+    assert_int_equal(back.fold, 4);
+    assert_true(back.val_fraction == (double)0.2f);
+    assert_true(back.seed == cv.seed);
+    free(text);
+    assert_int_equal(pn_holdout_from_json("{\"arch\":\"x\",\"val_fraction\":0.3,\"seed\":9}", &back), 1);
+    assert_int_equal(back.folds, 0);
+    assert_true(back.val_fraction == 0.3 && back.seed == 9);
+    assert_int_equal(pn_holdout_from_json("{\"arch\":\"x\"}", &back), 0);
+    assert_int_equal(pn_holdout_from_json("not json", &back), 0);
+    assert_int_equal(pn_holdout_from_json(NULL, &back), 0);
+    free(fold);
+    pn_dataset_free(&ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_holdout_split_flat_and_tree),
         cmocka_unit_test(test_real_train_split),
         cmocka_unit_test(test_folds_generated),
+        cmocka_unit_test(test_holdout_rule_and_recipe_keys),
         cmocka_unit_test(test_real_train_folds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

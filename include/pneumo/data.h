@@ -199,6 +199,26 @@ pn_status pn_dataset_holdout_split(const pn_dataset *ds, double val_fraction, ui
 /* The split folder that rule uses: "train" when the root has one, else "". */
 const char *pn_dataset_holdout_folder(const pn_dataset *ds);
 
+/* Which images a model held out, as its recipe metadata records it: fold
+ * `fold` of the patient-wise `folds`-fold split (pn_dataset_folds of the
+ * holdout folder) when folds >= 2 (pneumo cv, train --folds), else the
+ * val_fraction split of pn_dataset_holdout_split (pneumo train). */
+typedef struct pn_holdout {
+    int folds, fold;
+    double val_fraction;
+    uint64_t seed;
+} pn_holdout;
+/* The training (out->train) and held-out (out->val) images of that rule: the
+ * one function train, evaluate --holdout and ood fit split through.
+ * PN_EINVAL when h names no rule or a side would be empty. */
+pn_status pn_dataset_holdout(const pn_dataset *ds, const pn_holdout *h, pn_split *out, pn_error *err);
+/* The recipe keys that record the rule (val_fraction, seed, and folds/fold
+ * when folds >= 2) as a JSON object text (malloc'ed; NULL when out of memory). */
+char *pn_holdout_to_json(const pn_holdout *h);
+/* Reads those keys from a recipe JSON object text: 1 when it records a rule,
+ * 0 (and a zeroed *h) otherwise. */
+int pn_holdout_from_json(const char *recipe_json, pn_holdout *h);
+
 /* Indices of samples of one split folder ("" for a single-split layout). */
 pn_status pn_dataset_select(const pn_dataset *ds, const char *split, size_t **idx, size_t *n,
                             pn_error *err);

@@ -99,6 +99,17 @@ pn_status pn_model_warm_up(pn_model *m, pn_error *err);
 /* Frees the prediction's Grad-CAM map. */
 void pn_prediction_clear(pn_prediction *p);
 
+/* How a prediction's Grad-CAM is shown (predict --gradcam-dir, the API, the
+ * page): over the image itself, shrunk so its long side is at most
+ * PN_CAM_DISPLAY_SIDE (decode with that size hint), at PN_CAM_OPACITY. */
+#define PN_CAM_DISPLAY_SIDE 512
+#define PN_CAM_OPACITY 0.45f
+/* The overlay PNG of p->cam over img and, when heatmap_png is not NULL, the
+ * colour-mapped heatmap alone at the same size (both malloc'ed). */
+pn_status pn_prediction_cam_pngs(const pn_image *img, const pn_prediction *p, unsigned char **overlay_png,
+                                 size_t *overlay_size, unsigned char **heatmap_png, size_t *heatmap_size,
+                                 pn_error *err);
+
 /* The training curves stored in the model by `pneumo train` (card key
  * "history"). Returns 0 and an empty history when the model has none;
  * pn_history_free releases the columns. */

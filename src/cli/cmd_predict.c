@@ -15,7 +15,6 @@
 #include "pneumo/data.h"
 #include "pneumo/infer.h"
 #include "pneumo/os.h"
-#include "pneumo/overlay.h"
 
 typedef enum { FMT_TABLE, FMT_CSV, FMT_JSON } out_format;
 
@@ -94,8 +93,8 @@ static void write_overlay(const predict_opts *o, const char *path, const pn_pred
     char out[4096];
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     snprintf(out, sizeof out, "%s/%s.gradcam.png", o->gradcam_dir, base);
-    if (pn_image_decode_file(path, 512, 512, &img, NULL) == PN_OK &&
-        pn_overlay_png(img.pixels, img.w, img.h, p->cam, p->cam_size, 0.45f, &png, &size, NULL) == PN_OK) {
+    if (pn_image_decode_file(path, PN_CAM_DISPLAY_SIDE, PN_CAM_DISPLAY_SIDE, &img, NULL) == PN_OK &&
+        pn_prediction_cam_pngs(&img, p, &png, &size, NULL, NULL, NULL) == PN_OK) {
         FILE *f = fopen(out, "wb");
         if (f) {
             fwrite(png, 1, size, f);

@@ -7,40 +7,21 @@
 #include "infer/internal.h"
 #include "pneumo/gradcam.h"
 
-/* Held-out fold `fold` of a cross-validation (pn_dataset_folds, as pneumo cv made it). */
-static pn_status fold_indices(const pn_dataset *ds, int folds, int fold, uint64_t seed, size_t **idx, size_t *n,
-                              pn_error *err)
-{
-    int *assign = malloc((ds->n ? ds->n : 1) * sizeof *assign);
-    *idx = malloc((ds->n ? ds->n : 1) * sizeof **idx);
-    *n = 0;
-    pn_status st = assign && *idx ? pn_dataset_folds(ds, pn_dataset_holdout_folder(ds), folds, seed, assign, err)
-                                   : pn_fail(err, PN_ENOMEM, "out of memory");
-    for (size_t i = 0; !st && i < ds->n; i++)
-        if (assign[i] == fold)
-            (*idx)[(*n)++] = i;
-    free(assign);
-    return st;
-}
-
-/* The validation indices `pneumo train` used: same fraction and seed (or
- * fold of folds), read from the recipe stored in the model card. */
+/* The validation indices `pneumo train` or `pneumo cv` held out, by the
+ * holdout rule recorded in the recipe of the model card. */
 static pn_status holdout_indices(const pn_model *m, const pn_dataset *ds, size_t **idx, size_t *n,
                                  pn_error *err)
 {
     json_t *card = json_loads(m->info.card_json, 0, NULL);
-    json_t *recipe = card ? json_object_get(card, "recipe") : NULL;
-    double fraction = recipe ? json_number_value(json_object_get(recipe, "val_fraction")) : 0;
-    json_int_t seed = recipe ? json_integer_value(json_object_get(recipe, "seed")) : 0;
-    json_int_t folds = recipe ? json_integer_value(json_object_get(recipe, "folds")) : 0;
-    json_int_t fold = recipe ? json_integer_value(json_object_get(recipe, "fold")) : 0;
+    char *recipe = card ? json_dumps(json_object_get(card, "recipe"), JSON_COMPACT) : NULL;
     json_decref(card);
-    if (folds >= 2)
-        return fold_indices(ds, (int)folds, (int)fold, (uint64_t)seed, idx, n, err);
-    if (!(fraction > 0 && fraction < 1))
-        return pn_fail(err, PN_EINVAL, "the model records no validation split (recipe.val_fraction)");
+    pn_holdout rule;
+    int recorded = pn_holdout_from_json(recipe, &rule);
+    free(recipe);
+    if (!recorded)
+        return pn_fail(err, PN_EINVAL, "the model records no validation split (recipe val_fraction or folds)");
     pn_split split;
-    pn_status st = pn_dataset_holdout_split(ds, fraction, (uint64_t)seed, &split, err);
+    pn_status st = pn_dataset_holdout(ds, &rule, &split, err);
     if (st)
         return st;
     *idx = split.val;

@@ -20,66 +20,30 @@
 #define OOD_MARGIN 1.5
 #define OOD_DEFAULT_MAX_FIT 2000
 
-typedef struct member_split {
-    size_t *fit, *held; /* indices into the dataset */
-    size_t n_fit, n_held;
-} member_split;
-
-/* The member's recipe (JSON object; borrowed from root). */
-static json_t *member_recipe(pn_st_file *f, int i, json_t **root)
+/* The member's recipe as JSON text (malloc'ed; NULL when the file records none). */
+static char *member_recipe(pn_st_file *f, int i)
 {
     const char *members = pn_st_metadata(f, "members");
-    if (members) {
-        *root = json_loads(members, 0, NULL);
-        return json_object_get(json_array_get(*root, (size_t)i), "recipe");
-    }
-    const char *recipe = pn_st_metadata(f, "recipe");
-    *root = recipe ? json_loads(recipe, 0, NULL) : NULL;
-    return *root;
+    if (!members)
+        return pn_st_metadata(f, "recipe") ? strdup(pn_st_metadata(f, "recipe")) : NULL;
+    json_t *root = json_loads(members, 0, NULL);
+    json_t *recipe = json_object_get(json_array_get(root, (size_t)i), "recipe");
+    char *text = recipe ? json_dumps(recipe, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
 }
 
-/* The member's training and held-out images, as its recipe split them:
- * fold `fold` of `folds` (cv), else the val_fraction split (train). */
-static pn_status split_for(pn_st_file *f, int i, const pn_dataset *ds, member_split *out, pn_error *err)
+/* The member's training (out->train) and held-out (out->val) images, by the
+ * holdout rule its recipe records. */
+static pn_status split_for(pn_st_file *f, int i, const pn_dataset *ds, pn_split *out, pn_error *err)
 {
-    json_t *root = NULL, *r = member_recipe(f, i, &root);
-    int folds = (int)json_integer_value(json_object_get(r, "folds"));
-    int fold = (int)json_integer_value(json_object_get(r, "fold"));
-    double fraction = json_number_value(json_object_get(r, "val_fraction"));
-    uint64_t seed = (uint64_t)json_integer_value(json_object_get(r, "seed"));
-    json_decref(root);
-    int has_train = 0;
-    for (size_t k = 0; k < ds->n; k++)
-        has_train |= !strcmp(ds->samples[k].split, "train");
-    const char *split = has_train ? "train" : "";
-    if (folds > 1) {
-        int *fid = malloc(ds->n * sizeof *fid);
-        out->fit = malloc(ds->n * sizeof *out->fit);
-        out->held = malloc(ds->n * sizeof *out->held);
-        pn_status st = !fid || !out->fit || !out->held ? pn_fail(err, PN_ENOMEM, "out of memory")
-                                                       : pn_dataset_folds(ds, split, folds, seed, fid, err);
-        for (size_t k = 0; !st && k < ds->n; k++) {
-            if (fid[k] == fold)
-                out->held[out->n_held++] = k;
-            else if (fid[k] >= 0)
-                out->fit[out->n_fit++] = k;
-        }
-        free(fid);
-        return st;
-    }
-    if (!(fraction > 0 && fraction < 1))
+    char *recipe = member_recipe(f, i);
+    pn_holdout rule;
+    int recorded = pn_holdout_from_json(recipe, &rule);
+    free(recipe);
+    if (!recorded)
         return pn_fail(err, PN_EINVAL, "member %d records no training split (recipe folds/fold or val_fraction)", i);
-    pn_split s;
-    pn_status st = pn_dataset_split(ds, split, fraction, seed, &s, err);
-    if (st)
-        return st;
-    out->fit = s.train;
-    out->held = s.val;
-    out->n_fit = s.n_train;
-    out->n_held = s.n_val;
-    s.train = s.val = NULL;
-    pn_split_free(&s);
-    return PN_OK;
+    return pn_dataset_holdout(ds, &rule, out, err);
 }
 
 /* Features of one dataset image into feat[dim]; 1 when it was read and
@@ -186,7 +150,7 @@ static int cmp_double(const void *a, const void *b)
 
 /* Fits member i: Gaussians on (at most max_fit, evenly spaced) training
  * images, threshold from every held-out image. */
-static pn_status fit_member(pn_model *m, int i, const pn_dataset *ds, const member_split *sp,
+static pn_status fit_member(pn_model *m, int i, const pn_dataset *ds, const pn_split *sp,
                             const pn_ood_fit_options *o, pn_ood_member_report *rep, pn_error *err)
 {
     pn_model_member *mb = &m->members[i];
@@ -197,14 +161,14 @@ static pn_status fit_member(pn_model *m, int i, const pn_dataset *ds, const memb
                                 : pn_fail(err, PN_ENOMEM, "out of memory");
     free(blank.pixels);
     size_t max_fit = o->max_fit_images > 0 ? (size_t)o->max_fit_images : OOD_DEFAULT_MAX_FIT;
-    size_t n_fit = sp->n_fit < max_fit ? sp->n_fit : max_fit, n = 0;
+    size_t n_fit = sp->n_train < max_fit ? sp->n_train : max_fit, n = 0;
     float *feats = st ? NULL : malloc((n_fit + 1) * dim * sizeof *feats); /* [n_fit][dim] */
     int *labels = malloc((n_fit + 1) * sizeof *labels);                   /* [n_fit] */
-    double *dist = malloc((sp->n_held + 1) * sizeof *dist);               /* [n_held] */
+    double *dist = malloc((sp->n_val + 1) * sizeof *dist);               /* [n_held] */
     if (!st && (!feats || !labels || !dist))
         st = pn_fail(err, PN_ENOMEM, "out of memory");
     for (size_t k = 0; !st && k < n_fit; k++) {
-        const pn_sample *s = &ds->samples[sp->fit[k * sp->n_fit / n_fit]];
+        const pn_sample *s = &ds->samples[sp->train[k * sp->n_train / n_fit]];
         int checked;
         if (image_features(m, i, s->path, feats + n * dim, dim, &checked)) {
             labels[n++] = s->label == PN_CLASS_NORMAL ? 0 : 1;
@@ -216,9 +180,9 @@ static pn_status fit_member(pn_model *m, int i, const pn_dataset *ds, const memb
         st = fit_gaussians(feats, labels, n, dim, 2, &mb->ood, err);
     rep->n_fit = n;
     size_t nd = 0;
-    for (size_t k = 0; !st && k < sp->n_held; k++) {
+    for (size_t k = 0; !st && k < sp->n_val; k++) {
         int checked;
-        if (image_features(m, i, ds->samples[sp->held[k]].path, feats, dim, &checked))
+        if (image_features(m, i, ds->samples[sp->val[k]].path, feats, dim, &checked))
             dist[nd++] = pn_ood_distance(&mb->ood, feats);
         rep->held_refused_by_checks += checked;
     }
@@ -292,14 +256,13 @@ pn_status pn_ood_fit(const char *model_path, const char *data_dir, const pn_ood_
     if (!st) st = pn_st_open(model_path, &f, err);
     if (!st) st = pn_dataset_scan(data_dir, &ds, err);
     for (int i = 0; !st && i < m->n_members; i++) {
-        member_split sp = {0};
+        pn_split sp = {0};
         st = split_for(f, i, &ds, &sp, err);
         if (!st)
             st = fit_member(m, i, &ds, &sp, o, &rep->members[i], err);
         if (!st && o->progress)
             o->progress(o->user, i, &rep->members[i]);
-        free(sp.fit);
-        free(sp.held);
+        pn_split_free(&sp);
         rep->n_members = i + 1;
     }
     if (!st)

@@ -1,17 +1,13 @@
 /* pn_model_pool: pn_model instances behind pn_server's pn_predictor. */
 #include <jansson.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "pneumo/disclaimer.h"
 #include "pneumo/infer_serve.h"
-#include "pneumo/overlay.h"
 
 /* Overlays larger than this (long side) are shrunk: the PNG travels in JSON. */
-#define OVERLAY_MAX_SIDE 512
-#define OVERLAY_OPACITY 0.45f
 
 struct pn_model_pool {
     pn_model **slots; /* [n_slots], one instance per prediction slot */
@@ -26,29 +22,15 @@ static void add_warning(pn_prediction *p, const char *text)
         snprintf(p->warnings[p->n_warnings++], sizeof p->warnings[0], "%s", text);
 }
 
-/* Draws the Grad-CAM over the uploaded image itself (not the model input),
- * shrunk so the long side is at most OVERLAY_MAX_SIDE. */
+/* Draws the Grad-CAM over the uploaded image itself (not the model input). */
 static pn_status render_overlay(const void *bytes, size_t size, const pn_prediction *p, pn_predict_result *out,
                                 pn_error *err)
 {
-    pn_image img = {0}, small = {0};
-    pn_status st = pn_image_decode_memory(bytes, size, "upload", OVERLAY_MAX_SIDE, OVERLAY_MAX_SIDE, &img, err);
-    if (st)
-        return st;
-    const pn_image *src = &img;
-    int long_side = img.w > img.h ? img.w : img.h;
-    if (long_side > OVERLAY_MAX_SIDE) {
-        double scale = (double)OVERLAY_MAX_SIDE / long_side;
-        int w = (int)lround(img.w * scale), h = (int)lround(img.h * scale);
-        st = pn_image_resize(&img, w > 0 ? w : 1, h > 0 ? h : 1, PN_RESIZE_SQUASH, &small, err);
-        src = &small;
-    }
+    pn_image img = {0};
+    pn_status st = pn_image_decode_memory(bytes, size, "upload", PN_CAM_DISPLAY_SIDE, PN_CAM_DISPLAY_SIDE, &img, err);
     if (!st)
-        st = pn_overlay_png(src->pixels, src->w, src->h, p->cam, p->cam_size, OVERLAY_OPACITY, &out->overlay_png,
-                            &out->overlay_png_size, err);
-    if (!st)
-        st = pn_heatmap_png(p->cam, p->cam_size, src->w, src->h, &out->heatmap_png, &out->heatmap_png_size, err);
-    pn_image_free(&small);
+        st = pn_prediction_cam_pngs(&img, p, &out->overlay_png, &out->overlay_png_size, &out->heatmap_png,
+                                    &out->heatmap_png_size, err);
     pn_image_free(&img);
     return st;
 }

@@ -48,6 +48,8 @@ pn_status pn_checkpoint_save(const trainer *t, const train_state *s, pn_error *e
 /* Restores what pn_checkpoint_save wrote; fails if the recipe differs. */
 pn_status pn_checkpoint_load(trainer *t, train_state *s, pn_error *err);
 char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_command);
+/* The holdout rule the config asks for: fold `fold` of `folds`, else val_fraction. */
+pn_holdout pn_train_holdout(const pn_train_config *c);
 
 /* train_data.c: split, cache, loaders and class weights for t->cfg. */
 pn_status pn_train_setup_data(trainer *t, int size, int channels, const float *mean, const float *std,

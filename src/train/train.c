@@ -217,17 +217,27 @@ static pn_status save_checkpoint(const trainer *t, const char *name, int epoch, 
     return pn_net_save(t->net, path, meta, 2, 0, err);
 }
 
+pn_holdout pn_train_holdout(const pn_train_config *c)
+{
+    return (pn_holdout){.folds = c->folds, .fold = c->fold, .val_fraction = c->val_fraction, .seed = c->seed};
+}
+
 char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_command)
 {
-    json_t *r = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:s, s:i, s:f, s:s, s:I, s:[f,f], s:b}",
+    json_t *r = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:f, s:f, s:f, s:s, s:i, s:f, s:s, s:[f,f], s:b}",
                           "data", c->data_dir, "arch", c->arch, "input_size", pn_net_input_size(t->net),
                           "channels", pn_net_channels(t->net), "epochs", c->epochs, "batch", c->batch,
                           "lr", c->lr, "weight_decay", c->weight_decay, "label_smoothing", c->label_smoothing,
-                          "val_fraction", c->val_fraction, "init", c->init ? c->init : "",
+                          "init", c->init ? c->init : "",
                           "freeze_epochs", c->freeze_epochs, "phase2_lr_scale", c->phase2_lr_scale,
                           "precision", pn_net_precision(t->net) == PN_BF16 ? "bf16" : "fp32",
-                          "seed", (json_int_t)c->seed, "class_weights", t->class_weights[0],
-                          t->class_weights[1], "augment", c->augment);
+                          "class_weights", t->class_weights[0], t->class_weights[1], "augment", c->augment);
+    pn_holdout rule = pn_train_holdout(c);
+    char *rule_text = pn_holdout_to_json(&rule);
+    json_t *rule_keys = rule_text ? json_loads(rule_text, 0, NULL) : NULL;
+    json_object_update(r, rule_keys);
+    json_decref(rule_keys);
+    free(rule_text);
     json_object_set_new(r, "resize", json_string(c->letterbox ? "letterbox" : "squash"));
     json_object_set_new(r, "classes", json_integer(t->classes));
     json_object_set_new(r, "augment_preset", json_string(pn_augment_preset_names[c->aug_preset]));
@@ -235,10 +245,6 @@ char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_
     json_object_set_new(r, "mixup", json_real(c->mixup_alpha));
     json_object_set_new(r, "clahe", json_boolean(c->clahe));
     json_object_set_new(r, "keep", json_string(c->keep_last ? "last" : "best"));
-    if (c->folds > 0) {
-        json_object_set_new(r, "folds", json_integer(c->folds));
-        json_object_set_new(r, "fold", json_integer(c->fold));
-    }
     if (c->recipe_text && with_command)
         json_object_set_new(r, "command", json_string(c->recipe_text));
     char *s = json_dumps(r, JSON_COMPACT);

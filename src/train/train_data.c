@@ -22,31 +22,6 @@ void pn_train_to_classes(const trainer *t, const size_t *idx, int *labels, int n
         labels[i] = class_of(t, idx[i]);
 }
 
-/* Held-out set = fold cfg->fold of cfg->folds (pn_dataset_folds). */
-static pn_status fold_split(trainer *t, const char *split, pn_error *err)
-{
-    const pn_train_config *c = t->cfg;
-    if (c->fold < 0 || c->fold >= c->folds)
-        return pn_fail(err, PN_EINVAL, "fold %d is not in [0, %d)", c->fold, c->folds);
-    int *fold = malloc(t->ds.n * sizeof *fold);
-    t->split.train = malloc(t->ds.n * sizeof *t->split.train);
-    t->split.val = malloc(t->ds.n * sizeof *t->split.val);
-    pn_status st = !fold || !t->split.train || !t->split.val
-                       ? pn_fail(err, PN_ENOMEM, "out of memory for folds")
-                       : pn_dataset_folds(&t->ds, split, c->folds, c->seed, fold, err);
-    for (size_t i = 0; !st && i < t->ds.n; i++) {
-        if (fold[i] < 0)
-            continue;
-        if (fold[i] == c->fold)
-            t->split.val[t->split.n_val++] = i;
-        else
-            t->split.train[t->split.n_train++] = i;
-        t->split.n_unknown_patient += !t->ds.samples[i].patient_known;
-    }
-    free(fold);
-    return st;
-}
-
 static pn_status check_subtypes(const trainer *t, pn_error *err)
 {
     const size_t *sets[2] = {t->split.train, t->split.val};
@@ -66,10 +41,8 @@ pn_status pn_train_setup_data(trainer *t, int size, int channels, const float *m
     pn_status st = pn_dataset_scan(c->data_dir, &t->ds, err);
     if (st)
         return st;
-    st = c->folds > 0 ? fold_split(t, pn_dataset_holdout_folder(&t->ds), err)
-                      : pn_dataset_holdout_split(&t->ds, c->val_fraction, c->seed, &t->split, err);
-    if (!st && (t->split.n_val == 0 || t->split.n_train == 0))
-        st = pn_fail(err, PN_EINVAL, "too few images for a train/validation split");
+    pn_holdout rule = pn_train_holdout(c);
+    st = pn_dataset_holdout(&t->ds, &rule, &t->split, err);
     if (!st && t->classes == 3)
         st = check_subtypes(t, err);
     if (st) {
