@@ -195,11 +195,9 @@ pn_status pn_metrics_bootstrap(const float *prob, const int *label, size_t n, fl
 {
     if (resamples < 2)
         return pn_fail(err, PN_EINVAL, "bootstrap: need at least 2 resamples, got %d", resamples);
-    pn_status st = ev_check_inputs(prob, label, n, err);
-    if (st)
-        return st;
     sorted_scores s;
-    if ((st = ev_sorted_scores_init(&s, prob, label, n, err)))
+    pn_status st = ev_sorted_scores_init(&s, prob, label, n, err);
+    if (st)
         return st;
     memset(out, 0, sizeof *out);
     out->resamples = resamples;

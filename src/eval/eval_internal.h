@@ -20,6 +20,8 @@ typedef struct sorted_scores {
 
 /* Validates labels/probabilities (messages name the offending index). */
 pn_status ev_check_inputs(const float *prob, const int *label, size_t n, pn_error *err);
+/* Validates the inputs (ev_check_inputs), then sorts them by score and
+ * groups equal scores. */
 pn_status ev_sorted_scores_init(sorted_scores *s, const float *prob, const int *label, size_t n,
                                 pn_error *err);
 void ev_sorted_scores_free(sorted_scores *s);

@@ -45,6 +45,9 @@ pn_status ev_sorted_scores_init(sorted_scores *s, const float *prob, const int *
                                 pn_error *err)
 {
     memset(s, 0, sizeof *s);
+    pn_status st = ev_check_inputs(prob, label, n, err);
+    if (st)
+        return st;
     score_label *pairs = malloc(n * sizeof *pairs);
     s->score = malloc(n * sizeof *s->score);
     s->label = malloc(n);
@@ -186,11 +189,9 @@ static void fill_probabilistic(const float *prob, const int *label, size_t n, pn
 pn_status pn_metrics_compute(const float *prob, const int *label, size_t n, float threshold,
                              pn_metrics *out, pn_error *err)
 {
-    pn_status st = ev_check_inputs(prob, label, n, err);
-    if (st)
-        return st;
     sorted_scores s;
-    if ((st = ev_sorted_scores_init(&s, prob, label, n, err)))
+    pn_status st = ev_sorted_scores_init(&s, prob, label, n, err);
+    if (st)
         return st;
     rank_summary r;
     ev_summarize_ranks(&s, NULL, threshold, &r);

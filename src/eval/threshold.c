@@ -33,11 +33,9 @@ pn_status pn_threshold_for_sensitivity(const float *prob, const int *label, size
 {
     if (!(target > 0 && target <= 1))
         return pn_fail(err, PN_EINVAL, "threshold: target sensitivity %g is not in (0, 1]", target);
-    pn_status st = ev_check_inputs(prob, label, n, err);
-    if (st)
-        return st;
     sorted_scores s;
-    if ((st = ev_sorted_scores_init(&s, prob, label, n, err)))
+    pn_status st = ev_sorted_scores_init(&s, prob, label, n, err);
+    if (st)
         return st;
     class_counts c = count_classes(&s);
     if (c.pos == 0) {
@@ -62,11 +60,9 @@ pn_status pn_threshold_for_sensitivity(const float *prob, const int *label, size
 pn_status pn_threshold_youden(const float *prob, const int *label, size_t n,
                               pn_operating_point *out, pn_error *err)
 {
-    pn_status st = ev_check_inputs(prob, label, n, err);
-    if (st)
-        return st;
     sorted_scores s;
-    if ((st = ev_sorted_scores_init(&s, prob, label, n, err)))
+    pn_status st = ev_sorted_scores_init(&s, prob, label, n, err);
+    if (st)
         return st;
     class_counts c = count_classes(&s);
     if (c.pos == 0 || c.neg == 0) {
