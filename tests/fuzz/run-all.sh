@@ -4,7 +4,9 @@
 # coverage, new corpus inputs and findings. New inputs go to
 # $BUILD/fuzz-runs/<target>/corpus (the seeds in tests/fuzz/corpus stay as they
 # are); findings (crash-*, leak-*, oom-*, timeout-*) to $BUILD/fuzz-runs/<target>/.
-# Usage: tests/fuzz/run-all.sh SECONDS [TARGET...]   (BUILD defaults to build-fuzz)
+# Usage: tests/fuzz/run-all.sh SECONDS [TARGET...]   (BUILD defaults to build-fuzz;
+#        FUZZ_TIMEOUT, default 30, is libFuzzer's per-input wall-clock limit in seconds:
+#        raise it when the machine is shared, or a starved process reports timeouts)
 # Build first: CC=clang cmake -S . -B build-fuzz -DPNEUMO_FUZZ=ON && cmake --build build-fuzz
 # Exit status 1 when any target has a finding.
 set -uo pipefail
@@ -17,7 +19,10 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   for f in "$src"/tests/fuzz/fuzz_*.c; do t=$(basename "$f" .c); targets+=("${t#fuzz_}"); done
 fi
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+# Allocations over 1 GiB fail (return NULL) instead of mapping ASan shadow
+# for them: a few hundred input bytes can announce a multi-GB DICOM element,
+# which the release build reserves lazily but ASan maps, slowly.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1:max_allocation_size_mb=1024}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$src/tests/lsan.supp}
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
@@ -30,7 +35,7 @@ for t in "${targets[@]}"; do
   work=$build/fuzz-runs/$t
   mkdir -p "$work/corpus"
   before=$(ls "$work/corpus" | wc -l)
-  args=(-max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
+  args=(-max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-30}" -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
         -artifact_prefix="$work/" -close_fd_mask=1)
   [ -f "$src/tests/fuzz/fuzz_$t.dict" ] && args+=(-dict="$src/tests/fuzz/fuzz_$t.dict")
   # The server frees a connection's response on its own thread after the
