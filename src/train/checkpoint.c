@@ -144,6 +144,16 @@ static pn_status read_state(trainer *t, train_state *s, const char *text, const 
     return PN_OK;
 }
 
+/* Equal JSON values, whatever the key order or spacing of the two texts. */
+static int same_json(const char *a, const char *b)
+{
+    json_t *x = json_loads(a, 0, NULL), *y = json_loads(b, 0, NULL);
+    int same = x && y && json_equal(x, y);
+    json_decref(x);
+    json_decref(y);
+    return same;
+}
+
 pn_status pn_checkpoint_load(trainer *t, train_state *s, pn_error *err)
 {
     char path[4096];
@@ -157,7 +167,7 @@ pn_status pn_checkpoint_load(trainer *t, train_state *s, pn_error *err)
     char *recipe = pn_train_recipe_json(t->cfg, t, 0);
     if (!version || strcmp(version, CHECKPOINT_VERSION) || !state || !saved_recipe)
         st = pn_fail(err, PN_EFORMAT, "%s: not a pneumo training checkpoint", path);
-    else if (!recipe || strcmp(recipe, saved_recipe))
+    else if (!recipe || !same_json(recipe, saved_recipe))
         st = pn_fail(err, PN_EINVAL, "%s: made with a different recipe; resume needs the same options", path);
     if (!st)
         st = read_tensors(t, f, path, err);
