@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "cli/options.h"
 #include "pneumo/data.h"
 #include "pneumo/os.h"
@@ -15,12 +16,14 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pneumo data stats DIR\n"
+            "usage: pneumo data stats DIR|FILE.csv\n"
+            "       pneumo data convert DIR --out FILE.csv   (a folder dataset as a manifest)\n"
             "       pneumo data grid --data DIR --out grid.png [--n 16] [--seed S] [--size 224]\n"
             "                        [--hflip] [--crop MIN_AREA] [--erase P] [--no-augment]\n"
             "       pneumo data bench --data DIR [--size 224] [--threads 2] [--batch 32]\n"
             "                         [--cache FILE]\n"
-            "DIR is <root>/<split>/{NORMAL,PNEUMONIA}/<files> or <root>/{NORMAL,PNEUMONIA}/<files>.\n");
+            "DIR is <root>/<split>/{NORMAL,PNEUMONIA}/<files> or <root>/{NORMAL,PNEUMONIA}/<files>;\n"
+            "--data also takes a CSV manifest (FILE.csv, docs/datasets.md).\n");
 }
 
 static int fail(const pn_error *e)
@@ -191,7 +194,7 @@ static int cmd_stats(int argc, char **argv)
     }
     pn_dataset ds;
     pn_error e;
-    if (pn_dataset_scan(argv[1], &ds, &e))
+    if (pn_dataset_load(argv[1], &ds, &e))
         return fail(&e);
     printf("dataset %s: %zu files\n", argv[1], ds.n);
     print_counts(&ds);
@@ -293,7 +296,7 @@ static int cmd_grid(int argc, char **argv)
     }
     pn_dataset ds;
     pn_error e;
-    if (pn_dataset_scan(o.data, &ds, &e))
+    if (pn_dataset_load(o.data, &ds, &e))
         return fail(&e);
     pn_augment aug = augment_from(&o);
     const int gap = 4, cols = (int)ceil(sqrt(o.n)), rows = (o.n + cols - 1) / cols;
@@ -375,7 +378,7 @@ static int cmd_bench(int argc, char **argv)
     pn_dataset ds;
     pn_error e;
     double t0 = pn_clock_s();
-    if (pn_dataset_scan(o.data, &ds, &e))
+    if (pn_dataset_load(o.data, &ds, &e))
         return fail(&e);
     printf("scan + hash of %zu files: %.2f s\n", ds.n, pn_clock_s() - t0);
     char tmp[256];
@@ -407,13 +410,15 @@ static int cmd_bench(int argc, char **argv)
         pn_cache_close(cache);
     }
     if (!o.cache)
-        unlink(path);
+        pn_cache_remove(path);
     pn_dataset_free(&ds);
     return rc;
 }
 
 int pn_cmd_data(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "convert"))
+        return pn_cmd_data_convert(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -425,6 +430,7 @@ int pn_cmd_data(int argc, char **argv)
         return cmd_grid(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "bench"))
         return cmd_bench(argc - 1, argv + 1);
+
     usage(stderr);
     return 2;
 }
