@@ -2,6 +2,8 @@
  * to size x size, shard by shard. Each thread writes its images straight
  * into the shard file (pwrite), so building needs no more memory than the
  * decoders use, whatever the dataset's size. File layout: cache_format.h. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -146,15 +148,28 @@ static pn_status write_index(const char *path, const uint8_t *index, pn_error *e
     return commit(fd, tmp, path, err);
 }
 
-/* Shards from k on, left by an earlier build of more images. */
+/* Shards numbered k and up beside the index at path (an earlier build's). */
 static void remove_shards_from(const char *path, uint64_t k)
 {
-    char name[4200];
-    for (;; k++) {
-        pn_cache_shard_path(path, k, name, sizeof name);
-        if (unlink(name) != 0)
-            break;
+    const char *slash = strrchr(path, '/');
+    char dir[4096], prefix[4200], name[8400];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+    snprintf(prefix, sizeof prefix, "%s.shard", slash ? slash + 1 : path);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t n = strlen(prefix);
+    for (struct dirent *e; (e = readdir(d));) {
+        char *end;
+        if (strncmp(e->d_name, prefix, n) || !isdigit((unsigned char)e->d_name[n]))
+            continue;
+        unsigned long long i = strtoull(e->d_name + n, &end, 10);
+        if (*end == '\0' && i >= k) {
+            snprintf(name, sizeof name, "%s/%s", dir, e->d_name);
+            unlink(name);
+        }
     }
+    closedir(d);
 }
 
 void pn_cache_remove(const char *path)
