@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Peak resident memory (RSS, /usr/bin/time -v) of the data pipeline at two dataset
 # sizes, to show that it does not grow with the dataset. Synthetic collections of
-# SMALL and LARGE 224x224 JPEGs (scripts/make_synthetic_dataset.py, made once in
-# WORKDIR/ds<N>/, with manifest.csv), each measured in turn:
-#   build   pneumo data bench --data manifest.csv --cache C: scan + hash, the sharded
-#           cache built, two loader epochs over every image (with and without augmentation)
-#   loader  the same, the cache reused: two loader epochs
-#   keep    the peer: as loader with --keep-resident, no cache page let go
+# SMALL and LARGE 224x224 JPEGs (scripts/make_synthetic_dataset.py --variants 256: 256
+# drawn pictures, every file distinct by a comment; made once in WORKDIR/ds<N>/, with
+# manifest.csv), each measured in turn:
+#   build   pneumo data bench --data manifest.csv --cache C --no-augment: scan + hash,
+#           the sharded cache built, one loader epoch over every image
+#   keep    the peer: the same with --keep-resident (cache reused), no cache page let go
 #   train   pneumo train --data manifest.csv --stop-after STEPS (cache reused): an epoch
 #           slice of MobileNetV3-Small at 224, batch 32
 #   main    with PEER_BIN=<a pneumo built from another commit> (e.g. main): its data bench
-#           on the same images as a folder (its own cache, built and two loader epochs)
-# Usage: bench/cache_rss.sh [WORKDIR] [SMALL] [LARGE] [STEPS]   (default /tmp/pneumo-rss 10000 100000 200)
+#           --no-augment on the same images as a folder (its own cache, built, two epochs)
+# Usage: bench/cache_rss.sh [WORKDIR] [SMALL] [LARGE] [STEPS]   (default /tmp/pneumo-rss 10000 100000 100)
 # (SMALL = LARGE measures one size; WORKDIR/results.txt keeps every run.)
 # Disk: about 60 KB per image (JPEG + cache), twice that with PEER_BIN.
 set -euo pipefail
@@ -20,7 +20,7 @@ bin=${PNEUMO_BIN:-$here/build/pneumo}
 work=${1:-/tmp/pneumo-rss}
 small=${2:-10000}
 large=${3:-100000}
-steps=${4:-200}
+steps=${4:-100}
 mkdir -p "$work"
 
 # measure NAME N CMD...: one line "N NAME peak_MB seconds", the command's output in WORKDIR/log
@@ -43,18 +43,17 @@ echo "# $(date -u +%FT%TZ) $(git -C "$here" rev-parse --short HEAD 2>/dev/null)"
 printf "%-8s %-7s %8s %8s\n" images run peak_MB seconds | tee -a "$work/results.txt"
 for n in $(printf '%s\n' "$small" "$large" | sort -nu); do
   ds="$work/ds$n"
-  [ -f "$ds/manifest.csv" ] || /usr/bin/python3 "$here/scripts/make_synthetic_dataset.py" "$ds" "$n" --jobs 2
+  [ -f "$ds/manifest.csv" ] || /usr/bin/python3 "$here/scripts/make_synthetic_dataset.py" "$ds" "$n" --variants 256 --jobs 2
   run="$work/run$n"
   rm -rf "$run"
   mkdir -p "$run"
-  bench=("$bin" data bench --data "$ds/manifest.csv" --size 224 --threads 2 --cache "$run/cache-224.bin")
+  bench=("$bin" data bench --data "$ds/manifest.csv" --size 224 --threads 2 --no-augment --cache "$run/cache-224.bin")
   measure build "$n" "${bench[@]}"
-  measure loader "$n" "${bench[@]}"
   measure keep "$n" "${bench[@]}" --keep-resident
   measure train "$n" "$bin" train --data "$ds/manifest.csv" --input-size 224 --epochs 1 --batch 32 \
     --threads 2 --stop-after "$steps" --out "$run"
   if [ -n "${PEER_BIN:-}" ]; then
-    measure main "$n" "$PEER_BIN" data bench --data "$ds/images" --size 224 --threads 2
+    measure main "$n" "$PEER_BIN" data bench --data "$ds/images" --size 224 --threads 2 --no-augment
   fi
   rm -rf "$run"
 done

@@ -2,6 +2,7 @@
 """Writes a synthetic labelled chest X-ray-like collection and its manifest.
 
     make_synthetic_dataset.py OUT N [--size 224] [--format jpeg|png|png16] [--test-fraction F] [--jobs J]
+                              [--variants K]
 
 OUT/images/{NORMAL,PNEUMONIA}/<name> holds N small images made from four
 drawn base pictures (two bright lung fields on a body outline; PNEUMONIA ones
@@ -12,8 +13,11 @@ two images per patient. OUT/manifest.csv lists them (path,label,patient_id,split
 with a test-fraction of the patients in split test and the rest in train; the
 folder layout OUT/images is what `pneumo data convert` and the folder readers
 take. png16 writes 1-channel 16-bit PNGs holding 12-bit values (ChestX-ray14
-style), without an sBIT chunk. Nothing here is a real radiograph; numpy is
-needed, and Pillow for jpeg.
+style), without an sBIT chunk. With --variants K only K pictures are drawn and
+encoded; image i is picture i % K with its index in a JPEG comment or PNG text
+chunk (ignored by decoders, so files still differ byte for byte): fast enough
+for 100,000 images. Nothing here is a real radiograph; numpy is needed, and
+Pillow for jpeg.
 """
 import argparse
 import csv
@@ -77,21 +81,44 @@ def name_of(i):
     return "PNEUMONIA", f"person{patient}_{kind}_{i}", f"person{patient}"
 
 
-def write_one(job):
-    i, out, size, fmt = job
-    cls, stem, _ = name_of(i)
-    img = picture(i, size, fmt, write_one.pics)
-    path = os.path.join(out, "images", cls, stem + (".jpeg" if fmt == "jpeg" else ".png"))
+def encode(i, size, fmt, pics):
+    img = picture(i, size, fmt, pics)
+    if fmt != "jpeg":
+        return png_bytes(img, 16 if fmt == "png16" else 8)
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img.astype(np.uint8), "L").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def tagged(data, fmt, i):
+    """data with a comment (JPEG COM) or text chunk (PNG tEXt) naming image i."""
+    text = b"pneumo synthetic image %d" % i
     if fmt == "jpeg":
-        from PIL import Image
-        Image.fromarray(img.astype(np.uint8), "L").save(path, quality=90)
+        return data[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + data[2:]
+    body = b"Comment\x00" + text
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    return data[:33] + chunk + data[33:]  # after the signature and IHDR
+
+
+def write_one(job):
+    i, out, size, fmt, variants = job
+    cls, stem, _ = name_of(i)
+    if variants:
+        k = i % variants
+        if k not in write_one.encoded:
+            write_one.encoded[k] = encode(k, size, fmt, write_one.pics)
+        data = tagged(write_one.encoded[k], fmt, i)
     else:
-        with open(path, "wb") as f:
-            f.write(png_bytes(img, 16 if fmt == "png16" else 8))
+        data = encode(i, size, fmt, write_one.pics)
+    with open(os.path.join(out, "images", cls, stem + (".jpeg" if fmt == "jpeg" else ".png")), "wb") as f:
+        f.write(data)
 
 
 def init_worker(size):
     write_one.pics = base_pictures(size)
+    write_one.encoded = {}
 
 
 def main():
@@ -102,10 +129,12 @@ def main():
     ap.add_argument("--format", choices=["jpeg", "png", "png16"], default="jpeg")
     ap.add_argument("--test-fraction", type=float, default=0.1)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--variants", type=int, default=0)
     a = ap.parse_args()
+    a.variants = (a.variants + 3) // 4 * 4  # picture i % K keeps image i's class and subtype
     for cls in ("NORMAL", "PNEUMONIA"):
         os.makedirs(os.path.join(a.out, "images", cls), exist_ok=True)
-    jobs = [(i, a.out, a.size, a.format) for i in range(a.n)]
+    jobs = [(i, a.out, a.size, a.format, a.variants) for i in range(a.n)]
     with Pool(a.jobs, initializer=init_worker, initargs=(a.size,)) as pool:
         for _ in pool.imap_unordered(write_one, jobs, chunksize=256):
             pass

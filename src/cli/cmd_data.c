@@ -21,8 +21,9 @@ static void usage(FILE *out)
             "       pneumo data grid --data DIR --out grid.png [--n 16] [--seed S] [--size 224]\n"
             "                        [--hflip] [--crop MIN_AREA] [--erase P] [--no-augment]\n"
             "       pneumo data bench --data DIR [--size 224] [--threads 2] [--batch 32]\n"
-            "                         [--cache FILE] [--keep-resident]\n"
+            "                         [--cache FILE] [--keep-resident] [--no-augment]\n"
             "         --cache FILE: build the cache there (reused when it matches); default: a temporary one\n"
+            "         --no-augment: one loader epoch, without augmentation (default: one with, one without)\n"
             "         --keep-resident: keep every cache page read in memory (the peer of the default, which\n"
             "                          lets them go after every 64 MiB; for peak-RSS comparisons)\n"
             "DIR is <root>/<split>/{NORMAL,PNEUMONIA}/<files> or <root>/{NORMAL,PNEUMONIA}/<files>;\n"
@@ -413,10 +414,13 @@ static int cmd_bench(int argc, char **argv)
         rc = fail(&e);
     } else {
         pn_augment aug = augment_from(&o), none = pn_augment_none();
-        double with_aug, without;
-        if (time_loader(cache, &o, &aug, &with_aug, &e) ||
+        double with_aug = 0, without;
+        if ((!o.no_augment && time_loader(cache, &o, &aug, &with_aug, &e)) ||
             time_loader(cache, &o, &none, &without, &e))
             rc = fail(&e);
+        else if (o.no_augment)
+            printf("loader (%d threads, batch %d, 3-channel float NHWC %dx%d): %.0f images/s without augmentation\n",
+                   o.threads, o.batch, o.size, o.size, without);
         else
             printf("loader (%d threads, batch %d, 3-channel float NHWC %dx%d): %.0f images/s "
                    "with augmentation, %.0f images/s without\n",
