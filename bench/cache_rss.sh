@@ -11,7 +11,7 @@
 #           slice of MobileNetV3-Small at 224, batch 32
 #   main    with PEER_BIN=<a pneumo built from another commit> (e.g. main): its data bench
 #           --no-augment on the same images as a folder (its own cache, built, two epochs)
-# Usage: bench/cache_rss.sh [WORKDIR] [SMALL] [LARGE] [STEPS]   (default /tmp/pneumo-rss 10000 100000 100)
+# Usage: [THREADS=2] bench/cache_rss.sh [WORKDIR] [SMALL] [LARGE] [STEPS]   (default /tmp/pneumo-rss 10000 100000 100)
 # (SMALL = LARGE measures one size; WORKDIR/results.txt keeps every run.)
 # Disk: about 60 KB per image (JPEG + cache), twice that with PEER_BIN.
 set -euo pipefail
@@ -21,6 +21,7 @@ work=${1:-/tmp/pneumo-rss}
 small=${2:-10000}
 large=${3:-100000}
 steps=${4:-100}
+threads=${THREADS:-2}   # decoder, loader and training threads (the same at both sizes)
 mkdir -p "$work"
 
 # measure NAME N CMD...: one line "N NAME peak_MB seconds", the command's output in WORKDIR/log
@@ -39,7 +40,7 @@ measure() {
 }
 
 # results.txt collects every run (the latest row of a size and run counts)
-echo "# $(date -u +%FT%TZ) $(git -C "$here" rev-parse --short HEAD 2>/dev/null)" >> "$work/results.txt"
+echo "# $(date -u +%FT%TZ) $(git -C "$here" rev-parse --short HEAD 2>/dev/null) threads $threads steps $steps" >> "$work/results.txt"
 printf "%-8s %-7s %8s %8s\n" images run peak_MB seconds | tee -a "$work/results.txt"
 for n in $(printf '%s\n' "$small" "$large" | sort -nu); do
   ds="$work/ds$n"
@@ -47,13 +48,13 @@ for n in $(printf '%s\n' "$small" "$large" | sort -nu); do
   run="$work/run$n"
   rm -rf "$run"
   mkdir -p "$run"
-  bench=("$bin" data bench --data "$ds/manifest.csv" --size 224 --threads 2 --no-augment --cache "$run/cache-224.bin")
+  bench=("$bin" data bench --data "$ds/manifest.csv" --size 224 --threads "$threads" --no-augment --cache "$run/cache-224.bin")
   measure build "$n" "${bench[@]}"
   measure keep "$n" "${bench[@]}" --keep-resident
   measure train "$n" "$bin" train --data "$ds/manifest.csv" --input-size 224 --epochs 1 --batch 32 \
-    --threads 2 --stop-after "$steps" --out "$run"
+    --threads "$threads" --stop-after "$steps" --out "$run"
   if [ -n "${PEER_BIN:-}" ]; then
-    measure main "$n" "$PEER_BIN" data bench --data "$ds/images" --size 224 --threads 2 --no-augment
+    measure main "$n" "$PEER_BIN" data bench --data "$ds/images" --size 224 --threads "$threads" --no-augment
   fi
   rm -rf "$run"
 done
