@@ -7,7 +7,7 @@ what=${1:-all}
 
 build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
             libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev
-            protobuf-c-compiler libprotobuf-c-dev)
+            protobuf-c-compiler libprotobuf-c-dev libcsv-dev)
 # dcmtk: img2dcm, dcmodify, dump2dcm, dcmcjpeg, dcmcjpls, dcmcrle, dcm2pnm make and check the DICOM test files.
 # wrk and the sqlite3 shell: tests/serve_kill_test.sh (SIGKILL under load, integrity_check)
 # python3-onnx: the ONNX checker for exported graphs (tests/onnx_export_test.sh)

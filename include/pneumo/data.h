@@ -4,7 +4,8 @@
  * Typical training flow:
  *   pn_dataset_scan(dir)            -> every image with label, subtype, patient
  *   pn_dataset_split(ds, "train")   -> patient-wise stratified train/val indices
- *   pn_cache_ensure(path, ds, 224)  -> decoded once, uint8 size x size per image
+ *   (or pn_manifest_read(file.csv); pn_dataset_load picks by the path)
+ *   pn_cache_ensure(path, ds, 224)  -> decoded once, uint8 size x size per image, sharded
  *   pn_loader_create(cache, train idx, {augment, shuffle}) -> float NHWC batches
  *   pn_loader_create(cache, val idx,   {no augment, no shuffle})
  *
@@ -132,11 +133,11 @@ enum { PN_SUBTYPE_UNKNOWN = -1, PN_SUBTYPE_NORMAL = 0, PN_SUBTYPE_BACTERIA = 1, 
 
 typedef struct pn_sample {
     char *path;      /* root-joined file path */
-    char *split;     /* "train", "val", ... ; "" for a single-split layout */
-    int label;       /* PN_CLASS_* from the class folder name */
+    char *split;     /* "train", "val", ... (folder or manifest column); "" for a single split */
+    int label;       /* PN_CLASS_* from the class folder name or the manifest label */
     int subtype;     /* PN_SUBTYPE_*; pneumonia without bacteria/virus in the name: UNKNOWN */
-    char *patient;   /* "person12", "IM-0115", "NORMAL2-IM-0568", else the file stem */
-    int patient_known; /* 1: patient parsed from a known file-name pattern; 0: the stem stands in */
+    char *patient;   /* manifest patient_id, else "person12", "IM-0115", "NORMAL2-IM-0568", else the file stem */
+    int patient_known; /* 1: from the manifest or a known file-name pattern; 0: the stem stands in */
     int64_t bytes;   /* file size and modification time (ns), for cache staleness */
     int64_t mtime_ns;
     uint64_t hash;   /* 64-bit FNV-1a-style hash of the file bytes (duplicate detection) */
@@ -154,6 +155,35 @@ typedef struct pn_dataset {
  * and reads every file once to hash it. Fails if no image file is found. */
 pn_status pn_dataset_scan(const char *root, pn_dataset *ds, pn_error *err);
 void pn_dataset_free(pn_dataset *ds);
+
+/* Reads a CSV manifest (docs/datasets.md): a header row naming the columns
+ * path and label, optionally patient_id and split, in any order (other
+ * columns are ignored), then one row per image. RFC 4180 quoting (libcsv,
+ * strict); blank lines are skipped; a UTF-8 byte-order mark is allowed.
+ * Relative paths are relative to the manifest's folder. Labels,
+ * case-insensitive: NORMAL; PNEUMONIA (subtype from the file name, as in a
+ * folder); BACTERIAL or BACTERIA; VIRAL or VIRUS. An empty or absent
+ * patient_id is parsed from the file name as in a folder. split: train, val
+ * or test (case-insensitive), required in every row when the column exists;
+ * without the column every sample has split "". Every file is read once to
+ * hash it, as pn_dataset_scan does. Errors (PN_EFORMAT, PN_EIO for a file that
+ * cannot be read) name the manifest and the line: an unknown label or split,
+ * a missing or non-regular file, a file listed twice (by device and inode), a
+ * row with more or fewer fields than the header, malformed quoting, a patient
+ * id over 255 bytes or holding a comma, quote or line break (never echoed),
+ * a path holding a quote or a line break. */
+pn_status pn_manifest_read(const char *csv_path, pn_dataset *ds, pn_error *err);
+/* Writes ds as a manifest through a temporary file and rename: columns path,
+ * label (NORMAL, BACTERIAL, VIRAL, or PNEUMONIA when the subtype is unknown),
+ * patient_id (empty when it came from no known file-name pattern) and, when
+ * any sample has one, split. A path inside the manifest's folder is written
+ * relative to it, any other one absolute (folders resolved, file names kept).
+ * Reading it back gives the same dataset. */
+pn_status pn_manifest_write(const pn_dataset *ds, const char *csv_path, pn_error *err);
+/* 1 when path names a manifest: ends in .csv (any case) and is not a folder. */
+int pn_dataset_is_manifest(const char *path);
+/* pn_manifest_read for a manifest, pn_dataset_scan otherwise. */
+pn_status pn_dataset_load(const char *path, pn_dataset *ds, pn_error *err);
 
 /* Patient id and subtype parsed from a file name (exposed for tests/tools).
  * pn_patient_id returns 1 for a recognised pattern, 0 when the file stem
@@ -230,19 +260,36 @@ pn_status pn_class_weights(const int *labels, size_t n, int n_classes, float *we
 
 /* ------------------------------------------------------------------ cache */
 
-/* A file of every dataset image decoded and resized to size x size uint8,
- * memory-mapped read-only. Its header records a format version, size, mode
- * and every source path with byte size and mtime, so it is only reused for
- * exactly the same files. Images that failed to decode are kept as black and
- * flagged (pn_cache_ok = 0); the loader skips them. */
+/* Every dataset image decoded and resized to size x size uint8, in an index
+ * file at the cache path and shard files beside it ("<path>.shard0000", ...;
+ * layout in src/data/cache_format.h). The index records a format version,
+ * size, mode and every source path with byte size and mtime, so the cache is
+ * only reused for exactly the same files. Shards are memory-mapped read-only;
+ * the pages a process has read are let go after every resident_bytes served,
+ * so its memory does not grow with the dataset (the kernel's page cache keeps
+ * what fits). Images that failed to decode are kept as black and flagged
+ * (pn_cache_ok = 0); the loader skips them. */
 typedef struct pn_cache pn_cache;
 
-/* Decodes ds with n_threads OpenMP threads and writes path atomically.
- * n_failed (may be NULL) receives the number of undecodable files. */
+typedef struct pn_cache_options {
+    uint64_t shard_bytes;    /* build: pixel bytes per shard (at least one image); 0 = 256 MiB */
+    uint64_t resident_bytes; /* open: pixel bytes served between trims; 0 = 64 MiB; UINT64_MAX = never trim */
+    int in_memory;           /* open: read every shard into memory instead (the plain reference path) */
+} pn_cache_options;
+
+/* Decodes ds with n_threads OpenMP threads, shard by shard, each shard and
+ * then the index written through a temporary file, fsync and rename; shards
+ * left by an earlier, larger build are removed. n_failed (may be NULL)
+ * receives the number of undecodable files. o may be NULL (defaults). */
+pn_status pn_cache_build_with(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
+                              int n_threads, const pn_cache_options *o, size_t *n_failed, pn_error *err);
 pn_status pn_cache_build(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
                          int n_threads, size_t *n_failed, pn_error *err);
-/* Opens a cache; when ds is non-NULL it must match ds, size and mode exactly,
- * otherwise PN_EFORMAT with a message starting "stale cache". */
+/* Opens a cache and its shards; when ds is non-NULL it must match ds, size
+ * and mode exactly, otherwise PN_EFORMAT with a message starting "stale
+ * cache" (also for a missing shard or one from another build). */
+pn_status pn_cache_open_with(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
+                             const pn_cache_options *o, pn_cache **out, pn_error *err);
 pn_status pn_cache_open(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
                         pn_cache **out, pn_error *err);
 /* Opens the cache at path, rebuilding it first when missing, stale or
@@ -250,10 +297,14 @@ pn_status pn_cache_open(const char *path, const pn_dataset *ds, int size, pn_res
 pn_status pn_cache_ensure(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
                           int n_threads, int *rebuilt, pn_cache **out, pn_error *err);
 void pn_cache_close(pn_cache *c);
+/* Deletes the index file and its shards. */
+void pn_cache_remove(const char *path);
 
 size_t pn_cache_count(const pn_cache *c);
+size_t pn_cache_shards(const pn_cache *c);
 int pn_cache_size(const pn_cache *c);
-const uint8_t *pn_cache_pixels(const pn_cache *c, size_t i); /* size*size bytes */
+/* size*size bytes; valid until pn_cache_close. Thread-safe. */
+const uint8_t *pn_cache_pixels(const pn_cache *c, size_t i);
 int pn_cache_label(const pn_cache *c, size_t i);
 int pn_cache_ok(const pn_cache *c, size_t i);
 

@@ -152,6 +152,10 @@ typedef struct pn_eval_options {
      * validation split it held out (pn_dataset_holdout_split, fraction and
      * seed from the model's recipe). */
     int holdout;
+    /* Without holdout: only the samples of this split ("train", "val",
+     * "test": a split folder of the root or a manifest's split column);
+     * NULL = every sample. */
+    const char *split;
     /* For PNEUMONIA images, the share of Grad-CAM heat outside the central
      * lung box (x and y in 10%-90%), in cam_outside. */
     int cam_stats;
@@ -185,7 +189,8 @@ typedef struct pn_eval_set {
     pn_metrics_ci ci;         /* 95% bootstrap intervals */
 } pn_eval_set;
 
-/* Predicts every image of the labelled folder dir (NORMAL/ and PNEUMONIA/),
+/* Predicts every image of the labelled folder dir (NORMAL/ and PNEUMONIA/)
+ * or CSV manifest (pn_dataset_load), or of its split o->split,
  * skipping unreadable files, keeps a few sample tiles for a report and
  * computes the metrics with bootstrap CIs at the threshold. Fails when no
  * image could be read. pn_eval_set_free releases out. */

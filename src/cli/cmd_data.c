@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "cli/options.h"
 #include "pneumo/data.h"
 #include "pneumo/os.h"
@@ -15,12 +16,18 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: pneumo data stats DIR\n"
+            "usage: pneumo data stats DIR|FILE.csv\n"
+            "       pneumo data convert DIR --out FILE.csv   (a folder dataset as a manifest)\n"
             "       pneumo data grid --data DIR --out grid.png [--n 16] [--seed S] [--size 224]\n"
             "                        [--hflip] [--crop MIN_AREA] [--erase P] [--no-augment]\n"
             "       pneumo data bench --data DIR [--size 224] [--threads 2] [--batch 32]\n"
-            "                         [--cache FILE]\n"
-            "DIR is <root>/<split>/{NORMAL,PNEUMONIA}/<files> or <root>/{NORMAL,PNEUMONIA}/<files>.\n");
+            "                         [--cache FILE] [--keep-resident] [--no-augment]\n"
+            "         --cache FILE: build the cache there (reused when it matches); default: a temporary one\n"
+            "         --no-augment: one loader epoch, without augmentation (default: one with, one without)\n"
+            "         --keep-resident: keep every cache page read in memory (the peer of the default, which\n"
+            "                          lets them go after every 64 MiB; for peak-RSS comparisons)\n"
+            "DIR is <root>/<split>/{NORMAL,PNEUMONIA}/<files> or <root>/{NORMAL,PNEUMONIA}/<files>;\n"
+            "--data also takes a CSV manifest (FILE.csv, docs/datasets.md).\n");
 }
 
 static int fail(const pn_error *e)
@@ -191,7 +198,7 @@ static int cmd_stats(int argc, char **argv)
     }
     pn_dataset ds;
     pn_error e;
-    if (pn_dataset_scan(argv[1], &ds, &e))
+    if (pn_dataset_load(argv[1], &ds, &e))
         return fail(&e);
     printf("dataset %s: %zu files\n", argv[1], ds.n);
     print_counts(&ds);
@@ -229,7 +236,7 @@ static int cmd_stats(int argc, char **argv)
 
 typedef struct opts {
     const char *data, *out, *cache;
-    int n, size, threads, batch, hflip, no_augment;
+    int n, size, threads, batch, hflip, no_augment, keep_resident;
     float crop, erase;
     uint64_t seed;
 } opts;
@@ -250,6 +257,7 @@ static int parse_opts(int argc, char **argv, opts *o)
         PN_OPT_FLOAT("erase", &o->erase, 0, 1),
         PN_OPT_FLAG("hflip", &o->hflip, 1),
         PN_OPT_FLAG("no-augment", &o->no_augment, 1),
+        PN_OPT_FLAG("keep-resident", &o->keep_resident, 1),
         PN_OPT_END,
     };
     pn_opts_result r = pn_opts_parse("pneumo data", table, argc, argv, 1, NULL, NULL);
@@ -293,7 +301,7 @@ static int cmd_grid(int argc, char **argv)
     }
     pn_dataset ds;
     pn_error e;
-    if (pn_dataset_scan(o.data, &ds, &e))
+    if (pn_dataset_load(o.data, &ds, &e))
         return fail(&e);
     pn_augment aug = augment_from(&o);
     const int gap = 4, cols = (int)ceil(sqrt(o.n)), rows = (o.n + cols - 1) / cols;
@@ -365,6 +373,18 @@ static pn_status time_loader(const pn_cache *cache, const opts *o, const pn_augm
     return st;
 }
 
+static pn_status build_cache(const char *path, const pn_dataset *ds, const opts *o, pn_error *e)
+{
+    size_t failed;
+    double t0 = pn_clock_s();
+    pn_status st = pn_cache_build(path, ds, o->size, PN_RESIZE_SQUASH, o->threads, &failed, e);
+    double dt = pn_clock_s() - t0;
+    if (!st)
+        printf("cache build (decode + resize to %d, %d threads): %.2f s, %.0f images/s, %zu failed\n",
+               o->size, o->threads, dt, ds->n / dt, failed);
+    return st;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
     opts o;
@@ -375,31 +395,32 @@ static int cmd_bench(int argc, char **argv)
     pn_dataset ds;
     pn_error e;
     double t0 = pn_clock_s();
-    if (pn_dataset_scan(o.data, &ds, &e))
+    if (pn_dataset_load(o.data, &ds, &e))
         return fail(&e);
     printf("scan + hash of %zu files: %.2f s\n", ds.n, pn_clock_s() - t0);
     char tmp[256];
     snprintf(tmp, sizeof tmp, "/tmp/pneumo-bench-%ld.cache", (long)getpid());
     const char *path = o.cache ? o.cache : tmp;
-    size_t failed;
-    t0 = pn_clock_s();
-    if (pn_cache_build(path, &ds, o.size, PN_RESIZE_SQUASH, o.threads, &failed, &e)) {
+    pn_cache_options co = {.resident_bytes = o.keep_resident ? UINT64_MAX : 0};
+    pn_cache *cache = NULL;
+    if (o.cache && pn_cache_open_with(path, &ds, o.size, PN_RESIZE_SQUASH, &co, &cache, NULL) == PN_OK)
+        printf("cache reused: %s, %zu shards\n", path, pn_cache_shards(cache));
+    else if (build_cache(path, &ds, &o, &e)) {
         pn_dataset_free(&ds);
         return fail(&e);
     }
-    double dt = pn_clock_s() - t0;
-    printf("cache build (decode + resize to %d, %d threads): %.2f s, %.0f images/s, %zu failed\n",
-           o.size, o.threads, dt, ds.n / dt, failed);
-    pn_cache *cache;
     int rc = 0;
-    if (pn_cache_open(path, &ds, o.size, PN_RESIZE_SQUASH, &cache, &e)) {
+    if (!cache && pn_cache_open_with(path, &ds, o.size, PN_RESIZE_SQUASH, &co, &cache, &e)) {
         rc = fail(&e);
     } else {
         pn_augment aug = augment_from(&o), none = pn_augment_none();
-        double with_aug, without;
-        if (time_loader(cache, &o, &aug, &with_aug, &e) ||
+        double with_aug = 0, without;
+        if ((!o.no_augment && time_loader(cache, &o, &aug, &with_aug, &e)) ||
             time_loader(cache, &o, &none, &without, &e))
             rc = fail(&e);
+        else if (o.no_augment)
+            printf("loader (%d threads, batch %d, 3-channel float NHWC %dx%d): %.0f images/s without augmentation\n",
+                   o.threads, o.batch, o.size, o.size, without);
         else
             printf("loader (%d threads, batch %d, 3-channel float NHWC %dx%d): %.0f images/s "
                    "with augmentation, %.0f images/s without\n",
@@ -407,13 +428,15 @@ static int cmd_bench(int argc, char **argv)
         pn_cache_close(cache);
     }
     if (!o.cache)
-        unlink(path);
+        pn_cache_remove(path);
     pn_dataset_free(&ds);
     return rc;
 }
 
 int pn_cmd_data(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "convert"))
+        return pn_cmd_data_convert(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -425,6 +448,7 @@ int pn_cmd_data(int argc, char **argv)
         return cmd_grid(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "bench"))
         return cmd_bench(argc - 1, argv + 1);
+
     usage(stderr);
     return 2;
 }

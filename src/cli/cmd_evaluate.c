@@ -13,12 +13,14 @@
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: pneumo evaluate --data DIR [--model FILE] [--threshold T] [--json OUT] [--report DIR]\n"
-                 "       [--holdout] [--gradcam-stats] [--threads N] [--tta N]\n"
-                 "DIR holds NORMAL/ and PNEUMONIA/ (a split folder). Without --model the bundled model is used;\n"
-                 "without --threshold the threshold stored in the model.\n"
-                 "--holdout: DIR is what `pneumo train` was given (a root with train/, or a flat folder\n"
-                 "           with NORMAL/ and PNEUMONIA/); evaluate on the patient-wise validation\n"
+    fprintf(out, "usage: pneumo evaluate --data DIR|FILE.csv [--model FILE] [--threshold T] [--json OUT]\n"
+                 "       [--report DIR] [--split NAME | --holdout] [--gradcam-stats] [--threads N] [--tta N]\n"
+                 "DIR holds NORMAL/ and PNEUMONIA/ (a split folder); FILE.csv is a manifest (docs/datasets.md).\n"
+                 "Without --model the bundled model is used; without --threshold the threshold stored in the model.\n"
+                 "--split NAME: only the images of split NAME (train, val, test: a split folder of DIR or the\n"
+                 "           manifest's split column); default: every image.\n"
+                 "--holdout: DIR is what `pneumo train` was given (a root with train/, a flat folder\n"
+                 "           with NORMAL/ and PNEUMONIA/, or a manifest); evaluate on the patient-wise validation\n"
                  "           split that `pneumo train` held out (fraction and seed from the model's recipe;\n"
                  "           for a cross-validation fold model, its held-out fold).\n"
                  "--tta N: average N test-time views per network (1 = none; default: the model's choice).\n"
@@ -125,7 +127,7 @@ static int write_outputs(const pn_model *model, const char *dir, const pn_eval_s
 
 int pn_cmd_evaluate(int argc, char **argv)
 {
-    const char *model_path = NULL, *dir = NULL, *json_path = NULL, *report_dir = NULL;
+    const char *model_path = NULL, *dir = NULL, *json_path = NULL, *report_dir = NULL, *split = NULL;
     float thr = -1;
     int threads = 0, holdout = 0, cam_stats = 0, tta = 0;
     const pn_option table[] = {
@@ -133,6 +135,7 @@ int pn_cmd_evaluate(int argc, char **argv)
         PN_OPT_STRING("data", &dir),
         PN_OPT_STRING("json", &json_path),
         PN_OPT_STRING("report", &report_dir),
+        PN_OPT_STRING("split", &split),
         PN_OPT_FLOAT("threshold", &thr, 0, 1),
         PN_OPT_INT("threads", &threads, 1, 1024),
         PN_OPT_INT("tta", &tta, 1, PN_TTA_MAX_VIEWS),
@@ -146,6 +149,10 @@ int pn_cmd_evaluate(int argc, char **argv)
     case PN_OPTS_OK: break;
     }
     if (!dir) return usage(stderr);
+    if (split && holdout) {
+        fprintf(stderr, "pneumo evaluate: --split and --holdout exclude each other (--holdout uses train's split)\n");
+        return 2;
+    }
     pn_error err = {0};
     pn_model *m = NULL;
     pn_eval_set r = {0};
@@ -153,7 +160,7 @@ int pn_cmd_evaluate(int argc, char **argv)
     int rc = 1;
     cli_progress progress;
     cli_progress_init(&progress);
-    pn_eval_options eo = {.holdout = holdout, .cam_stats = cam_stats, .threshold = thr, .skipped = on_skipped,
+    pn_eval_options eo = {.holdout = holdout, .split = split, .cam_stats = cam_stats, .threshold = thr, .skipped = on_skipped,
                           .warned = on_warned, .progress = on_progress, .user = &progress};
     if (pn_model_load(model_path, threads, &m, &err) || (tta && pn_model_set_tta(m, tta, &err)) ||
         pn_model_evaluate_folder(m, dir, &eo, &r, &err))

@@ -16,7 +16,10 @@ static void on_sigint(int sig) { (void)sig; stop_requested = 1; }
 static int usage(FILE *out)
 {
     fprintf(out,
-        "usage: pneumo train --data DIR [options]   (or --recipe NAME.recipe with the same keys)\n"
+        "usage: pneumo train --data DIR|FILE.csv [options]   (or --recipe NAME.recipe with the same keys)\n"
+        "  --data DIR|FILE.csv   a folder (<root>[/train]/{NORMAL,PNEUMONIA}/) or a CSV manifest\n"
+        "                        path,label[,patient_id][,split] (docs/datasets.md); train uses the train\n"
+        "                        split (folder or column) when there is one, else every image\n"
         "  --arch NAME|FILE      architecture (default mobilenetv3-small)\n"
         "  --input-size N --channels 1|3 --resize squash|letterbox (default squash)\n"
         "  --init FILE           pretrained weights by name (e.g. ../shared/pretrained/...)\n"
@@ -29,8 +32,8 @@ static int usage(FILE *out)
         "  --classes 2|3         normal/pneumonia, or normal/bacterial/viral (p(pneumonia) = b + v)\n"
         "  --keep best|last      weights kept: best validation ROC AUC epoch (default) or the last\n"
         "  --folds K --fold I    hold out fold I (0-based) of a patient-wise K-fold split (pneumo cv runs all)\n"
-        "  --val-fraction X      validation split from train (default 0.2), patient-wise where\n"
-        "                        file names carry patient ids (image-wise otherwise, with a warning)\n"
+        "  --val-fraction X      validation split from train (default 0.2), patient-wise where the\n"
+        "                        manifest or the file names carry patient ids (image-wise otherwise, with a warning)\n"
         "  --target-sensitivity X  threshold rule on validation (default 0.95)\n"
         "  --precision fp32|bf16 --seed N --threads N --max-images N --out DIR\n"
         "  --resume              continue from DIR/checkpoint.safetensors (Ctrl-C leaves one)\n"

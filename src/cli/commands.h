@@ -21,6 +21,8 @@ int pn_cmd_export(int argc, char **argv);
 int pn_cmd_ood(int argc, char **argv);
 int pn_cmd_data(int argc, char **argv);
 int pn_cmd_serve(int argc, char **argv);
+/* pneumo data convert (cmd_data_convert.c), run by pn_cmd_data. */
+int pn_cmd_data_convert(int argc, char **argv);
 
 /* pneumo train's options (shared by cv): parses argv and recipe files into
  * a copy of defaults, runs run() on it, frees what the recipe kept; the exit code. */

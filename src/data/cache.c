@@ -1,11 +1,15 @@
-/* Decode cache: every dataset image decoded once at training resolution into
- * one memory-mapped file.
- *
- * Layout (native endianness; the cache is a local, rebuildable artefact):
- *   cache_header | cache_entry[count] | source paths | padding | pixels
- * Pixels start page-aligned; image i is size*size bytes at pixels + i*size*size. */
+/* Decode cache, reading side: the index is mapped, every shard is mapped
+ * read-only (or, as the plain reference path, read into memory). Mapped pixel
+ * pages count towards the process's resident set while it holds them, so
+ * after every resident_bytes of pixels served the shards touched since the
+ * last trim are let go (madvise MADV_DONTNEED): the pages stay in the kernel's
+ * page cache, which evicts them under memory pressure, and pointers into the
+ * shards stay valid (a later read faults the page in again). Training memory
+ * therefore does not grow with the dataset, and a dataset larger than RAM
+ * trains from its cache. File layout: cache_format.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,127 +17,37 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/cache_format.h"
 #include "data/internal.h"
 
-#define CACHE_MAGIC "PNCACHE"
-#define CACHE_VERSION 1u
-#define PAGE 4096u
-
-typedef struct cache_header {
-    char magic[8];
-    uint32_t version, size, mode, reserved;
-    uint64_t count, names_offset, names_bytes, pixels_offset, file_bytes;
-} cache_header;
-
-typedef struct cache_entry {
-    int64_t bytes, mtime_ns;
-    uint64_t name_offset;   /* into the names block */
-    uint32_t name_len;
-    int32_t label;
-    uint32_t ok;
-    uint32_t reserved;
-} cache_entry;
+/* What pn_cache_pixels updates through a const cache. */
+typedef struct residency {
+    _Atomic uint64_t served;   /* pixel bytes handed out */
+    uint64_t limit;            /* trim after every limit bytes */
+    atomic_uchar *touched;     /* [shards] served since the last trim */
+} residency;
 
 struct pn_cache {
-    uint8_t *map;
+    uint8_t *map;              /* the index file */
     size_t map_bytes;
     const cache_header *hdr;
     const cache_entry *entries;
     const char *names;
-    const uint8_t *pixels;
+    uint8_t **shard_map;       /* [shards] header page + pixels, mapped; NULL entries in memory */
+    size_t *shard_bytes;       /* [shards] mapping lengths */
+    uint8_t *memory;           /* in memory: [count][size][size] */
+    residency *res;
 };
 
-static uint64_t align_up(uint64_t v, uint64_t a)
+void pn_cache_shard_path(const char *path, uint64_t k, char *out, size_t size)
 {
-    return (v + a - 1) / a * a;
+    snprintf(out, size, "%s.shard%04llu", path, (unsigned long long)k);
 }
 
-static void layout(const pn_dataset *ds, int size, cache_header *h)
+uint64_t pn_cache_shard_count(const cache_header *h, uint64_t k)
 {
-    memset(h, 0, sizeof *h);
-    memcpy(h->magic, CACHE_MAGIC, 8);
-    h->version = CACHE_VERSION;
-    h->size = (uint32_t)size;
-    h->count = ds->n;
-    h->names_offset = sizeof *h + ds->n * sizeof(cache_entry);
-    for (size_t i = 0; i < ds->n; i++)
-        h->names_bytes += strlen(ds->samples[i].path);
-    h->pixels_offset = align_up(h->names_offset + h->names_bytes, PAGE);
-    h->file_bytes = h->pixels_offset + (uint64_t)ds->n * size * size;
-}
-
-static void write_index(const pn_dataset *ds, uint8_t *map, const cache_header *h)
-{
-    memcpy(map, h, sizeof *h);
-    cache_entry *e = (cache_entry *)(map + sizeof *h);
-    char *names = (char *)map + h->names_offset;
-    uint64_t off = 0;
-    for (size_t i = 0; i < ds->n; i++) {
-        const pn_sample *s = &ds->samples[i];
-        size_t len = strlen(s->path);
-        e[i] = (cache_entry){.bytes = s->bytes, .mtime_ns = s->mtime_ns, .name_offset = off,
-                             .name_len = (uint32_t)len, .label = s->label};
-        memcpy(names + off, s->path, len);
-        off += len;
-    }
-}
-
-/* Decodes one file into a size x size slot; 0 on failure (slot left black). */
-static int decode_into(const char *path, int size, pn_resize_mode mode, uint8_t *slot)
-{
-    pn_image img, small;
-    if (pn_image_decode_file(path, size, size, &img, NULL))
-        return 0;
-    int ok = pn_image_resize(&img, size, size, mode, &small, NULL) == PN_OK;
-    if (ok)
-        memcpy(slot, small.pixels, (size_t)size * size);
-    pn_image_free(&img);
-    pn_image_free(&small);
-    return ok;
-}
-
-pn_status pn_cache_build(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
-                         int n_threads, size_t *n_failed, pn_error *err)
-{
-    if (size < 8 || size > 4096 || ds->n == 0 || n_threads < 1)
-        return pn_fail(err, PN_EINVAL, "%s: cache needs 8 <= size <= 4096, samples and threads",
-                       path);
-    cache_header h;
-    layout(ds, size, &h);
-    h.mode = (uint32_t)mode;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return pn_fail(err, PN_EIO, "%s: cannot create cache: %s", tmp, strerror(errno));
-    uint8_t *map = MAP_FAILED;
-    if (ftruncate(fd, (off_t)h.file_bytes) == 0)
-        map = mmap(NULL, h.file_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        unlink(tmp);
-        return pn_fail(err, PN_EIO, "%s: cannot size cache to %llu bytes: %s", tmp,
-                       (unsigned long long)h.file_bytes, strerror(errno));
-    }
-    write_index(ds, map, &h);
-    cache_entry *entries = (cache_entry *)(map + sizeof h);
-    uint8_t *pixels = map + h.pixels_offset;
-    size_t failed = 0;
-    #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 4) reduction(+ : failed)
-    for (size_t i = 0; i < ds->n; i++) {
-        entries[i].ok = (uint32_t)decode_into(ds->samples[i].path, size, mode,
-                                              pixels + i * (size_t)size * size);
-        failed += !entries[i].ok;
-    }
-    int synced = msync(map, h.file_bytes, MS_SYNC) == 0;
-    munmap(map, h.file_bytes);
-    if (!synced || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return pn_fail(err, PN_EIO, "%s: cannot write cache: %s", path, strerror(errno));
-    }
-    if (n_failed)
-        *n_failed = failed;
-    return PN_OK;
+    uint64_t first = k * h->per_shard;
+    return h->count - first < h->per_shard ? h->count - first : h->per_shard;
 }
 
 static pn_status check_header(const pn_cache *c, const char *path, pn_error *err)
@@ -145,9 +59,10 @@ static pn_status check_header(const pn_cache *c, const char *path, pn_error *err
         return pn_fail(err, PN_EFORMAT, "stale cache %s: format version %u, expected %u", path,
                        h->version, CACHE_VERSION);
     uint64_t table_end = sizeof *h + h->count * sizeof(cache_entry);
-    if (h->size == 0 || h->size > 4096 || h->count > ((uint64_t)1 << 32) || h->names_offset != table_end ||
-        h->pixels_offset < h->names_offset + h->names_bytes || h->file_bytes != c->map_bytes ||
-        h->file_bytes != h->pixels_offset + h->count * h->size * h->size)
+    if (h->size == 0 || h->size > 4096 || h->count == 0 || h->count > ((uint64_t)1 << 32) ||
+        h->per_shard == 0 || h->shards != (h->count + h->per_shard - 1) / h->per_shard ||
+        h->names_offset != table_end || h->file_bytes != c->map_bytes ||
+        h->file_bytes != h->names_offset + h->names_bytes)
         return pn_fail(err, PN_EFORMAT, "%s: corrupt cache header", path);
     for (uint64_t i = 0; i < h->count; i++)
         if (c->entries[i].name_offset > h->names_bytes ||
@@ -181,45 +96,120 @@ static pn_status check_matches(const pn_cache *c, const char *path, const pn_dat
     return PN_OK;
 }
 
-pn_status pn_cache_open(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
-                        pn_cache **out, pn_error *err)
+/* pread until n bytes arrived; 0 on success. */
+static int read_full(int fd, void *buf, size_t n, off_t off)
 {
-    *out = NULL;
+    for (size_t done = 0; done < n;) {
+        ssize_t got = pread(fd, (uint8_t *)buf + done, n - done, off + (off_t)done);
+        if (got <= 0 && !(got < 0 && errno == EINTR))
+            return -1;
+        done += got > 0 ? (size_t)got : 0;
+    }
+    return 0;
+}
+
+/* Checks shard k's header and size, then maps it or reads its pixels. */
+static pn_status open_shard(pn_cache *c, const char *path, uint64_t k, int fd, const char *name, pn_error *err)
+{
+    const cache_header *h = c->hdr;
+    uint64_t n = pn_cache_shard_count(h, k), img = (uint64_t)h->size * h->size;
+    struct stat st;
+    shard_header sh;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != CACHE_PAGE + n * img || read_full(fd, &sh, sizeof sh, 0) ||
+        memcmp(sh.magic, SHARD_MAGIC, 8) || sh.version != CACHE_VERSION || sh.size != h->size ||
+        sh.build_id != h->build_id || sh.index != k || sh.first != k * h->per_shard || sh.count != n)
+        return pn_fail(err, PN_EFORMAT, "stale cache %s: %s belongs to another build or is incomplete", path, name);
+    if (c->memory) {
+        if (read_full(fd, c->memory + sh.first * img, n * img, CACHE_PAGE))
+            return pn_fail(err, PN_EIO, "%s: read error", name);
+        return PN_OK;
+    }
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return pn_fail(err, PN_EIO, "%s: cannot map: %s", name, strerror(errno));
+    c->shard_map[k] = m;
+    c->shard_bytes[k] = (size_t)st.st_size;
+    return PN_OK;
+}
+
+static pn_status open_shards(pn_cache *c, const char *path, const pn_cache_options *o, pn_error *err)
+{
+    const cache_header *h = c->hdr;
+    c->shard_map = calloc(h->shards, sizeof *c->shard_map);
+    c->shard_bytes = calloc(h->shards, sizeof *c->shard_bytes);
+    if ((c->res = calloc(1, sizeof *c->res)))
+        c->res->touched = calloc(h->shards, sizeof *c->res->touched);
+    if (o && o->in_memory)
+        c->memory = malloc(h->count * h->size * h->size);
+    if (!c->shard_map || !c->shard_bytes || !c->res || !c->res->touched || (o && o->in_memory && !c->memory))
+        return pn_fail(err, PN_ENOMEM, "out of memory opening %s", path);
+    c->res->limit = o && o->resident_bytes ? o->resident_bytes : CACHE_RESIDENT_BYTES;
+    pn_status st = PN_OK;
+    for (uint64_t k = 0; !st && k < h->shards; k++) {
+        char name[4200];
+        pn_cache_shard_path(path, k, name, sizeof name);
+        int fd = open(name, O_RDONLY);
+        if (fd < 0)
+            return pn_fail(err, PN_EFORMAT, "stale cache %s: %s: %s", path, name, strerror(errno));
+        st = open_shard(c, path, k, fd, name, err);
+        close(fd);
+    }
+    return st;
+}
+
+static pn_status map_index(const char *path, pn_cache *c, pn_error *err)
+{
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return pn_fail(err, PN_EIO, "%s: cannot open cache: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(cache_header)) {
-        close(fd);
-        return pn_fail(err, PN_EFORMAT, "%s: not a pneumo cache file (too short)", path);
+    pn_status s = PN_OK;
+    if (fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(cache_header))
+        s = pn_fail(err, PN_EFORMAT, "%s: not a pneumo cache file (too short)", path);
+    if (!s) {
+        c->map_bytes = (size_t)st.st_size;
+        c->map = mmap(NULL, c->map_bytes, PROT_READ, MAP_SHARED, fd, 0);
+        if (c->map == MAP_FAILED) {
+            c->map = NULL;
+            s = pn_fail(err, PN_EIO, "%s: cannot map cache: %s", path, strerror(errno));
+        }
     }
-    pn_cache *c = calloc(1, sizeof *c);
-    if (!c) {
-        close(fd);
-        return pn_fail(err, PN_ENOMEM, "out of memory opening %s", path);
-    }
-    c->map_bytes = (size_t)st.st_size;
-    c->map = mmap(NULL, c->map_bytes, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
-    if (c->map == MAP_FAILED) {
-        free(c);
-        return pn_fail(err, PN_EIO, "%s: cannot map cache: %s", path, strerror(errno));
+    return s;
+}
+
+pn_status pn_cache_open_with(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
+                             const pn_cache_options *o, pn_cache **out, pn_error *err)
+{
+    *out = NULL;
+    pn_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return pn_fail(err, PN_ENOMEM, "out of memory opening %s", path);
+    pn_status s = map_index(path, c, err);
+    if (!s) {
+        c->hdr = (const cache_header *)c->map;
+        c->entries = (const cache_entry *)(c->map + sizeof(cache_header));
+        s = check_header(c, path, err);
     }
-    c->hdr = (const cache_header *)c->map;
-    c->entries = (const cache_entry *)(c->map + sizeof(cache_header));
-    pn_status s = check_header(c, path, err);
     if (!s) {
         c->names = (const char *)c->map + c->hdr->names_offset;
-        c->pixels = c->map + c->hdr->pixels_offset;
         if (ds)
             s = check_matches(c, path, ds, size, mode, err);
     }
+    if (!s)
+        s = open_shards(c, path, o, err);
     if (s) {
         pn_cache_close(c);
         return s;
     }
     *out = c;
     return PN_OK;
+}
+
+pn_status pn_cache_open(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
+                        pn_cache **out, pn_error *err)
+{
+    return pn_cache_open_with(path, ds, size, mode, NULL, out, err);
 }
 
 pn_status pn_cache_ensure(const char *path, const pn_dataset *ds, int size, pn_resize_mode mode,
@@ -241,7 +231,17 @@ void pn_cache_close(pn_cache *c)
 {
     if (!c)
         return;
-    munmap(c->map, c->map_bytes);
+    for (uint64_t k = 0; c->shard_map && k < c->hdr->shards; k++)
+        if (c->shard_map[k])
+            munmap(c->shard_map[k], c->shard_bytes[k]);
+    if (c->map)
+        munmap(c->map, c->map_bytes);
+    if (c->res)
+        free(c->res->touched);
+    free(c->res);
+    free(c->shard_map);
+    free(c->shard_bytes);
+    free(c->memory);
     free(c);
 }
 
@@ -249,8 +249,26 @@ size_t pn_cache_count(const pn_cache *c) { return (size_t)c->hdr->count; }
 int pn_cache_size(const pn_cache *c) { return (int)c->hdr->size; }
 int pn_cache_label(const pn_cache *c, size_t i) { return c->entries[i].label; }
 int pn_cache_ok(const pn_cache *c, size_t i) { return c->entries[i].ok != 0; }
+size_t pn_cache_shards(const pn_cache *c) { return (size_t)c->hdr->shards; }
+
+/* Lets go of the pages of every shard served since the last trim. */
+static void trim(const pn_cache *c)
+{
+    for (uint64_t k = 0; k < c->hdr->shards; k++)
+        if (atomic_exchange_explicit(&c->res->touched[k], 0, memory_order_relaxed))
+            madvise(c->shard_map[k], c->shard_bytes[k], MADV_DONTNEED);
+}
 
 const uint8_t *pn_cache_pixels(const pn_cache *c, size_t i)
 {
-    return c->pixels + i * (size_t)c->hdr->size * c->hdr->size;
+    size_t img = (size_t)c->hdr->size * c->hdr->size;
+    if (c->memory)
+        return c->memory + i * img;
+    uint64_t k = i / c->hdr->per_shard;
+    residency *r = c->res;
+    atomic_store_explicit(&r->touched[k], 1, memory_order_relaxed);
+    uint64_t before = atomic_fetch_add_explicit(&r->served, img, memory_order_relaxed);
+    if (before / r->limit != (before + img) / r->limit)
+        trim(c);
+    return c->shard_map[k] + CACHE_PAGE + (i - k * c->hdr->per_shard) * img;
 }

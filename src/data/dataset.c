@@ -1,6 +1,6 @@
-/* Dataset scanning (Kaggle folder layout), patient ids, duplicate groups,
+/* Dataset scanning (Kaggle folder layout), patient ids from file names,
  * patient-wise stratified splits and class weights. */
-#define _GNU_SOURCE /* qsort_r, strcasestr */
+#define _GNU_SOURCE /* strcasestr */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -74,11 +74,6 @@ int pn_subtype_from_name(const char *filename, int label)
     return PN_SUBTYPE_UNKNOWN;
 }
 
-typedef struct scan_list {
-    pn_sample *s;
-    size_t n, cap;
-} scan_list;
-
 static char *join(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -97,43 +92,16 @@ static int is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static pn_status add_sample(scan_list *l, const char *path, const char *split, int label,
+static pn_status add_sample(pn_sample_list *l, const char *path, const char *split, int label,
                             pn_error *err)
 {
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return PN_OK;  /* sockets, subfolders, dangling links: not images */
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 1024;
-        pn_sample *s = realloc(l->s, cap * sizeof *s);
-        if (!s)
-            return pn_fail(err, PN_ENOMEM, "out of memory scanning %s", path);
-        l->s = s;
-        l->cap = cap;
-    }
-    char patient[256];
-    int patient_known = pn_patient_id(path, patient, sizeof patient);
-    pn_sample *s = &l->s[l->n];
-    memset(s, 0, sizeof *s);
-    s->patient_known = patient_known;
-    s->path = strdup(path);
-    s->split = strdup(split);
-    s->patient = strdup(patient);
-    if (!s->path || !s->split || !s->patient) {
-        free(s->path);
-        free(s->split);
-        free(s->patient);
-        return pn_fail(err, PN_ENOMEM, "out of memory scanning %s", path);
-    }
-    s->label = label;
-    s->subtype = pn_subtype_from_name(path, label);
-    s->bytes = st.st_size;
-    s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-    l->n++;
-    return PN_OK;
+    return pn_sample_list_add(l, path, split, label, PN_SUBTYPE_FROM_NAME, NULL, &st, err);
 }
 
-static pn_status scan_class_dir(scan_list *l, const char *dir, const char *split, int label,
+static pn_status scan_class_dir(pn_sample_list *l, const char *dir, const char *split, int label,
                                 pn_error *err)
 {
     DIR *d = opendir(dir);
@@ -154,7 +122,7 @@ static pn_status scan_class_dir(scan_list *l, const char *dir, const char *split
 }
 
 /* Calls scan_class_dir for each class folder directly inside dir. */
-static pn_status scan_split_dir(scan_list *l, const char *dir, const char *split, int *found,
+static pn_status scan_split_dir(pn_sample_list *l, const char *dir, const char *split, int *found,
                                 pn_error *err)
 {
     DIR *d = opendir(dir);
@@ -179,7 +147,7 @@ static pn_status scan_split_dir(scan_list *l, const char *dir, const char *split
     return st;
 }
 
-static pn_status scan_root(scan_list *l, const char *root, pn_error *err)
+static pn_status scan_root(pn_sample_list *l, const char *root, pn_error *err)
 {
     int found = 0;
     pn_status st = scan_split_dir(l, root, "", &found, err);
@@ -203,129 +171,21 @@ static pn_status scan_root(scan_list *l, const char *root, pn_error *err)
     return st;
 }
 
-static int by_split_path(const void *a, const void *b)
-{
-    const pn_sample *x = a, *y = b;
-    int c = strcmp(x->split, y->split);
-    return c ? c : strcmp(x->path, y->path);
-}
-
-static pn_status hash_files(pn_dataset *ds, pn_error *err)
-{
-    pn_status st = PN_OK;
-    #pragma omp parallel for schedule(dynamic, 16)
-    for (size_t i = 0; i < ds->n; i++) {
-        uint8_t *data;
-        size_t size;
-        pn_error e;
-        if (pn_read_file(ds->samples[i].path, &data, &size, &e)) {
-            #pragma omp critical(pn_hash_error)
-            if (!st) {
-                st = e.code;
-                if (err)
-                    *err = e;
-            }
-            continue;
-        }
-        ds->samples[i].hash = pn_hash_bytes(data, size);
-        free(data);
-    }
-    return st;
-}
-
-/* Union-find over sample indices. */
-static int find_root(int *parent, int i)
-{
-    while (parent[i] != i)
-        i = parent[i] = parent[parent[i]];
-    return i;
-}
-
-static void unite(int *parent, int a, int b)
-{
-    a = find_root(parent, a);
-    b = find_root(parent, b);
-    if (a != b)
-        parent[a > b ? a : b] = a < b ? a : b;  /* smaller index wins: order-independent */
-}
-
-static int by_patient(const void *a, const void *b, void *samples)
-{
-    const pn_sample *s = samples;
-    return strcmp(s[*(const int *)a].patient, s[*(const int *)b].patient);
-}
-
-static int by_hash(const void *a, const void *b, void *samples)
-{
-    const pn_sample *s = samples;
-    uint64_t x = s[*(const int *)a].hash, y = s[*(const int *)b].hash;
-    return x < y ? -1 : x > y;
-}
-
-/* Same patient or byte-identical content => same group. */
-static pn_status assign_groups(pn_dataset *ds, pn_error *err)
-{
-    int n = (int)ds->n;
-    int *parent = malloc(n * sizeof *parent), *order = malloc(n * sizeof *order);
-    if (!parent || !order) {
-        free(parent);
-        free(order);
-        return pn_fail(err, PN_ENOMEM, "out of memory grouping %d samples", n);
-    }
-    for (int i = 0; i < n; i++)
-        parent[i] = order[i] = i;
-    int (*cmps[2])(const void *, const void *, void *) = {by_patient, by_hash};
-    for (int k = 0; k < 2; k++) {
-        qsort_r(order, n, sizeof *order, cmps[k], ds->samples);
-        for (int i = 1; i < n; i++)
-            if (!cmps[k](&order[i - 1], &order[i], ds->samples))
-                unite(parent, order[i - 1], order[i]);
-    }
-    int groups = 0;
-    for (int i = 0; i < n; i++) {
-        int r = find_root(parent, i);
-        ds->samples[i].group = r == i ? groups++ : ds->samples[r].group;
-    }
-    ds->n_groups = groups;
-    free(parent);
-    free(order);
-    return PN_OK;
-}
-
 pn_status pn_dataset_scan(const char *root, pn_dataset *ds, pn_error *err)
 {
     memset(ds, 0, sizeof *ds);
     if (!is_dir(root))
         return pn_fail(err, PN_EIO, "%s: not a folder", root);
-    scan_list l = {0};
+    pn_sample_list l = {0};
     pn_status st = scan_root(&l, root, err);
-    ds->samples = l.s;
-    ds->n = l.n;
-    if (!st && ds->n == 0)
+    if (!st && l.n == 0)
         st = pn_fail(err, PN_EINVAL, "%s: no images found (expected <root>[/<split>]/NORMAL|"
                      "PNEUMONIA/*)", root);
-    if (!st && ds->n > (size_t)1 << 30)
-        st = pn_fail(err, PN_ELIMIT, "%s: too many files", root);
-    if (!st) {
-        qsort(ds->samples, ds->n, sizeof *ds->samples, by_split_path);
-        st = hash_files(ds, err);
+    if (st) {
+        pn_sample_list_free(&l);
+        return st;
     }
-    if (!st)
-        st = assign_groups(ds, err);
-    if (st)
-        pn_dataset_free(ds);
-    return st;
-}
-
-void pn_dataset_free(pn_dataset *ds)
-{
-    for (size_t i = 0; i < ds->n; i++) {
-        free(ds->samples[i].path);
-        free(ds->samples[i].split);
-        free(ds->samples[i].patient);
-    }
-    free(ds->samples);
-    memset(ds, 0, sizeof *ds);
+    return pn_dataset_finish(&l, root, ds, err);
 }
 
 pn_status pn_dataset_select(const pn_dataset *ds, const char *split, size_t **idx, size_t *n,
@@ -478,8 +338,8 @@ pn_status pn_dataset_holdout_split(const pn_dataset *ds, double val_fraction, ui
         return st;
     if (out->n_val == 0 || out->n_train == 0) {
         pn_split_free(out);
-        return pn_fail(err, PN_EINVAL, "too few images for a train/validation split (%s layout)",
-                       has_train ? "train/ folder" : "flat NORMAL/ PNEUMONIA/");
+        return pn_fail(err, PN_EINVAL, "too few images for a train/validation split (%s)",
+                       has_train ? "the train split" : "no train split: the whole set");
     }
     return PN_OK;
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "pneumo/data.h"
 
@@ -41,6 +42,27 @@ pn_status pn_read_file(const char *path, uint8_t **data, size_t *size, pn_error 
  * shrinking axis, bilinear along a growing one. */
 pn_status pn_resample(const uint8_t *src, int sw, int sh, int sstride, uint8_t *dst, int dw,
                       int dh, int dstride, pn_error *err);
+
+/* The samples a scan or a manifest collects before they become a dataset. */
+typedef struct pn_sample_list {
+    pn_sample *s;
+    size_t n, cap;
+} pn_sample_list;
+
+/* Subtype argument of pn_sample_list_add: parse it from the file name. */
+#define PN_SUBTYPE_FROM_NAME (-2)
+
+/* Appends one sample for the regular file path (st: its stat). patient NULL:
+ * parsed from the file name (pn_patient_id); subtype PN_SUBTYPE_FROM_NAME:
+ * pn_subtype_from_name. On failure the list keeps what it had. */
+pn_status pn_sample_list_add(pn_sample_list *l, const char *path, const char *split, int label,
+                             int subtype, const char *patient, const struct stat *st, pn_error *err);
+void pn_sample_list_free(pn_sample_list *l);
+
+/* Turns the list into ds (which takes its samples): sorted by split then
+ * path, every file read once and hashed, patients and byte-identical files
+ * grouped. `what` names the source in messages. On failure ds is empty. */
+pn_status pn_dataset_finish(pn_sample_list *l, const char *what, pn_dataset *ds, pn_error *err);
 
 /* 64-bit hash of a byte string (FNV-1a over 8-byte words, then mixed). */
 uint64_t pn_hash_bytes(const void *data, size_t n);

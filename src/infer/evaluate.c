@@ -1,4 +1,4 @@
-/* Evaluating a model on a labelled folder: predict every image, keep a few
+/* Evaluating a model on a labelled folder or manifest: predict every image, keep a few
  * tiles for the report, optionally measure where the Grad-CAM heat lies. */
 #include <jansson.h>
 #include <stdlib.h>
@@ -31,14 +31,13 @@ static pn_status holdout_indices(const pn_model *m, const pn_dataset *ds, size_t
     return PN_OK;
 }
 
-static pn_status all_indices(const pn_dataset *ds, size_t **idx, size_t *n, pn_error *err)
+/* Every sample, or those of one split. */
+static pn_status split_indices(const pn_dataset *ds, const char *split, size_t **idx, size_t *n, pn_error *err)
 {
-    if (!(*idx = malloc((ds->n ? ds->n : 1) * sizeof **idx)))
-        return pn_fail(err, PN_ENOMEM, "out of memory");
-    for (size_t i = 0; i < ds->n; i++)
-        (*idx)[i] = i;
-    *n = ds->n;
-    return PN_OK;
+    pn_status st = pn_dataset_select(ds, split, idx, n, err);
+    if (!st && *n == 0)
+        st = pn_fail(err, PN_EINVAL, "no images in split '%s'", split);
+    return st;
 }
 
 /* Keeps image i of total (spread evenly over the set) as a report tile. */
@@ -107,9 +106,10 @@ pn_status pn_model_evaluate_folder(pn_model *m, const char *dir, const pn_eval_o
         return pn_fail(err, PN_EINVAL, "threshold %g is not in [0, 1]", (double)out->threshold);
     size_t *idx = NULL, count = 0;
     int tile_size = o->tile_size > 0 ? o->tile_size : 160;
-    pn_status st = pn_dataset_scan(dir, &out->ds, err);
+    pn_status st = pn_dataset_load(dir, &out->ds, err);
     if (!st)
-        st = o->holdout ? holdout_indices(m, &out->ds, &idx, &count, err) : all_indices(&out->ds, &idx, &count, err);
+        st = o->holdout ? holdout_indices(m, &out->ds, &idx, &count, err)
+                         : split_indices(&out->ds, o->split, &idx, &count, err);
     if (!st)
         st = alloc_set(out, count, err);
     for (size_t i = 0; !st && i < count; i++) {

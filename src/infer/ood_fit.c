@@ -254,7 +254,7 @@ pn_status pn_ood_fit(const char *model_path, const char *data_dir, const pn_ood_
     pn_dataset ds = {0};
     pn_status st = pn_model_load(model_path, o->threads, &m, err);
     if (!st) st = pn_st_open(model_path, &f, err);
-    if (!st) st = pn_dataset_scan(data_dir, &ds, err);
+    if (!st) st = pn_dataset_load(data_dir, &ds, err);
     for (int i = 0; !st && i < m->n_members; i++) {
         pn_split sp = {0};
         st = split_for(f, i, &ds, &sp, err);

@@ -546,14 +546,14 @@ static pn_status train_loop(trainer *t, train_state *s, pn_train_progress_fn pro
     return st;
 }
 
-/* Validation is patient-wise only when file names carry patient ids. */
+/* Validation is patient-wise only when file names or the manifest carry patient ids. */
 static void warn_split_kind(const trainer *t, pn_train_progress_fn progress, void *user)
 {
     if (!progress || t->split.n_unknown_patient == 0)
         return;
     char msg[256];
     snprintf(msg, sizeof msg,
-             "%zu of %zu images have no patient id in their file name: the validation split is %s, "
+             "%zu of %zu images have no patient id (file name or manifest): the validation split is %s, "
              "so images of one patient may sit on both sides and validation metrics may be optimistic",
              t->split.n_unknown_patient, t->split.n_train + t->split.n_val, pn_split_kind(&t->split));
     pn_train_progress p = {.warning = msg};

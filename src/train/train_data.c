@@ -29,8 +29,8 @@ static pn_status check_subtypes(const trainer *t, pn_error *err)
     for (int k = 0; k < 2; k++)
         for (size_t i = 0; i < counts[k]; i++)
             if (t->ds.samples[sets[k][i]].subtype == PN_SUBTYPE_UNKNOWN)
-                return pn_fail(err, PN_EINVAL, "%s: three classes need 'bacteria' or 'virus' in "
-                               "every pneumonia file name", t->ds.samples[sets[k][i]].path);
+                return pn_fail(err, PN_EINVAL, "%s: three classes need every pneumonia image's subtype: "
+                               "'bacteria' or 'virus' in its file name, or a manifest label BACTERIAL or VIRAL", t->ds.samples[sets[k][i]].path);
     return PN_OK;
 }
 
@@ -38,7 +38,7 @@ pn_status pn_train_setup_data(trainer *t, int size, int channels, const float *m
                             pn_error *err)
 {
     const pn_train_config *c = t->cfg;
-    pn_status st = pn_dataset_scan(c->data_dir, &t->ds, err);
+    pn_status st = pn_dataset_load(c->data_dir, &t->ds, err);
     if (st)
         return st;
     pn_holdout rule = pn_train_holdout(c);

@@ -303,6 +303,21 @@ def http():
     put("http", "garbage", b"\x00\x01GET\r\n\r\n")
 
 
+def manifests():
+    """fuzz_manifest's folder holds a.png, b.png and sub/c.png."""
+    put("manifest", "all-columns", "path,label,patient_id,split\na.png,NORMAL,p1,train\nb.png,BACTERIAL,p1,val\n"
+        "sub/c.png,viral,p2,test\n")
+    put("manifest", "quoted-crlf-bom", b"\xef\xbb\xbfnotes,Label,PATH\r\n\"say \"\"hi\"\"\",normal,\"a.png\"\r\n"
+        b"\r\n\"two\r\nlines\",PNEUMONIA,./sub/c.png\r\n")
+    put("manifest", "minimal", "path,label\nb.png,virus")
+    put("manifest", "duplicate", "path,label\na.png,NORMAL\nsub/../a.png,NORMAL\n")
+    put("manifest", "bad-label", "path,label\na.png,NORMAL\nb.png,COVID\n")
+    put("manifest", "bad-quote", "path,label\na.png,NOR\"MAL\n")
+    put("manifest", "unterminated", "path,label\n\"a.png,NORMAL\n")
+    put("manifest", "field-count", "path,label,split\na.png,NORMAL\n")
+    put("manifest", "no-header-column", "file,label\na.png,NORMAL\n")
+
+
 def main():
     images()
     dicoms()
@@ -312,6 +327,7 @@ def main():
     recipes()
     multipart()
     http()
+    manifests()
 
 
 if __name__ == "__main__":
