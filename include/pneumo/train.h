@@ -84,7 +84,8 @@ typedef struct pn_train_result {
     const char *split_kind;     /* "patient-wise", "image-wise", ... (pn_split_kind) */
     char model_path[4096];      /* empty on ranks other than 0 */
     int processes;              /* in the group that trained (1 = one process) */
-    double images_per_s;        /* training images (all processes') per second of training steps */
+    double images_per_s;        /* training images (all processes') per second of training steps,
+                                   after the first two; 0 when there were no more */
     double grad_wait_s;         /* this process's wait for gradient sums after backward */
     double comm_wait_s;         /* this process's time blocked in all collectives */
 } pn_train_result;

@@ -189,13 +189,15 @@ static int parse_preset(const char *v, void *dest)
     return 0;
 }
 
-/* In a process group: the throughput and the time spent waiting for the others. */
-static void print_group(const pn_train_result *r)
+/* Training throughput and, in a process group, the time rank 0 waited for the others. */
+static void print_throughput(const pn_train_result *r)
 {
     if (r->processes > 1)
-        printf("data-parallel over %d processes: %.1f images/s; rank 0 waited %.1f s for gradient sums, "
-               "%.1f s in all collectives, of %.1f s\n", r->processes, r->images_per_s, r->grad_wait_s,
+        printf("training: %.1f images/s over %d processes; rank 0 waited %.1f s for gradient sums, "
+               "%.1f s in all collectives, of %.1f s\n", r->images_per_s, r->processes, r->grad_wait_s,
                r->comm_wait_s, r->seconds);
+    else
+        printf("training: %.1f images/s\n", r->images_per_s);
 }
 
 /* Trains with the parsed config and prints the outcome; the exit code. */
@@ -219,12 +221,12 @@ static int train(const pn_train_config *cfg)
         return 0;
     }
     if (r.stopped) {
-        print_group(&r);
+        print_throughput(&r);
         fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c->out_dir);
         pn_dist_close(d);
         return 130;
     }
-    print_group(&r);
+    print_throughput(&r);
     printf("model: %s\nbest epoch %d, %.1f s\nvalidation (%s split of train, %s): ROC AUC %.4f, "
            "sensitivity %.4f, specificity %.4f, accuracy %.4f, balanced accuracy %.4f\n"
            "threshold %.4f (sensitivity >= %.2f rule; Youden %.4f), temperature %.3f\n",

@@ -52,7 +52,8 @@ typedef struct trainer {
     pn_train_par *par;          /* gradient buckets; NULL in one process */
     int stop_agreed;            /* some process asked to stop (summed each step) */
     double grad_wait_s;         /* waiting for gradient sums after backward */
-    double train_s, images_trained; /* in training steps (for images per second) */
+    int steps_run;              /* by this call of pn_train_run */
+    double train_s, images_trained; /* in its training steps after the first two (images per second) */
     pn_net_group bn_group;      /* synchronised batch norm over t->dist */
 } trainer;
 

@@ -123,8 +123,10 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
         s->loss_sum += (double)loss * seen;
         s->seen += seen;
         s->batch++;
-        t->images_trained += seen;
-        t->train_s += pn_clock_s() - step0;
+        if (++t->steps_run > 2) { /* after the first two: oneDNN makes its primitives there */
+            t->images_trained += seen;
+            t->train_s += pn_clock_s() - step0;
+        }
         if (progress) {
             double el = pn_clock_s() - t0, done = s->seen - seen0;
             pn_train_progress p = {.epoch = s->epoch + 1, .epochs = t->cfg->epochs, .batch = s->batch,
