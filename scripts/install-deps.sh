@@ -5,13 +5,16 @@
 set -euo pipefail
 what=${1:-all}
 
+# libopenmpi-dev: data-parallel training (`mpirun -np N pneumo train`); pneumo builds without it.
 build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
             libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev
-            protobuf-c-compiler libprotobuf-c-dev libcsv-dev)
+            protobuf-c-compiler libprotobuf-c-dev libcsv-dev libopenmpi-dev)
 # dcmtk: img2dcm, dcmodify, dump2dcm, dcmcjpeg, dcmcjpls, dcmcrle, dcm2pnm make and check the DICOM test files.
 # wrk and the sqlite3 shell: tests/serve_kill_test.sh (SIGKILL under load, integrity_check)
 # python3-onnx: the ONNX checker for exported graphs (tests/onnx_export_test.sh)
-test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-onnx chromium curl dcmtk wrk sqlite3 openssl python3-skimage)
+# openmpi-bin: mpirun for the data-parallel tests (tests/dist_*_test.sh)
+test_pkgs=(libcmocka-dev python3-sklearn python3-numpy python3-onnx chromium curl dcmtk wrk sqlite3 openssl python3-skimage
+           openmpi-bin)
 # Node.js may come from another source (with npm bundled); install Debian's only when absent.
 command -v npm >/dev/null || test_pkgs+=(nodejs npm)
 # bench: the PyTorch peer; clang's libFuzzer for tests/fuzz (cmake -DPNEUMO_FUZZ=ON, tests/fuzz/run-all.sh)

@@ -387,6 +387,63 @@ static void test_loader(void **state)
     pn_dataset_free(&ds);
 }
 
+/* Data-parallel slices: three loaders taking images [0, 3), [3, 5) and [5, 7)
+ * of every batch of 7 deliver, batch by batch, exactly the images (bytes,
+ * augmentation included) and order of one loader taking whole batches. */
+static void test_loader_slices(void **state)
+{
+    const char *root = make_dataset();
+    pn_dataset ds;
+    assert_int_equal(pn_dataset_scan(root, &ds, NULL), PN_OK);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/slices.cache", pn_test_tmpdir());
+    pn_cache *c;
+    assert_int_equal(pn_cache_ensure(path, &ds, 16, PN_RESIZE_SQUASH, 2, NULL, &c, NULL), PN_OK);
+    size_t idx[34];
+    for (size_t i = 0; i < 34; i++)
+        idx[i] = i;
+    pn_augment aug = pn_augment_default();
+    pn_loader_config cfg = pn_loader_config_default();
+    cfg.batch_size = 7;
+    cfg.shuffle = cfg.drop_last = 1;
+    cfg.seed = 5;
+    cfg.augment = &aug;
+    pn_loader *whole, *part[3];
+    assert_int_equal(pn_loader_create(c, idx, 34, &cfg, &whole, NULL), PN_OK);
+    const int first[3] = {0, 3, 5}, size[3] = {3, 2, 2};
+    for (int r = 0; r < 3; r++) {
+        cfg.shard_first = first[r];
+        cfg.shard_size = size[r];
+        assert_int_equal(pn_loader_create(c, idx, 34, &cfg, &part[r], NULL), PN_OK);
+        assert_int_equal(pn_loader_batches(part[r]), pn_loader_batches(whole)); /* 33 / 7 = 4 */
+    }
+    epoch_run all = run_epoch(whole, 1, 7, 16, 1), slice[3];
+    for (int r = 0; r < 3; r++)
+        slice[r] = run_epoch(part[r], 1, size[r], 16, 1);
+    assert_int_equal(all.n, 28);
+    for (size_t b = 0; b < 4; b++)
+        for (int r = 0; r < 3; r++) {
+            size_t from = b * 7 + (size_t)first[r], to = b * (size_t)size[r];
+            assert_memory_equal(slice[r].order + to, all.order + from, (size_t)size[r] * sizeof(size_t));
+            assert_memory_equal(slice[r].x + to * 256, all.x + from * 256, (size_t)size[r] * 256 * sizeof(float));
+        }
+    for (int r = 0; r < 3; r++) {
+        free_run(&slice[r]);
+        pn_loader_free(part[r]);
+    }
+    free_run(&all);
+    pn_loader_free(whole);
+    /* A slice must lie inside the batch, and every batch be whole. */
+    pn_loader *bad;
+    cfg.shard_first = 6;
+    assert_int_equal(pn_loader_create(c, idx, 34, &cfg, &bad, NULL), PN_EINVAL);
+    cfg.shard_first = 0;
+    cfg.drop_last = 0;
+    assert_int_equal(pn_loader_create(c, idx, 34, &cfg, &bad, NULL), PN_EINVAL);
+    pn_cache_close(c);
+    pn_dataset_free(&ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +452,7 @@ int main(void)
         cmocka_unit_test(test_cache_roundtrip_and_staleness),
         cmocka_unit_test(test_augment_determinism),
         cmocka_unit_test(test_loader),
+        cmocka_unit_test(test_loader_slices),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,3 +30,18 @@ scratch_dir() {
   tmp=$(mktemp -d "/tmp/pneumo-$1-XXXXXX")
   trap 'rc=$?; [ $rc -ne 0 ] && cat "$tmp"/*.err 2>/dev/null; rm -rf "$tmp"' EXIT
 }
+
+# mpi_or_skip: exits 77 (CTest: skipped) unless this build has MPI and mpirun
+# is installed; lets mpirun run as root (containers) and oversubscribe cores.
+mpi_or_skip() {
+  if [ "${PNEUMO_WITH_MPI:-0}" != 1 ]; then
+    echo "SKIP: pneumo is built without MPI (install libopenmpi-dev and openmpi-bin, then reconfigure)"
+    exit 77
+  fi
+  if ! command -v mpirun > /dev/null; then
+    echo "SKIP: mpirun is absent (Debian package openmpi-bin)"
+    exit 77
+  fi
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mpirun=(mpirun --oversubscribe)
+}

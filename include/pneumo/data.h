@@ -370,6 +370,12 @@ typedef struct pn_loader_config {
     pn_norm norm;
     int n_threads;        /* worker threads (>= 1) */
     int prefetch;         /* batches prepared ahead (>= 1) */
+    /* Data-parallel training: this process's slice of every batch, positions
+     * [shard_first, shard_first + shard_size) of it (augmentation still drawn
+     * for the position in the epoch), so the processes' slices together are
+     * the single-process epoch. shard_size 0 = the whole batch; a slice needs
+     * drop_last (every batch whole). */
+    int shard_first, shard_size;
 } pn_loader_config;
 
 /* batch 32, no shuffle, no augmentation, 1 channel mean/std 0.5, 1 thread, prefetch 2 */

@@ -37,6 +37,14 @@ const char *pn_ctx_isa_name(const pn_ctx *ctx);
 /* ---- networks ----------------------------------------------------------- */
 typedef struct pn_net pn_net;
 
+/* Sums over a group of processes training one network on slices of each
+ * batch (data-parallel training): sum(user, v, n) replaces v[0..n) by its
+ * element-wise sums over the group and returns 0, or -1 on failure. */
+typedef struct pn_net_group {
+    int (*sum)(void *user, double *v, size_t n);
+    void *user;
+} pn_net_group;
+
 typedef struct pn_net_options {
     int channels;       /* 0 = as in the cfg */
     int input_size;     /* 0 = as in the cfg */
@@ -45,6 +53,10 @@ typedef struct pn_net_options {
     uint64_t seed;      /* initialisation and dropout */
     int no_bn_fusion; /* no training fusions of batch norm with the following activation or
                          squeeze-excitation block (a reference for tests) */
+    /* Synchronised batch norm: training batch statistics (and their gradient
+     * sums) over the whole group's batch, not this process's slice; NULL =
+     * this process's batch. Copied; the group must outlive the net. */
+    const pn_net_group *bn_group;
 } pn_net_options;
 
 typedef struct pn_param {
@@ -84,6 +96,16 @@ pn_param *pn_net_find_param(pn_net *net, const char *name);
 /* Freezes (1) or unfreezes (0) every parameter whose name starts with prefix
  * ("" = all); returns how many matched. */
 size_t pn_net_freeze(pn_net *net, const char *prefix, int frozen);
+/* Data-parallel training, where this process holds images [first, first + n)
+ * of each batch: dropout masks are drawn for those positions, so the group
+ * draws the masks one process with the whole batch would. Default 0. */
+void pn_net_set_batch_offset(pn_net *net, int first);
+/* Called by pn_net_backward after each layer's backward with the lowest
+ * parameter index whose gradient is final (every parameter from it on is
+ * done; pn_net_param_count when none is yet), so gradient sums over
+ * processes can start while earlier layers still run. NULL = none. */
+typedef void (*pn_net_grad_hook)(void *user, size_t first_done);
+void pn_net_set_grad_hook(pn_net *net, pn_net_grad_hook hook, void *user);
 /* Training forward passes so far (dropout masks depend on it; checkpoints save it). */
 uint64_t *pn_net_step_counter(pn_net *net);
 /* Call after writing parameter data directly, so cached weight layouts refresh. */

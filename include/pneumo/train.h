@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "pneumo/data.h"
+#include "pneumo/dist.h"
 #include "pneumo/error.h"
 #include "pneumo/nn.h"
 
@@ -48,6 +49,14 @@ typedef struct pn_train_config {
     int clahe;                  /* CLAHE (8x8 tiles, clip 2) on every image before the network */
     pn_augment_preset aug_preset; /* augmentation strength when augment is on */
     const char *cache_dir;      /* where the decoded-image cache lives; NULL = out_dir */
+    /* Data-parallel training over a process group (pneumo/dist.h); NULL =
+     * this process alone. `batch` stays the batch of one optimiser step,
+     * split over the processes (rank r trains images [first_r, first_r +
+     * n_r) of it, n_r = batch / N or one more), so a recipe trains the same
+     * model on any number of processes; only rank 0 validates and writes. */
+    pn_dist *dist;
+    int sync_bn;                /* with a group: batch statistics over the whole batch, not the slice */
+    float dist_timeout_s;       /* for whoever opens the group (the CLI): pn_dist_options.timeout_s */
 } pn_train_config;
 
 pn_train_config pn_train_defaults(void);
@@ -73,7 +82,12 @@ typedef struct pn_train_result {
     float threshold, threshold_youden, temperature;
     double val_auc, val_sensitivity, val_specificity, val_accuracy, val_balanced_accuracy;
     const char *split_kind;     /* "patient-wise", "image-wise", ... (pn_split_kind) */
-    char model_path[4096];
+    char model_path[4096];      /* empty on ranks other than 0 */
+    int processes;              /* in the group that trained (1 = one process) */
+    double images_per_s;        /* training images (all processes') per second of training steps,
+                                   after the first two; 0 when there were no more */
+    double grad_wait_s;         /* this process's wait for gradient sums after backward */
+    double comm_wait_s;         /* this process's time blocked in all collectives */
 } pn_train_result;
 
 /* *stop may be set (e.g. from a SIGINT handler) to finish after the current

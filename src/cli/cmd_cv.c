@@ -7,6 +7,11 @@
 
 static int cross_validate(const pn_train_config *c)
 {
+    if (pn_dist_launched_size() > 1) {
+        fprintf(stderr, "pneumo cv: runs in one process, but an MPI launcher started %d: train folds "
+                        "data-parallel with `mpirun ... pneumo train --folds K --fold I`\n", pn_dist_launched_size());
+        return 2;
+    }
     int tty = isatty(2);
     pn_cv_result r;
     pn_error err = {0};

@@ -36,8 +36,13 @@ static int usage(FILE *out)
         "                        manifest or the file names carry patient ids (image-wise otherwise, with a warning)\n"
         "  --target-sensitivity X  threshold rule on validation (default 0.95)\n"
         "  --precision fp32|bf16 --seed N --threads N --max-images N --out DIR\n"
-        "  --resume              continue from DIR/checkpoint.safetensors (Ctrl-C leaves one)\n"
-        "  --stop-after N        stop like Ctrl-C after N optimiser steps (a time budget in steps)\n");
+        "  --resume              continue from DIR/checkpoint.safetensors (Ctrl-C or SIGUSR1 leaves one)\n"
+        "  --stop-after N        stop like Ctrl-C after N optimiser steps (a time budget in steps)\n"
+        "data-parallel: mpirun -np N pneumo train ... (N processes share each --batch; rank 0\n"
+        "  validates and writes; see docs/distributed.md)\n"
+        "  --sync-bn             batch-norm statistics over the whole batch (default: each process's slice)\n"
+        "  --dist-timeout S      a process waiting longer than S seconds for the others ends the job\n"
+        "                        (default 600; must exceed rank 0's validation time)\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -172,6 +177,7 @@ void pn_cli_train_progress(void *user, const pn_train_progress *p)
 volatile int *pn_cli_stop_flag(void)
 {
     signal(SIGINT, on_sigint);
+    signal(SIGUSR1, on_sigint);
     return &stop_requested;
 }
 
@@ -186,21 +192,44 @@ static int parse_preset(const char *v, void *dest)
     return 0;
 }
 
-/* Trains with the parsed config and prints the outcome; the exit code. */
-static int train(const pn_train_config *c)
+/* Training throughput and, in a process group, the time rank 0 waited for the others. */
+static void print_throughput(const pn_train_result *r)
 {
-    int tty = isatty(2);
+    if (r->processes > 1)
+        printf("training: %.1f images/s over %d processes; rank 0 waited %.1f s for gradient sums, "
+               "%.1f s in all collectives, of %.1f s\n", r->images_per_s, r->processes, r->grad_wait_s,
+               r->comm_wait_s, r->seconds);
+    else
+        printf("training: %.1f images/s\n", r->images_per_s);
+}
+
+/* Trains with the parsed config and prints the outcome; the exit code. */
+static int train(const pn_train_config *cfg)
+{
+    pn_dist *d = pn_cli_dist_open("pneumo train", cfg->dist_timeout_s);
+    if (!d)
+        return 1;
+    pn_train_config cc = *cfg, *c = &cc;
+    cc.dist = d;
+    int tty = isatty(2), root = pn_dist_is_root(d);
     pn_train_result r;
     pn_error err = {0};
-    pn_status st = pn_train_run(c, pn_cli_train_progress, &tty, pn_cli_stop_flag(), &r, &err);
+    pn_status st = pn_train_run(c, root ? pn_cli_train_progress : NULL, &tty, pn_cli_stop_flag(), &r, &err);
     if (st) {
-        fprintf(stderr, "\npneumo train: %s\n", err.msg);
+        pn_cli_dist_fail(d, "pneumo train", err.msg);
         return 1;
     }
+    if (!root) { /* rank 0 reports (and exits 130 when stopped) */
+        pn_dist_close(d);
+        return 0;
+    }
     if (r.stopped) {
+        print_throughput(&r);
         fprintf(stderr, "\nstopped; continue with the same command plus --resume (checkpoint in %s)\n", c->out_dir);
+        pn_dist_close(d);
         return 130;
     }
+    print_throughput(&r);
     printf("model: %s\nbest epoch %d, %.1f s\nvalidation (%s split of train, %s): ROC AUC %.4f, "
            "sensitivity %.4f, specificity %.4f, accuracy %.4f, balanced accuracy %.4f\n"
            "threshold %.4f (sensitivity >= %.2f rule; Youden %.4f), temperature %.3f\n",
@@ -208,6 +237,7 @@ static int train(const pn_train_config *c)
            r.val_sensitivity, r.val_specificity, r.val_accuracy, r.val_balanced_accuracy, r.threshold,
            c->target_sensitivity, r.threshold_youden, r.temperature);
     pn_cli_ood_fit(r.model_path, c->data_dir, c->threads);
+    pn_dist_close(d);
     return 0;
 }
 
@@ -263,6 +293,8 @@ int pn_cli_train_main(int argc, char **argv, pn_train_config c, int (*run)(const
         PN_OPT_CHOICE("keep", &c.keep_last, keep_choices),
         PN_OPT_INT("folds", &c.folds, 2, 100),
         PN_OPT_INT("fold", &c.fold, 0, 99),
+        PN_OPT_FLAG("sync-bn", &c.sync_bn, 1),
+        PN_OPT_FLOAT_ABOVE("dist-timeout", &c.dist_timeout_s, 0, 1e6),
         PN_OPT_CUSTOM("recipe", &recipe, read_recipe, "a readable recipe file of valid keys (see above)"),
         PN_OPT_END,
     };

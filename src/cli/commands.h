@@ -36,7 +36,16 @@ void pn_cli_train_progress(void *user, const struct pn_train_progress *p);
  * report; when it cannot (e.g. too few held-out images) a warning says so
  * and the model keeps only the image checks. */
 void pn_cli_ood_fit(const char *model, const char *data, int threads);
-/* Installs the SIGINT handler; the flag it sets. */
+/* Installs the SIGINT and SIGUSR1 handlers (mpirun forwards SIGUSR1 to
+ * every process); the flag they set. */
 volatile int *pn_cli_stop_flag(void);
+/* train_dist.c: the process group an MPI launcher started this process in
+ * (the single process otherwise); on failure prints why and returns NULL.
+ * In a group, SIGTERM from the runtime is answered with a message. */
+struct pn_dist;
+struct pn_dist *pn_cli_dist_open(const char *prog, double timeout_s);
+/* Prints msg (with this rank in a group) and ends the job; in one process
+ * it returns, having closed d. */
+void pn_cli_dist_fail(struct pn_dist *d, const char *prog, const char *msg);
 
 #endif

@@ -56,8 +56,8 @@ static void fill_slot(pn_loader *l, slot *s, size_t b)
 {
     int size = pn_cache_size(l->cache);
     size_t plane = (size_t)size * size, stride = plane * l->cfg.norm.channels;
-    size_t first = b * l->cfg.batch_size;
-    size_t last = first + l->cfg.batch_size;
+    size_t first = b * l->cfg.batch_size + (size_t)l->cfg.shard_first;
+    size_t last = first + (l->cfg.shard_size ? (size_t)l->cfg.shard_size : (size_t)l->cfg.batch_size);
     if (last > l->n_order)
         last = l->n_order;
     uint8_t *tmp = l->cfg.augment ? malloc(plane) : NULL;      /* size x size, augmented */
@@ -136,6 +136,9 @@ static pn_status validate(const pn_cache *cache, const pn_loader_config *cfg, pn
     if (cfg->batch_size < 1 || cfg->n_threads < 1 || cfg->n_threads > 64 || cfg->prefetch < 1)
         return pn_fail(err, PN_EINVAL, "loader: batch size, threads (1-64) and prefetch must "
                        "be >= 1");
+    if (cfg->shard_size && (cfg->shard_first < 0 || cfg->shard_size < 0 || !cfg->drop_last ||
+                            cfg->shard_first + cfg->shard_size > cfg->batch_size))
+        return pn_fail(err, PN_EINVAL, "loader: a batch slice must lie within the batch, with drop_last");
     if (cfg->norm.channels != 1 && cfg->norm.channels != 3)
         return pn_fail(err, PN_EINVAL, "loader: channels must be 1 or 3");
     if (!cache)
@@ -172,11 +175,12 @@ static pn_status alloc_loader(pn_loader *l, const size_t *indices, size_t n, pn_
             l->items[l->n_items++] = indices[i];
     }
     size_t bs = (size_t)l->cfg.batch_size, size = (size_t)pn_cache_size(l->cache);
+    size_t slice = l->cfg.shard_size ? (size_t)l->cfg.shard_size : bs; /* images per slot */
     for (int i = 0; i < l->n_slots; i++) {
         slot *s = &l->slots[i];
-        s->x = malloc(bs * size * size * l->cfg.norm.channels * sizeof *s->x);
-        s->labels = malloc(bs * sizeof *s->labels);
-        s->indices = malloc(bs * sizeof *s->indices);
+        s->x = malloc(slice * size * size * l->cfg.norm.channels * sizeof *s->x);
+        s->labels = malloc(slice * sizeof *s->labels);
+        s->indices = malloc(slice * sizeof *s->indices);
         if (!s->x || !s->labels || !s->indices)
             return pn_fail(err, PN_ENOMEM, "loader: out of memory for %d batch buffers",
                            l->n_slots);

@@ -236,9 +236,34 @@ int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, v
                         const float *gamma, int global_stats, pn_bn_act act, const float *scale,
                         const float *shift, float *dgamma, float *dbeta)
 {
+    return pn_bn_nhwc_backward_group(k, x, dy, dx, t, rows, c, mean, invstd, gamma, global_stats, act,
+                                     scale, shift, dgamma, dbeta, NULL);
+}
+
+/* The group's gradient sums and row count replace this process's in s
+ * ([sum g (c)][sum g (x - mean) (c)][rows]) and ka, kb, kc are recomputed
+ * from them; dgamma and dbeta keep this process's (written to dg_db before). */
+static int group_coefficients(const pn_net_group *group, double *s, size_t rows, int c,
+                              const float *mean, const float *invstd, const float *gamma,
+                              float *dg_db, float *ka, float *kb, float *kc)
+{
+    s[2 * c] = (double)rows;
+    if (group->sum(group->user, s, 2 * (size_t)c + 1))
+        return -2;
+    pn_bn_grad_coefficients(s, s + c, (size_t)s[2 * c], c, mean, invstd, gamma, 0, dg_db, dg_db + c, ka,
+                            kb, kc);
+    return 0;
+}
+
+int pn_bn_nhwc_backward_group(const pn_bn_kernels *k, const void *x, const void *dy, void *dx,
+                              pn_dtype t, size_t rows, int c, const float *mean, const float *invstd,
+                              const float *gamma, int global_stats, pn_bn_act act, const float *scale,
+                              const float *shift, float *dgamma, float *dbeta,
+                              const pn_net_group *group)
+{
     size_t period = pn_bn_period(c);
-    double *s = malloc(2 * (size_t)c * sizeof(double));
-    float *co = pn_bn_alloc_lines(CO_COUNT * period * sizeof(float));
+    double *s = malloc((2 * (size_t)c + 1) * sizeof(double));
+    float *co = pn_bn_alloc_lines((CO_COUNT * period + 2 * (size_t)c) * sizeof(float));
     if (!s || !co) {
         free(s);
         free(co);
@@ -260,6 +285,12 @@ int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, v
     }
     pn_bn_grad_coefficients(s, s + c, rows, c, mean, invstd, gamma, global_stats, dgamma, dbeta,
                             cp[CO_KA], cp[CO_KB], cp[CO_KC]);
+    if (group && group_coefficients(group, s, rows, c, mean, invstd, gamma, co + CO_COUNT * period,
+                                    cp[CO_KA], cp[CO_KB], cp[CO_KC])) {
+        free(s);
+        free(co);
+        return -2;
+    }
     size_t block = block_rows(c), blocks = (rows + block - 1) / block;
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "pneumo/nn.h"
 #include "pneumo/tensor.h"
 
 /* The activation fused after the normalisation. */
@@ -124,5 +125,14 @@ int pn_bn_nhwc_backward(const pn_bn_kernels *k, const void *x, const void *dy, v
                         pn_dtype t, size_t rows, int c, const float *mean, const float *invstd,
                         const float *gamma, int global_stats, pn_bn_act act, const float *scale,
                         const float *shift, float *dgamma, float *dbeta);
+/* The same with statistics over a process group (synchronised batch norm;
+ * group NULL = pn_bn_nhwc_backward): dx from the group's gradient sums and
+ * row count, dgamma and dbeta this process's (the optimiser's gradient sum
+ * over the group adds them up). Returns -1 on OOM, -2 when group->sum fails. */
+int pn_bn_nhwc_backward_group(const pn_bn_kernels *k, const void *x, const void *dy, void *dx,
+                              pn_dtype t, size_t rows, int c, const float *mean, const float *invstd,
+                              const float *gamma, int global_stats, pn_bn_act act, const float *scale,
+                              const float *shift, float *dgamma, float *dbeta,
+                              const pn_net_group *group);
 
 #endif

@@ -66,7 +66,7 @@ static void fuse_bn_act(pn_net *net)
  * saving two passes over the tensor each way and its buffer. */
 static void fuse_bn_se(pn_net *net)
 {
-    if (!pn_bn_se_available())
+    if (!pn_bn_se_available() || net->bn_group.sum) /* its statistics are this process's */
         return;
     for (int i = 1; i < net->n_layers; i++) {
         int bn = net->layers[i].inputs[0];

@@ -104,6 +104,10 @@ struct pn_net {
     float *watch_act, *watch_grad;
     void *relayout[PN_RELAYOUT_SLOTS]; /* see pn_relayout; grown on demand */
     size_t relayout_bytes[PN_RELAYOUT_SLOTS];
+    pn_net_group bn_group; /* synchronised batch norm (pn_net_options.bn_group); sum NULL = off */
+    int batch_offset;     /* pn_net_set_batch_offset */
+    pn_net_grad_hook grad_hook; /* pn_net_set_grad_hook */
+    void *grad_hook_user;
     int profiling;        /* pn_net_profile: layers' times are accumulated */
     long prof_steps;      /* forwards while profiling */
 };

@@ -3,7 +3,9 @@
  * inference and frozen layers use the running statistics, so a frozen
  * pretrained backbone keeps computing exactly its pretrained function.
  * The arithmetic is in bn_nhwc.c: memory-bound loops that beat oneDNN 2.6's
- * batch norm by making fewer passes over the activations. */
+ * batch norm by making fewer passes over the activations. With a process
+ * group (pn_net_options.bn_group) the batch statistics and their gradient
+ * sums are the whole group's batch's (synchronised batch norm). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ typedef struct bn_priv {
     float *batch_mean, *batch_var; /* of the last batch-statistics forward */
     float *scale, *shift;          /* the last forward's y = x * scale + shift */
     float *invstd;
+    double count;                  /* rows behind batch_mean/var (the group's, when synchronised) */
 } bn_priv;
 
 float pn_batchnorm_eps(const pn_layer *l) { return ((const bn_priv *)l->priv)->eps; }
@@ -151,12 +154,40 @@ static void update_running(pn_layer *l, pn_net *net)
 {
     bn_priv *p = l->priv;
     pn_param *m = pn_layer_param(net, l, P_MEAN), *v = pn_layer_param(net, l, P_VAR);
-    double count = (double)net->cur_n * l->out.h * l->out.w;
+    double count = p->count;
     float unbias = count > 1 ? (float)(count / (count - 1)) : 1.0f;
     for (int c = 0; c < l->out.c; c++) {
         m->data[c] = (1 - p->momentum) * m->data[c] + p->momentum * p->batch_mean[c];
         v->data[c] = (1 - p->momentum) * v->data[c] + p->momentum * p->batch_var[c] * unbias;
     }
+}
+
+/* Synchronised batch norm: this process's mean and (biased) variance of
+ * p->count rows become the group's, from the group's sums of count, x and
+ * x^2, each process's rebuilt in double from its mean and variance. */
+static pn_status group_stats(pn_layer *l, pn_net *net, pn_error *err)
+{
+    bn_priv *p = l->priv;
+    int c = l->out.c;
+    double *s = malloc((2 * (size_t)c + 1) * sizeof *s); /* [sum x (c)][sum x^2 (c)][count] */
+    if (!s)
+        return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+    for (int k = 0; k < c; k++) {
+        s[k] = p->count * p->batch_mean[k];
+        s[c + k] = p->count * ((double)p->batch_var[k] + (double)p->batch_mean[k] * p->batch_mean[k]);
+    }
+    s[2 * c] = p->count;
+    int failed = net->bn_group.sum(net->bn_group.user, s, 2 * (size_t)c + 1);
+    for (int k = 0; !failed && k < c; k++) {
+        double mean = s[k] / s[2 * c], var = s[c + k] / s[2 * c] - mean * mean;
+        p->batch_mean[k] = (float)mean;
+        p->batch_var[k] = (float)(var > 0 ? var : 0);
+    }
+    p->count = s[2 * c];
+    free(s);
+    return failed ? pn_fail(err, PN_EIO, "%s: batch statistics could not be summed over the process group",
+                            l->name)
+                  : PN_OK;
 }
 
 static pn_status bn_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
@@ -165,9 +196,13 @@ static pn_status bn_forward(pn_layer *l, pn_net *net, int train, pn_error *err)
     p->mode = bn_mode(net, l, train);
     if (p->mode == 1) {
         size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
+        pn_status st;
         if (pn_bn_nhwc_stats(p->kernels, pn_layer_in(net, l, 0)->data, net->dt, rows, l->out.c,
                              p->batch_mean, p->batch_var))
             return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+        p->count = (double)rows;
+        if (net->bn_group.sum && (st = group_stats(l, net, err)))
+            return st;
         if (net->calibrating_bn)
             recalibrate(l, net);
         else
@@ -188,11 +223,15 @@ static pn_status bn_backward(pn_layer *l, pn_net *net, pn_error *err)
     int global = p->mode != 1;
     const float *mean = global ? pn_layer_param(net, l, P_MEAN)->data : p->batch_mean;
     size_t rows = (size_t)net->cur_n * l->out.h * l->out.w;
-    if (pn_bn_nhwc_backward(p->kernels, in->data, l->out.grad, dsrc, net->dt, rows, l->out.c,
-                            mean, p->invstd, pn_layer_param(net, l, P_GAMMA)->data, global,
-                            bn_act(l), p->scale, p->shift, pn_layer_param(net, l, P_GAMMA)->grad,
-                            pn_layer_param(net, l, P_BETA)->grad))
-        return pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name);
+    int rc = pn_bn_nhwc_backward_group(p->kernels, in->data, l->out.grad, dsrc, net->dt, rows, l->out.c,
+                                       mean, p->invstd, pn_layer_param(net, l, P_GAMMA)->data, global,
+                                       bn_act(l), p->scale, p->shift, pn_layer_param(net, l, P_GAMMA)->grad,
+                                       pn_layer_param(net, l, P_BETA)->grad,
+                                       net->bn_group.sum && !global ? &net->bn_group : NULL);
+    if (rc)
+        return rc == -1 ? pn_fail(err, PN_ENOMEM, "%s: out of memory", l->name)
+                        : pn_fail(err, PN_EIO, "%s: gradient sums could not be summed over the process group",
+                                  l->name);
     if (want)
         pn_grad_end(net, in, dsrc, net->cur_n);
     return PN_OK;

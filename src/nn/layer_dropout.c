@@ -1,6 +1,9 @@
 /* Inverted dropout: at training time zero each value with probability p and
  * scale the rest by 1/(1-p); identity at inference. The mask is a pure
- * function of (seed, forward step, layer, element), so runs are reproducible. */
+ * function of (seed, forward step, layer, element), so runs are reproducible;
+ * the element's position counts from the whole batch's start
+ * (pn_net_set_batch_offset), so processes holding slices of a batch draw
+ * the masks one process would. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,15 +58,21 @@ static pn_status dropout_forward(pn_layer *l, pn_net *net, int train, pn_error *
     }
     float scale = 1 / (1 - p->p);
     uint64_t seed = net->seed ^ 0xd1b54a32d192ed03ULL;
-    /* One generator per 4096-element chunk keeps the mask thread-independent. */
-    size_t chunks = (count + 4095) / 4096;
+    /* One generator per 4096-element chunk of the whole batch keeps the mask
+     * thread-independent; elements [base, base + count) are this process's. */
+    size_t base = (size_t)net->batch_offset * (count / (size_t)net->cur_n);
+    size_t first = base / 4096, chunks = (base + count + 4095) / 4096 - first;
 #pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < chunks; c++) {
+    for (size_t c = first; c < first + chunks; c++) {
         pn_rng r = pn_rng_seed(seed, net->step * 1024 + (uint64_t)l->index, c);
-        size_t end = (c + 1) * 4096 < count ? (c + 1) * 4096 : count;
-        for (size_t i = c * 4096; i < end; i++) {
-            p->mask[i] = pn_rng_uniform(&r) >= p->p;
-            pn_st(l->out.data, t, i, p->mask[i] ? pn_ld(in->data, t, i) * scale : 0.0f);
+        size_t end = (c + 1) * 4096 < base + count ? (c + 1) * 4096 : base + count;
+        for (size_t g = c * 4096; g < end; g++) {
+            int keep = pn_rng_uniform(&r) >= p->p;
+            if (g < base)
+                continue; /* another process's element */
+            size_t i = g - base;
+            p->mask[i] = (uint8_t)keep;
+            pn_st(l->out.data, t, i, keep ? pn_ld(in->data, t, i) * scale : 0.0f);
         }
     }
     return PN_OK;

@@ -89,6 +89,13 @@ size_t pn_net_param_count(const pn_net *net) { return net->n_params; }
 pn_param *pn_net_param(pn_net *net, size_t i) { return i < net->n_params ? &net->params[i] : NULL; }
 void pn_net_params_changed(pn_net *net) { net->wver++; }
 uint64_t *pn_net_step_counter(pn_net *net) { return &net->step; }
+void pn_net_set_batch_offset(pn_net *net, int first) { net->batch_offset = first; }
+
+void pn_net_set_grad_hook(pn_net *net, pn_net_grad_hook hook, void *user)
+{
+    net->grad_hook = hook;
+    net->grad_hook_user = user;
+}
 
 pn_param *pn_net_find_param(pn_net *net, const char *name)
 {

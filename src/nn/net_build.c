@@ -189,6 +189,8 @@ pn_status pn_net_create(pn_ctx *ctx, const char *cfg_text, const pn_net_options 
     net->watch = -1;
     net->can_train = 1;
     net->seed = opt ? opt->seed : 0;
+    if (opt && opt->bn_group)
+        net->bn_group = *opt->bn_group;
     net->dt = opt && opt->precision == PN_BF16 && ctx->native_bf16 ? PN_BF16 : PN_F32;
     net->cfg_text = strdup(cfg_text);
     build_state b = {0};

@@ -85,6 +85,7 @@ static pn_status backward(pn_net *net, const float *dlogits, pn_error *err)
         pn_st(last->out.grad, net->dt, i, dlogits[i]);
     last->out.grad_written = 1;
     pn_status st;
+    size_t done = net->n_params; /* params from here on have their final gradient */
     for (int i = net->n_layers - 1; i >= 1; i--) {
         pn_layer *l = &net->layers[i];
         if (i == net->watch && (st = capture_watch_grad(net, err)))
@@ -96,6 +97,9 @@ static pn_status backward(pn_net *net, const float *dlogits, pn_error *err)
             return pn_error_prefix(err, st, "layer %s (backward): ", l->name);
         if (net->profiling)
             l->prof_bwd_s += pn_clock_s() - t0;
+        done = l->n_params ? l->first_param : done;
+        if (net->grad_hook)
+            net->grad_hook(net->grad_hook_user, done);
     }
     return PN_OK;
 }

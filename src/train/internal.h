@@ -3,8 +3,12 @@
 #define PNEUMO_TRAIN_INTERNAL_H
 
 #include "pneumo/data.h"
+#include "pneumo/dist.h"
 #include "pneumo/eval.h"
+#include "pneumo/os.h"
 #include "pneumo/train.h"
+
+typedef struct pn_train_par pn_train_par;
 
 /* Where training stands: enough to continue bit for bit after a stop. */
 typedef struct train_state {
@@ -40,6 +44,17 @@ typedef struct trainer {
     float class_weights[3];
     float *h_train_loss, *h_val_loss, *h_train_acc, *h_val_acc, *h_val_auc;
     double t_start;
+    /* Data parallelism (parallel.c): this process is rank `rank` of `ranks`
+     * and trains images [batch_first, batch_first + local_batch) of each batch. */
+    pn_dist *dist;              /* cfg->dist, or the single process */
+    pn_dist *own_dist;          /* the single process made here (freed with the trainer) */
+    int rank, ranks, batch_first, local_batch;
+    pn_train_par *par;          /* gradient buckets; NULL in one process */
+    int stop_agreed;            /* some process asked to stop (summed each step) */
+    double grad_wait_s;         /* waiting for gradient sums after backward */
+    int steps_run;              /* by this call of pn_train_run */
+    double train_s, images_trained; /* in its training steps after the first two (images per second) */
+    pn_net_group bn_group;      /* synchronised batch norm over t->dist */
 } trainer;
 
 /* out_dir/checkpoint.safetensors: parameters, best parameters, optimiser
@@ -67,5 +82,35 @@ float pn_train_mixup_batch(trainer *t, int step, int n);
 /* The batch's loss with dlogits in t->dlogits; with lam < 1 the mix of both targets. */
 float pn_train_batch_loss(trainer *t, const float *z, int n, float lam);
 int pn_train_argmax(const float *z, int classes);
+
+/* parallel.c: data-parallel training; each is a no-op in one process. */
+/* The process group and this process's slice of each batch (before the data and net are set up). */
+pn_status pn_train_par_init(trainer *t, pn_error *err);
+/* After the net and buffers exist: rank 0's weights everywhere, dropout
+ * offset, gradient buckets and the backward hook that starts their sums. */
+pn_status pn_train_par_setup(trainer *t, pn_error *err);
+pn_status pn_train_par_epoch_start(trainer *t, pn_error *err); /* buckets for what trains now */
+/* After the loss of this process's n images: the whole batch's loss, correct
+ * count and image count (summed over processes), dlogits rescaled to the
+ * whole batch, and whether any process asked to stop. */
+pn_status pn_train_par_step(trainer *t, int n, float *loss, double *correct, double *seen,
+                            volatile int *stop, pn_error *err);
+/* After backward: every gradient summed over the processes. */
+pn_status pn_train_par_grads(trainer *t, pn_error *err);
+/* Rank 0's train state and early-stop decision after its epoch end, to all. */
+pn_status pn_train_par_epoch_end(trainer *t, train_state *s, int *early, pn_error *err);
+/* Whether training stops before the next step: *stop in one process, the
+ * processes' agreement (pn_train_par_step) in a group. */
+int pn_train_stopping(const trainer *t, volatile int *stop);
+void pn_train_par_free(trainer *t);
+static inline int pn_train_is_root(const trainer *t) { return t->rank == 0; }
+
+/* history_file.c: out_dir/history.csv */
+void pn_train_append_history(const trainer *t, int epoch, double lr, double tl, double ta, double vl,
+                             const pn_metrics *m);
+/* On resume: the header and the rows of the `completed` epochs only. */
+pn_status pn_train_trim_history(const trainer *t, int completed, pn_error *err);
+/* The per-epoch curves as JSON (stored in the model) and as history.png. */
+char *pn_train_history_json(trainer *t, int epochs);
 
 #endif

@@ -49,7 +49,8 @@ static pn_status setup_net(trainer *t, pn_error *err)
     if ((st = pn_arch_read(c->arch, &t->arch_text, err)) || (st = pn_ctx_create_with(&(pn_ctx_options){.threads = c->threads}, &t->ctx, err)))
         return st;
     pn_net_options o = {.channels = c->channels, .input_size = c->input_size, .classes = t->classes,
-                        .precision = c->precision, .seed = c->seed};
+                        .precision = c->precision, .seed = c->seed,
+                        .bn_group = c->sync_bn && t->ranks > 1 ? &t->bn_group : NULL};
     if ((st = pn_net_create(t->ctx, t->arch_text, &o, &t->net, err)))
         return st;
     if (c->init) {
@@ -97,7 +98,8 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
     for (int skip = 0; !st && skip < s->batch; skip++)
         st = pn_loader_next(t->train, t->x, t->labels, NULL, &n, err);
     double t0 = pn_clock_s(), seen0 = s->seen;
-    while (!st && !(stop && *stop) && !budget_spent(t->cfg, s)) {
+    while (!st && !pn_train_stopping(t, stop) && !budget_spent(t->cfg, s)) {
+        double step0 = pn_clock_s();
         if ((st = pn_loader_next(t->train, t->x, t->labels, t->batch_index, &n, err)) || n == 0)
             break;
         pn_train_to_classes(t, t->batch_index, t->labels, n);
@@ -106,18 +108,25 @@ static pn_status run_epoch(trainer *t, train_state *s, int phase, float lr_scale
             break;
         const float *z = pn_net_logits(t->net);
         float loss = pn_train_batch_loss(t, z, n, lam);
+        double correct = 0, seen = n; /* the whole batch's, over all processes */
         for (int i = 0; i < n; i++)
-            s->correct += pn_train_argmax(z + (size_t)i * t->classes, t->classes) == t->labels[i];
-        if ((st = pn_net_backward(t->net, t->dlogits, err)))
+            correct += pn_train_argmax(z + (size_t)i * t->classes, t->classes) == t->labels[i];
+        if ((st = pn_train_par_step(t, n, &loss, &correct, &seen, stop, err)) ||
+            (st = pn_net_backward(t->net, t->dlogits, err)) || (st = pn_train_par_grads(t, err)))
             break;
         float lr = pn_schedule_lr(&s->sched, s->step, s->epoch) * lr_scale;
         pn_optim_step(t->opt, lr);
         if (t->ema)
             pn_train_ema_update(t, s->step);
         s->step++;
-        s->loss_sum += (double)loss * n;
-        s->seen += n;
+        s->correct += correct;
+        s->loss_sum += (double)loss * seen;
+        s->seen += seen;
         s->batch++;
+        if (++t->steps_run > 2) { /* after the first two: oneDNN makes its primitives there */
+            t->images_trained += seen;
+            t->train_s += pn_clock_s() - step0;
+        }
         if (progress) {
             double el = pn_clock_s() - t0, done = s->seen - seen0;
             pn_train_progress p = {.epoch = s->epoch + 1, .epochs = t->cfg->epochs, .batch = s->batch,
@@ -164,50 +173,6 @@ static void val_probs(const trainer *t, double temperature, float *prob)
 }
 
 /* ---- outputs ---- */
-static void append_history(const trainer *t, int epoch, double lr, double tl, double ta,
-                           double vl, const pn_metrics *m)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/history.csv", t->cfg->out_dir);
-    FILE *f = fopen(path, epoch == 0 ? "w" : "a");
-    if (!f)
-        return;
-    if (epoch == 0)
-        fprintf(f, "epoch,lr,train_loss,train_accuracy,val_loss,val_accuracy,val_auc,val_sensitivity,val_specificity,elapsed_s\n");
-    fprintf(f, "%d,%.6g,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.1f\n", epoch + 1, lr, tl, ta, vl,
-            m->accuracy, m->roc_auc, m->sensitivity, m->specificity, pn_clock_s() - t->t_start);
-    fclose(f);
-}
-
-/* On resume: keeps history.csv's header and the rows of the `completed`
- * epochs the checkpoint holds. A run killed after appending an epoch's row
- * but before its checkpoint replaced the previous one left a row that the
- * resumed run writes again. Rewritten through a temporary file and rename. */
-static pn_status trim_history(const trainer *t, int completed, pn_error *err)
-{
-    char path[4096], tmp[4120], line[1024];
-    snprintf(path, sizeof path, "%s/history.csv", t->cfg->out_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *in = fopen(path, "r");
-    if (!in)
-        return PN_OK; /* nothing written yet */
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        fclose(in);
-        return pn_fail(err, PN_EIO, "%s: cannot write", tmp);
-    }
-    for (int first = 1; fgets(line, sizeof line, in); first = 0)
-        if (first || atoi(line) <= completed)
-            fputs(line, out);
-    fclose(in);
-    int failed = ferror(out) | fclose(out);
-    if (failed || rename(tmp, path)) {
-        remove(tmp);
-        return pn_fail(err, PN_EIO, "%s: cannot rewrite", path);
-    }
-    return PN_OK;
-}
-
 static pn_status save_checkpoint(const trainer *t, const char *name, int epoch, pn_error *err)
 {
     char path[4096], ep[16];
@@ -245,25 +210,15 @@ char *pn_train_recipe_json(const pn_train_config *c, const trainer *t, int with_
     json_object_set_new(r, "mixup", json_real(c->mixup_alpha));
     json_object_set_new(r, "clahe", json_boolean(c->clahe));
     json_object_set_new(r, "keep", json_string(c->keep_last ? "last" : "best"));
+    if (c->sync_bn)
+        json_object_set_new(r, "sync_bn", json_true());
     if (c->recipe_text && with_command)
         json_object_set_new(r, "command", json_string(c->recipe_text));
+    if (with_command && t->ranks > 1) /* provenance only: a checkpoint resumes on any number */
+        json_object_set_new(r, "processes", json_integer(t->ranks));
     char *s = json_dumps(r, JSON_COMPACT);
     json_decref(r);
     return s;
-}
-
-/* The per-epoch curves as JSON (stored in the model for reports) and as history.png. */
-static char *history_json(trainer *t, int epochs)
-{
-    pn_history hist = {(size_t)epochs, t->h_train_loss, t->h_val_loss, t->h_train_acc, t->h_val_acc,
-                       t->h_val_auc};
-    char *text = pn_history_to_json(&hist);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/history.png", t->cfg->out_dir);
-    /* A missing picture does not fail training, so its error is not recorded:
-     * err is written only on a failing path. */
-    pn_plot_history(&hist, path, NULL);
-    return text;
 }
 
 /* Validation logits exactly as the saved model will compute them: weights
@@ -365,7 +320,7 @@ static pn_status finalize(trainer *t, pn_train_result *res, int epochs_done, pn_
         json_object_set_new(mj, "threshold_youden", json_real(youden.threshold));
         char *metrics = json_dumps(mj, JSON_COMPACT | JSON_REAL_PRECISION(6));
         char *recipe = pn_train_recipe_json(t->cfg, t, 1);
-        char *history = history_json(t, epochs_done);
+        char *history = pn_train_history_json(t, epochs_done);
         char thr[32], thr_y[32], temp[32], secs[32], when[32], counts[96];
         snprintf(thr, sizeof thr, "%.6g", sens_op.threshold);
         snprintf(thr_y, sizeof thr_y, "%.6g", youden.threshold);
@@ -413,6 +368,8 @@ static void trainer_free(trainer *t)
     pn_optim_destroy(t->opt);
     pn_net_destroy(t->net);
     pn_ctx_destroy(t->ctx);
+    pn_train_par_free(t);
+    pn_dist_close(t->own_dist);
     free(t->arch_text);
     free(t->x), free(t->dlogits), free(t->dlogits_mix), free(t->logits_val), free(t->best_params);
     free(t->ema), free(t->labels), free(t->mix_labels), free(t->val_labels), free(t->batch_index);
@@ -424,7 +381,7 @@ static pn_status alloc_buffers(trainer *t, pn_error *err)
 {
     int size = pn_net_input_size(t->net), ch = pn_net_channels(t->net), e = t->cfg->epochs;
     size_t nv = t->split.n_val;
-    size_t B = (size_t)t->cfg->batch, C = (size_t)t->classes;
+    size_t B = (size_t)t->local_batch, C = (size_t)t->classes; /* this process's images per step */
     t->x = malloc(B * size * size * ch * sizeof(float));
     t->dlogits = malloc(B * C * sizeof(float));
     t->dlogits_mix = malloc(B * C * sizeof(float));
@@ -479,7 +436,7 @@ static pn_status epoch_end(trainer *t, train_state *s, double lr, pn_train_progr
         return st;
     t->h_train_loss[epoch] = (float)tl, t->h_train_acc[epoch] = (float)ta;
     t->h_val_loss[epoch] = (float)vl, t->h_val_acc[epoch] = (float)m.accuracy, t->h_val_auc[epoch] = (float)m.roc_auc;
-    append_history(t, epoch, lr, tl, ta, vl, &m);
+    pn_train_append_history(t, epoch, lr, tl, ta, vl, &m);
     if ((st = save_checkpoint(t, "last.safetensors", epoch, err)) ||
         (best && (st = save_checkpoint(t, "best.safetensors", epoch, err))))
         return st;
@@ -506,16 +463,19 @@ static pn_status finish_epoch(trainer *t, train_state *s, float lr, pn_train_pro
                               void *user, int *early_stop, pn_error *err)
 {
     int prev_best = s->best_epoch;
-    pn_status st = epoch_end(t, s, lr, progress, user, err);
-    if (st)
-        return st;
-    pn_schedule_observe(&s->sched, t->h_val_loss[s->epoch]);
-    s->since_best = s->best_epoch != prev_best ? 0 : s->since_best + 1;
-    *early_stop = t->cfg->early_stop > 0 && s->since_best >= t->cfg->early_stop;
-    s->epoch++;
-    s->batch = 0;
-    s->loss_sum = s->correct = s->seen = 0;
-    return pn_checkpoint_save(t, s, err);
+    pn_status st = PN_OK;
+    if (pn_train_is_root(t)) { /* validation and files are rank 0's; the others take its decisions */
+        if ((st = epoch_end(t, s, lr, progress, user, err)))
+            return st;
+        pn_schedule_observe(&s->sched, t->h_val_loss[s->epoch]);
+        s->since_best = s->best_epoch != prev_best ? 0 : s->since_best + 1;
+        *early_stop = t->cfg->early_stop > 0 && s->since_best >= t->cfg->early_stop;
+        s->epoch++;
+        s->batch = 0;
+        s->loss_sum = s->correct = s->seen = 0;
+        st = pn_checkpoint_save(t, s, err);
+    }
+    return st ? st : pn_train_par_epoch_end(t, s, early_stop, err);
 }
 
 static pn_status train_loop(trainer *t, train_state *s, pn_train_progress_fn progress, void *user,
@@ -535,11 +495,13 @@ static pn_status train_loop(trainer *t, train_state *s, pn_train_progress_fn pro
         /* the epoch's first learning rate, also when resuming mid-epoch */
         float lr = pn_schedule_lr(&s->sched, s->step - s->batch, s->epoch) * scale;
         int phase = two_phase && s->epoch < c->freeze_epochs ? 1 : 2;
-        if ((st = run_epoch(t, s, phase, scale, progress, user, stop, err)))
+        if ((st = pn_train_par_epoch_start(t, err)) ||
+            (st = run_epoch(t, s, phase, scale, progress, user, stop, err)))
             break;
-        if ((stop && *stop) || budget_spent(c, s)) {
+        if (pn_train_stopping(t, stop) || budget_spent(c, s)) {
             *stopped = 1;
-            return pn_checkpoint_save(t, s, err);
+            st = pn_train_is_root(t) ? pn_checkpoint_save(t, s, err) : PN_OK;
+            return st ? st : pn_dist_barrier(t->dist, "rank 0 writes the checkpoint", err);
         }
         st = finish_epoch(t, s, lr, progress, user, &early, err);
     }
@@ -568,10 +530,12 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
     pn_status st = t.classes == 2 || t.classes == 3
                        ? pn_make_dir(cfg->out_dir, err)
                        : pn_fail(err, PN_EINVAL, "classes must be 2 or 3, got %d", t.classes);
+    if (!st) st = pn_train_par_init(&t, err);
     if (!st) st = setup_net(&t, err);
     if (!st) st = pn_train_setup_data(&t, pn_net_input_size(t.net), pn_net_channels(t.net), pn_net_mean(t.net),
                              pn_net_std(t.net), err);
     if (!st) st = alloc_buffers(&t, err);
+    if (!st) st = pn_train_par_setup(&t, err);
     if (!st) {
         res->split_kind = pn_split_kind(&t.split);
         warn_split_kind(&t, progress, user);
@@ -582,18 +546,22 @@ pn_status pn_train_run(const pn_train_config *cfg, pn_train_progress_fn progress
                             .warmup_steps = (int)(cfg->warmup_epochs * batches),
                             .total_steps = cfg->epochs * batches, .step_size = 3, .gamma = 0.3f,
                             .patience = 1};
-    if (!st && cfg->resume && !(st = pn_checkpoint_load(&t, &s, err)))
-        st = trim_history(&t, s.epoch, err);
+    if (!st && cfg->resume && !(st = pn_checkpoint_load(&t, &s, err)) && pn_train_is_root(&t))
+        st = pn_train_trim_history(&t, s.epoch, err);
     int stopped = 0;
     if (!st)
         st = train_loop(&t, &s, progress, user, stop, &stopped, err);
     res->stopped = stopped;
-    if (!st && !stopped && s.best_epoch >= 0) {
+    if (!st && !stopped && s.best_epoch >= 0 && pn_train_is_root(&t)) {
         pn_train_copy_params(t.net, t.best_params, 0);
         res->best_epoch = s.best_epoch + 1;
         st = finalize(&t, res, s.epoch, err);
     }
     res->seconds = pn_clock_s() - t.t_start;
+    res->processes = t.ranks;
+    res->images_per_s = t.train_s > 0 ? t.images_trained / t.train_s : 0;
+    res->grad_wait_s = t.grad_wait_s;
+    res->comm_wait_s = t.dist ? pn_dist_wait_seconds(t.dist) : 0;
     trainer_free(&t);
     return st;
 }

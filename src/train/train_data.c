@@ -61,13 +61,24 @@ pn_status pn_train_setup_data(trainer *t, int size, int channels, const float *m
     snprintf(cache_path, sizeof cache_path, "%s/cache-%d%s.bin", c->cache_dir ? c->cache_dir : c->out_dir,
              size, c->letterbox ? "-letterbox" : "");
     int threads = c->threads > 0 ? c->threads : omp_get_num_procs();
+    /* In a process group rank 0 builds the cache and the others then open it
+     * (without a shared file system each builds its own; the cache is
+     * written through a temporary file and rename, so that is safe). */
+    if (!pn_train_is_root(t) && (st = pn_dist_barrier(t->dist, "wait for rank 0's image cache", err)))
+        return st;
     if ((st = pn_cache_ensure(cache_path, &t->ds, size, mode, threads, NULL, &t->cache, err)))
+        return st;
+    if (pn_train_is_root(t) && (st = pn_dist_barrier(t->dist, "image cache made", err)))
         return st;
     pn_augment aug = pn_augment_from_preset(c->aug_preset);
     pn_loader_config lc = pn_loader_config_default();
     lc.batch_size = c->batch;
     lc.shuffle = 1;
     lc.drop_last = 1;
+    if (t->ranks > 1) { /* this process's slice of every batch */
+        lc.shard_first = t->batch_first;
+        lc.shard_size = t->local_batch;
+    }
     lc.seed = c->seed;
     lc.augment = c->augment ? &aug : NULL;
     lc.clahe = c->clahe;
@@ -77,6 +88,8 @@ pn_status pn_train_setup_data(trainer *t, int size, int channels, const float *m
     lc.n_threads = 1; /* one worker overlaps the compute; more would steal its cores */
     if ((st = pn_loader_create(t->cache, t->split.train, t->n_train, &lc, &t->train, err)))
         return st;
+    lc.batch_size = t->local_batch; /* validation (rank 0's) in batches t->x holds */
+    lc.shard_first = lc.shard_size = 0;
     lc.shuffle = 0;
     lc.drop_last = 0;
     lc.augment = NULL;
