@@ -18,9 +18,13 @@ pod() { podman --root "$store/root" --runroot "$store/run" --storage-driver over
 
 bookworm_tarball
 step "bookworm root filesystem ready"
-if ! pod image exists debian:bookworm-slim; then
+# Imported again when the tarball is remade (its modification time is the stamp).
+stamp=$(stat -c %Y "$tarball")
+if ! pod image exists debian:bookworm-slim || [ "$(cat "$store/imported" 2>/dev/null)" != "$stamp" ]; then
   pod import "$tarball" debian:bookworm-slim >"$tmp/import.log" 2>&1 ||
     { cat "$tmp/import.log"; skip "podman cannot import an image here"; }
+  echo "$stamp" >"$store/imported"
+  step "imported $tarball as debian:bookworm-slim"
 fi
 # This machine's downloaded .debs, seen by apt in the build's RUN steps through
 # an overlay (its writes are dropped), so apt downloads only what is missing.

@@ -41,11 +41,12 @@ seed_cache_cmd='mkdir -p "$1/var/cache/apt/archives" &&
   { cp -al /var/cache/apt/archives/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true; }'
 seed_apt_cache() { sh -c "$seed_cache_cmd" sh "$1"; }
 
-# bookworm_tarball: sets tarball to BUILD/deploy-cache/bookworm.tar, a
-# minbase bookworm root filesystem (what debian:bookworm-slim holds: the
-# essential and required packages), made by mmdebstrap once per build directory.
-bookworm_tarball() {
-  tarball=$cache/bookworm.tar
+# bookworm_tarball: sets tarball to BUILD/deploy-cache/bookworm-slim.tar, a
+# minbase bookworm root filesystem made by mmdebstrap once per build directory,
+# configured as the debian:bookworm-slim image is: the essential and required
+# packages, dpkg without fsync (force-unsafe-io) and without documentation
+# (only copyright files), man pages or translations.
+  tarball=$cache/bookworm-slim.tar
   exec 9>"$cache/bookworm.lock"
   flock 9
   if [ ! -s "$tarball" ]; then
@@ -55,15 +56,19 @@ bookworm_tarball() {
     echo "making $tarball with mmdebstrap from:"
     echo "$sources" | sed 's/^/  /'
     local t0=$SECONDS
-    mmdebstrap --variant=minbase --mode=root --format=tar \
+    mmdebstrap --variant=minbase --mode=root --format=tar --dpkgopt=force-unsafe-io \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+        --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+        --dpkgopt='path-exclude=/usr/share/groff/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+        --dpkgopt='path-exclude=/usr/share/lintian/*' \
         --setup-hook="$seed_cache_cmd" \
-        bookworm "$cache/bookworm.partial.tar" - <<<"$sources" >"$cache/mmdebstrap.log" 2>&1 || {
+        bookworm "$cache/bookworm-slim.partial.tar" - <<<"$sources" >"$cache/mmdebstrap.log" 2>&1 || {
       tail -n 20 "$cache/mmdebstrap.log"
-      rm -f "$cache/bookworm.partial.tar"
+      rm -f "$cache/bookworm-slim.partial.tar"
       echo "FAIL: mmdebstrap could not make a bookworm root filesystem (log above)"
       exit 1
     }
-    mv "$cache/bookworm.partial.tar" "$tarball"
+    mv "$cache/bookworm-slim.partial.tar" "$tarball"
     echo "made $tarball in $((SECONDS - t0)) s"
   fi
   exec 9>&-
