@@ -46,6 +46,7 @@ seed_apt_cache() { sh -c "$seed_cache_cmd" sh "$1"; }
 # configured as the debian:bookworm-slim image is: the essential and required
 # packages, dpkg without fsync (force-unsafe-io) and without documentation
 # (only copyright files), man pages or translations.
+bookworm_tarball() {
   tarball=$cache/bookworm-slim.tar
   exec 9>"$cache/bookworm.lock"
   flock 9
