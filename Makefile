@@ -3,7 +3,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps build test test-fast asan demo bench clean
+.PHONY: all deps build test test-fast asan demo bench package clean
 
 all: build
 
@@ -37,6 +37,12 @@ demo:
 	@bash scripts/install-deps.sh build
 	@$(MAKE) --no-print-directory build
 	./$(BUILD)/pneumo serve --host 127.0.0.1 --port 8080
+
+# The Debian package build/pneumo_<version>-1_<arch>.deb (cmake/package.cmake).
+package:
+	@bash scripts/install-deps.sh package
+	@$(MAKE) --no-print-directory build
+	cd $(BUILD) && cpack -G DEB
 
 bench: build
 	@bash scripts/install-deps.sh bench

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CLI as a user meets it: help for every command, `pneumo predict` in its
-# three formats with a bad file among good ones, Grad-CAM overlays, `arch show`.
+# three formats with a bad file among good ones, Grad-CAM overlays, `arch show`
+# (also from an installed layout, PREFIX/bin + PREFIX/share/pneumo).
 set -euo pipefail
 bin=${PNEUMO_BIN:?PNEUMO_BIN not set}
 src=${PNEUMO_SOURCE_DIR:?}
@@ -15,6 +16,15 @@ if "$bin" no-such-command 2> /dev/null; then echo "an unknown command must fail"
 
 "$bin" arch show mobilenetv3-small > "$tmp/arch.txt"
 grep -q "total: 1075234 parameters" "$tmp/arch.txt"
+
+# An installed layout: PREFIX/bin/pneumo finds its data in PREFIX/share/pneumo/
+# (here an architecture that only that directory has); a build in the checkout does not.
+mkdir -p "$tmp/prefix/bin" "$tmp/prefix/share/pneumo/arch"
+cp "$bin" "$tmp/prefix/bin/pneumo"
+cp "$src/models/arch/simple-cnn.cfg" "$tmp/prefix/share/pneumo/arch/only-installed.cfg"
+"$tmp/prefix/bin/pneumo" arch show only-installed > /dev/null ||
+  { echo "an installed pneumo does not read PREFIX/share/pneumo/arch"; exit 1; }
+if "$bin" arch show only-installed 2> /dev/null; then echo "the checkout's pneumo read another prefix's data"; exit 1; fi
 
 samples="$src/../shared/data/samples_orig"
 if [ ! -d "$samples" ] || [ ! -f "$src/models/default.safetensors" ]; then

@@ -53,7 +53,8 @@ typedef struct pn_prediction {
     char ood_reason[96];
 } pn_prediction;
 
-/* path NULL = the bundled default model (models/default.safetensors). threads
+/* path NULL = $PNEUMO_MODEL, else the bundled default model (default.safetensors
+ * in share/pneumo/ beside the binary's bin/, or models/ in the source tree). threads
  * 0 = all cores. A file holds one network or an ensemble (pn_ensemble_write);
  * heads other than NORMAL/PNEUMONIA or NORMAL/BACTERIAL/VIRAL are refused
  * with PN_EUNSUPPORTED.

@@ -20,7 +20,7 @@ static void usage(FILE *out)
             "                    [--token-file FILE] [--tls-cert PEM --tls-key PEM]\n"
             "                    [--allow-origin ORIGIN]... [--insecure-no-auth] [--audit-client-info]\n"
             "Serves the REST API and web page (docs/api.md) until SIGINT or SIGTERM.\n"
-            "  --model     model file (default: models/default.safetensors)\n"
+            "  --model     model file (default: $PNEUMO_MODEL, else the bundled model)\n"
             "  --host      numeric address to listen on; 0.0.0.0 exposes it to the network\n"
             "  --threads   prediction slots, each with its own model instance (default: cores)\n"
             "  --max-body  largest accepted upload in bytes (default 20000000)\n"

@@ -23,7 +23,7 @@ static const pn_command commands[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "pneumo %s: chest X-ray pneumonia screening toolkit\n"
+    fprintf(out, "pneumo %s: chest X-ray pneumonia screening toolkit.\n"
                  PN_DISCLAIMER "\n\n"
                  "usage: pneumo <command> [options]   (pneumo <command> --help for details)\n\n",
             PNEUMO_VERSION);

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "infer/internal.h"
+#include "pneumo/os.h"
 #include "pneumo/safetensors.h"
 #include "pneumo/sha256.h"
 
@@ -17,17 +18,14 @@ static int file_exists(const char *p)
     return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The bundled model: $PNEUMO_MODEL, the source tree, or the install prefix. */
+/* The bundled model: $PNEUMO_MODEL, else default.safetensors among the
+ * installed data files or in the checkout's models/ (pn_data_file). */
 static const char *default_model_path(char *buf, size_t size)
 {
     const char *env = getenv("PNEUMO_MODEL");
     if (file_exists(env))
         return env;
-    snprintf(buf, size, "%s/models/default.safetensors", PNEUMO_SOURCE_DIR);
-    if (file_exists(buf))
-        return buf;
-    snprintf(buf, size, "/usr/local/share/pneumo/default.safetensors");
-    return file_exists(buf) ? buf : NULL;
+    return pn_data_file("default.safetensors", buf, size);
 }
 
 static char *dup_or(const char *s, const char *fallback) { return strdup(s ? s : fallback); }
@@ -209,8 +207,9 @@ pn_status pn_model_load(const char *path, int threads, pn_model **out, pn_error 
     *out = NULL;
     char buf[4096];
     if (!path && !(path = default_model_path(buf, sizeof buf)))
-        return pn_fail(err, PN_EIO, "no model given and no bundled models/default.safetensors found "
-                                    "(set PNEUMO_MODEL or pass --model)");
+        return pn_fail(err, PN_EIO, "no model given and no bundled default.safetensors found in "
+                                    "share/pneumo/ beside the binary's bin/ or in the source tree's "
+                                    "models/ (set PNEUMO_MODEL or pass --model)");
     pn_model *m = calloc(1, sizeof *m);
     if (!m)
         return pn_fail(err, PN_ENOMEM, "out of memory");

@@ -1,4 +1,5 @@
-/* Finding architecture cfg files by name. */
+/* Finding architecture cfg files by name: $PNEUMO_ARCH_DIR, then the installed
+ * or checkout data files (pn_data_file: share/pneumo/arch/, models/arch/). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "nn/internal.h"
+#include "pneumo/os.h"
 
 static pn_status read_text(const char *path, char **text, pn_error *err)
 {
@@ -47,15 +49,15 @@ pn_status pn_arch_read(const char *name_or_path, char **text, pn_error *err)
     for (const char *c = name_or_path; *c; c++)
         if (!(*c == '-' || *c == '_' || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9')))
             return pn_fail(err, PN_EINVAL, "'%s' is neither a cfg file nor an architecture name", name_or_path);
-    const char *dirs[3] = {getenv("PNEUMO_ARCH_DIR"), PNEUMO_SOURCE_DIR "/models/arch",
-                           "/usr/local/share/pneumo/arch"};
-    char path[4096];
-    for (int i = 0; i < 3; i++) {
-        if (!dirs[i] || !*dirs[i])
-            continue;
-        snprintf(path, sizeof path, "%s/%s.cfg", dirs[i], name_or_path);
+    char path[4096], rel[256];
+    const char *env = getenv("PNEUMO_ARCH_DIR");
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s/%s.cfg", env, name_or_path);
         if (is_file(path))
             return read_text(path, text, err);
     }
+    snprintf(rel, sizeof rel, "arch/%.200s.cfg", name_or_path);
+    if (pn_data_file(rel, path, sizeof path))
+        return read_text(path, text, err);
     return pn_fail(err, PN_EINVAL, "unknown architecture '%s' (see models/arch/)", name_or_path);
 }
