@@ -1,5 +1,6 @@
-/* The operating-system services every module shares: one monotonic clock, one
- * way to create a directory and one way to find pneumo's installed data. */
+/* The operating-system services every module shares: one monotonic clock (and
+ * the process's CPU time, for benchmarks), one way to create a directory and
+ * one way to find pneumo's installed data. */
 #ifndef PNEUMO_OS_H
 #define PNEUMO_OS_H
 
@@ -9,6 +10,10 @@
 
 /* Seconds on the monotonic clock (for durations; never the time of day). */
 double pn_clock_s(void);
+
+/* CPU seconds this process has used, all threads together (benchmarks on a
+ * shared machine: waiting for a core is not counted, spinning threads are). */
+double pn_cpu_clock_s(void);
 
 /* Creates path and its missing parents (mode 0755); an existing directory is
  * fine, an existing non-directory is PN_EIO. */

@@ -1,5 +1,5 @@
-/* One monotonic clock, one make_dir and one data-file lookup for every module
- * (pneumo/os.h). */
+/* One monotonic clock, the process CPU clock, one make_dir and one data-file
+ * lookup for every module (pneumo/os.h). */
 #include "pneumo/os.h"
 
 #include <errno.h>
@@ -13,6 +13,13 @@ double pn_clock_s(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+double pn_cpu_clock_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 

@@ -8,7 +8,7 @@
 #include "export/onnx_builder.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
-#error "ONNX raw_data is little-endian: this writer copies float32 memory as is"
+#error "ONNX raw_data is little-endian: this writer copies float32 and int64 memory as is"
 #endif
 
 pn_status onnx_fail(onnx_builder *b, pn_status st, const char *fmt, ...)
@@ -161,7 +161,9 @@ void onnx_attr_ints(onnx_builder *b, Onnx__NodeProto *n, const char *name, const
     }
 }
 
-void onnx_const_f32(onnx_builder *b, const char *name, const float *data, const int64_t *dims, int ndim)
+/* An initializer of numel elements of elem_size bytes (raw_data, little-endian). */
+static void add_const(onnx_builder *b, const char *name, int elem_type, const void *data, size_t elem_size,
+                      const int64_t *dims, int ndim)
 {
     Onnx__TensorProto *t = alloc(b, sizeof *t);
     if (!t)
@@ -169,16 +171,16 @@ void onnx_const_f32(onnx_builder *b, const char *name, const float *data, const 
     onnx__tensor_proto__init(t);
     t->name = copy_str(b, name);
     t->has_data_type = 1;
-    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->data_type = elem_type;
     size_t numel = 1;
     if ((t->dims = alloc(b, (size_t)(ndim ? ndim : 1) * sizeof *t->dims))) {
         for (int i = 0; i < ndim; i++)
             numel *= (size_t)(t->dims[i] = dims[i]);
         t->n_dims = (size_t)ndim;
     }
-    if ((t->raw_data.data = alloc(b, numel * sizeof(float)))) {
-        memcpy(t->raw_data.data, data, numel * sizeof(float));
-        t->raw_data.len = numel * sizeof(float);
+    if ((t->raw_data.data = alloc(b, numel * elem_size))) {
+        memcpy(t->raw_data.data, data, numel * elem_size);
+        t->raw_data.len = numel * elem_size;
         t->has_raw_data = 1;
     }
     Onnx__GraphProto *g = b->graph;
@@ -187,6 +189,16 @@ void onnx_const_f32(onnx_builder *b, const char *name, const float *data, const 
         return;
     }
     g->initializer[g->n_initializer++] = t;
+}
+
+void onnx_const_f32(onnx_builder *b, const char *name, const float *data, const int64_t *dims, int ndim)
+{
+    add_const(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, data, sizeof *data, dims, ndim);
+}
+
+void onnx_const_i64(onnx_builder *b, const char *name, const int64_t *data, const int64_t *dims, int ndim)
+{
+    add_const(b, name, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, data, sizeof *data, dims, ndim);
 }
 
 static Onnx__TypeProto *tensor_type(onnx_builder *b, int elem_type, const int64_t *dims, int ndim)

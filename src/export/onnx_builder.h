@@ -42,6 +42,8 @@ void onnx_attr_ints(onnx_builder *b, Onnx__NodeProto *n, const char *name, const
 
 /* A float32 initializer (constant) named name with dims[0..ndim). */
 void onnx_const_f32(onnx_builder *b, const char *name, const float *data, const int64_t *dims, int ndim);
+/* The same for int64 (Slice's starts, ends and axes). */
+void onnx_const_i64(onnx_builder *b, const char *name, const int64_t *data, const int64_t *dims, int ndim);
 /* A graph input (is_output 0) or output: elem_type is an ONNX__TENSOR_PROTO__DATA_TYPE__*;
  * a dimension < 0 is the symbolic batch size "N". */
 void onnx_value_info(onnx_builder *b, int is_output, const char *name, int elem_type,

@@ -1,5 +1,5 @@
 /* pn_export_onnx: the graph input (uint8 images), the members' nodes (and
- * their mean for an ensemble), the output, the model header (IR version, opset, producer, metadata) and the
+ * their mean for an ensemble), the outputs, the model header (IR version, opset, producer, metadata) and the
  * file, serialised by protobuf-c. */
 #include <errno.h>
 #include <stdio.h>
@@ -48,7 +48,8 @@ static pn_status make_model(onnx_builder *b, const pn_kv *meta, size_t n_meta, O
     model->producer_name = strdup("pneumo");
     model->producer_version = strdup(PNEUMO_VERSION);
     model->doc_string = strdup("pneumo chest X-ray classifier: input uint8 grayscale N x 1 x S x S at the "
-                               "model's input size, output class probabilities. Research and "
+                               "model's input size; output probabilities N x 2 (NORMAL, PNEUMONIA) and, for a three-class model, "
+                               "class_probabilities N x 3 (NORMAL, BACTERIAL, VIRAL). Research and "
                                "screening-assist tool, not a diagnostic device.");
     model->opset_import = calloc(1, sizeof *model->opset_import);
     model->metadata_props = calloc(n_meta ? n_meta : 1, sizeof *model->metadata_props);
@@ -87,51 +88,66 @@ static pn_status write_model(const Onnx__ModelProto *model, const char *path, pn
     return st;
 }
 
-static pn_status check_members(const pn_export_member *members, int n, pn_error *err)
+/* Graph outputs: the binary probabilities, and the three-class ones when every member has that head. */
+#define OUT_BINARY "probabilities"
+#define OUT_THREE "class_probabilities"
+
+/* Sets *three when every member has the 3-class head. */
+static pn_status check_members(const pn_export_member *members, int n, int *three, pn_error *err)
 {
     if (n < 1)
         return pn_fail(err, PN_EINVAL, "ONNX export needs at least one network");
+    *three = 1;
     for (int i = 0; i < n; i++) {
         const pn_net *net = members[i].net, *first = members[0].net;
         if (!net || !(members[i].temperature > 0))
             return pn_fail(err, PN_EINVAL, "ONNX export: member %d needs a network and a positive temperature", i);
-        if (pn_net_input_size(net) != pn_net_input_size(first) || pn_net_classes(net) != pn_net_classes(first))
+        int classes = pn_net_classes(net);
+        if (classes != 2 && classes != 3)
             return pn_fail(err, PN_EUNSUPPORTED,
-                           "ONNX export: member %d takes %d pixels and has %d classes, member 0 %d and %d: "
-                           "one graph input needs one input size",
-                           i, pn_net_input_size(net), pn_net_classes(net), pn_net_input_size(first),
-                           pn_net_classes(first));
+                           "ONNX export: member %d has %d classes; the graph's heads are NORMAL/PNEUMONIA "
+                           "(2 classes) and NORMAL/BACTERIAL/VIRAL (3 classes)", i, classes);
+        *three &= classes == 3;
+        if (pn_net_input_size(net) != pn_net_input_size(first))
+            return pn_fail(err, PN_EUNSUPPORTED,
+                           "ONNX export: member %d takes %d pixels, member 0 %d: one graph input needs one input size",
+                           i, pn_net_input_size(net), pn_net_input_size(first));
     }
     return PN_OK;
 }
 
-/* The members' nodes; for an ensemble, members "m<i>/" and the Mean of their probabilities. */
-static void emit_members(onnx_builder *b, const pn_export_member *members, int n)
+/* The members' nodes; for an ensemble, members "m<i>/" and the Mean of their
+ * outputs (pneumo averages the members' temperature-scaled probabilities). */
+static void emit_members(onnx_builder *b, const pn_export_member *members, int n, int three)
 {
     if (n == 1) {
-        pn_onnx_add_member(b, &members[0], "", "image", "probabilities");
+        pn_onnx_add_member(b, &members[0], "", "image", OUT_BINARY, three ? OUT_THREE : NULL);
         return;
     }
-    char (*probs)[PN_ONNX_NAME_MAX] = calloc((size_t)n, sizeof *probs); /* [n] member outputs */
-    const char **names = calloc((size_t)n, sizeof *names);
-    if (!probs || !names)
+    char (*out)[PN_ONNX_NAME_MAX] = calloc(2 * (size_t)n, sizeof *out); /* [2n] binary, then three-class outputs */
+    const char **names = calloc(2 * (size_t)n, sizeof *names);          /* [2n] the same as pointers */
+    if (!out || !names)
         onnx_fail(b, PN_ENOMEM, "out of memory");
     for (int i = 0; !b->st && i < n; i++) {
         char prefix[PN_ONNX_NAME_MAX];
         onnx_name(b, prefix, "m%d/", i);
-        names[i] = onnx_name(b, probs[i], "m%d/probabilities", i);
-        pn_onnx_add_member(b, &members[i], prefix, "image", probs[i]);
+        names[i] = onnx_name(b, out[i], "m%d/" OUT_BINARY, i);
+        names[n + i] = onnx_name(b, out[n + i], "m%d/" OUT_THREE, i);
+        pn_onnx_add_member(b, &members[i], prefix, "image", names[i], three ? names[n + i] : NULL);
     }
     if (!b->st)
-        onnx_node(b, "Mean", "probabilities", n, names);
-    free(probs);
+        onnx_node(b, "Mean", OUT_BINARY, n, names);
+    if (!b->st && three)
+        onnx_node(b, "Mean", OUT_THREE, n, names + n);
+    free(out);
     free(names);
 }
 
 pn_status pn_export_onnx(const pn_export_member *members, int n_members, const pn_kv *meta,
                          size_t n_meta, const char *path, pn_error *err)
 {
-    pn_status st = check_members(members, n_members, err);
+    int three = 0;
+    pn_status st = check_members(members, n_members, &three, err);
     if (st)
         return st;
     const pn_net *net = members[0].net;
@@ -142,9 +158,10 @@ pn_status pn_export_onnx(const pn_export_member *members, int n_members, const p
         return b.st;
     onnx_value_info(&b, 0, "image", ONNX__TENSOR_PROTO__DATA_TYPE__UINT8,
                     (const int64_t[]){-1, 1, size, size}, 4);
-    emit_members(&b, members, n_members);
-    onnx_value_info(&b, 1, "probabilities", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT,
-                    (const int64_t[]){-1, pn_net_classes(net)}, 2);
+    emit_members(&b, members, n_members, three);
+    onnx_value_info(&b, 1, OUT_BINARY, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, (const int64_t[]){-1, 2}, 2);
+    if (three)
+        onnx_value_info(&b, 1, OUT_THREE, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, (const int64_t[]){-1, 3}, 2);
     st = b.st;
     if (!st)
         st = make_model(&b, meta, n_meta, &model);

@@ -1,6 +1,6 @@
 /* One network in the ONNX graph: pneumo's preprocessing of an image already
  * at the input size ((v / 255 - mean[c]) / std[c], gray replicated to the
- * network's channels), the layers, logits / temperature and a softmax. */
+ * network's channels), the layers and the head (onnx_head.c). */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -40,28 +40,8 @@ static const char *emit_preprocessing(onnx_builder *b, const pn_net *net, const 
     return n ? n->output[0] : NULL;
 }
 
-/* logits (rank 2 or N x classes x 1 x 1) -> softmax(logits / temperature), named probs_name. */
-static void emit_head(onnx_builder *b, const char *prefix, onnx_tensor logits, float temperature,
-                      const char *probs_name)
-{
-    char flat[PN_ONNX_NAME_MAX], t[PN_ONNX_NAME_MAX], scaled[PN_ONNX_NAME_MAX];
-    onnx_name(b, flat, "%shead:logits", prefix);
-    onnx_name(b, t, "%shead.temperature", prefix);
-    onnx_name(b, scaled, "%shead:scaled_logits", prefix);
-    const char *z = logits.name;
-    if (logits.rank == 4) {
-        Onnx__NodeProto *fl = onnx_node(b, "Flatten", flat, 1, &z);
-        onnx_attr_int(b, fl, "axis", 1);
-        z = flat;
-    }
-    onnx_const_f32(b, t, &temperature, NULL, 0);
-    onnx_node(b, "Div", scaled, 2, (const char *[]){z, t});
-    Onnx__NodeProto *sm = onnx_node(b, "Softmax", probs_name, 1, (const char *[]){scaled});
-    onnx_attr_int(b, sm, "axis", 1);
-}
-
 pn_status pn_onnx_add_member(onnx_builder *b, const pn_export_member *m, const char *prefix,
-                             const char *image, const char *probs_name)
+                             const char *image, const char *probs_name, const char *three_name)
 {
     const pn_net *net = m->net;
     int n = pn_net_layer_count(net);
@@ -89,7 +69,7 @@ pn_status pn_onnx_add_member(onnx_builder *b, const pn_export_member *m, const c
         pn_onnx_emit_layer(b, prefix, d, in_desc, in, &out[i]);
     }
     if (!b->st)
-        emit_head(b, prefix, out[n - 1], m->temperature, probs_name);
+        pn_onnx_emit_head(b, prefix, out[n - 1], pn_net_classes(net), m->temperature, probs_name, three_name);
 done:
     free(desc);
     free(out);

@@ -1,8 +1,9 @@
 """Checks a graph written by `pneumo export --format onnx` with the ONNX
 package's own checker (full check: types and shapes inferred) and its
 interface: opset >= 13, input "image" uint8 [N, 1, S, S], output
-"probabilities" float [N, classes], and BATCHNORMS BatchNormalization nodes
-(those not after a convolution; the others are folded into it).
+"probabilities" float [N, 2] and, when CLASSES is 3, "class_probabilities"
+float [N, 3], and BATCHNORMS BatchNormalization nodes (those not after a
+convolution; the others are folded into it).
 Usage: onnx_check.py FILE S CLASSES BATCHNORMS"""
 import sys
 
@@ -22,11 +23,14 @@ def dims(value):
 
 inputs, outputs = model.graph.input, model.graph.output
 assert [i.name for i in inputs] == ["image"], [i.name for i in inputs]
-assert [o.name for o in outputs] == ["probabilities"], [o.name for o in outputs]
+expect = ["probabilities", "class_probabilities"][: 2 if classes == 3 else 1]
+assert [o.name for o in outputs] == expect, [o.name for o in outputs]
 assert dims(inputs[0]) == (["N", 1, size, size], onnx.TensorProto.UINT8), dims(inputs[0])
-assert dims(outputs[0]) == (["N", classes], onnx.TensorProto.FLOAT), dims(outputs[0])
+for o, width in zip(outputs, (2, 3)):
+    assert dims(o) == (["N", width], onnx.TensorProto.FLOAT), (o.name, dims(o))
 ops = {n.op_type for n in model.graph.node}
 bn_nodes = sum(n.op_type == "BatchNormalization" for n in model.graph.node)
 assert bn_nodes == batchnorms, f"{bn_nodes} BatchNormalization nodes, expected {batchnorms}"
-assert {"Cast", "Softmax"} <= ops, ops
+head = {"ReduceLogSumExp", "Sigmoid", "Softmax"} if classes == 3 else {"Softmax"}
+assert {"Cast"} | head <= ops, ops
 print(f"{path}: checker ok, opset {opset['']}, {len(model.graph.node)} nodes, ops {sorted(ops)}")

@@ -4,15 +4,16 @@
  *       decodes each image, resizes it to SIZE x SIZE and writes OUTDIR/<i>.png
  *       (for `pneumo predict`) and OUTDIR/<i>.raw (the same SIZE*SIZE bytes, for
  *       ONNX Runtime).
- *   onnx_fixtures model ARCH OUT.safetensors RAW...
- *       saves a randomly initialised 2-class model of ARCH (a models/arch name
- *       or a cfg file) whose batch norms have random statistics and affine
+ *   onnx_fixtures model ARCH CLASSES OUT.safetensors RAW...
+ *       saves a randomly initialised model of ARCH (a models/arch name or a
+ *       cfg file) with 2 (NORMAL, PNEUMONIA) or 3 (NORMAL, BACTERIAL, VIRAL)
+ *       classes, whose batch norms have random statistics and affine
  *       parameters (so folding them matters), with a temperature chosen so
- *       that the probabilities on the RAW images are neither 0 nor 1.
+ *       that P(pneumonia) on the RAW images is neither 0 nor 1.
  *   onnx_fixtures ensemble OUT.onnx MODEL...
- *       exports the models as one ensemble graph (the mean of their
- *       probabilities) through the library, as `pneumo export` will once
- *       model files hold ensembles; each model's temperature is its own. */
+ *       exports separate model files as one ensemble graph (the mean of their
+ *       probabilities) through the library, so that its members may mix
+ *       architectures and heads; each model's temperature is its own. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +92,8 @@ static void randomise_batchnorms(pn_net *net)
     pn_net_params_changed(net);
 }
 
-/* The largest |z1 - z0| over the images, after pneumo's preprocessing. */
+/* The largest |positive logit| (z1 - z0, or logsumexp(z1, z2) - z0) over the
+ * images, after pneumo's preprocessing. */
 static int logit_spread(pn_net *net, int n, char **raws, float *spread)
 {
     int size = pn_net_input_size(net), ch = pn_net_channels(net);
@@ -115,20 +117,20 @@ static int logit_spread(pn_net *net, int n, char **raws, float *spread)
                  pn_net_forward(net, input, 1, PN_FWD_INFER, &err))
             rc = fail(raws[i], &err);
         else
-            *spread = fmaxf(*spread, fabsf(pn_net_logits(net)[1] - pn_net_logits(net)[0]));
+            *spread = fmaxf(*spread, fabsf(pn_positive_logit(pn_net_logits(net), pn_net_classes(net))));
     }
     free(pixels);
     free(input);
     return rc;
 }
 
-static int make_model(const char *arch, const char *out, int n, char **raws)
+static int make_model(const char *arch, int classes, const char *out, int n, char **raws)
 {
     pn_error err = {0};
     char *text = NULL;
     pn_ctx *ctx = NULL;
     pn_net *net = NULL;
-    pn_net_options opt = {.classes = 2, .seed = 11};
+    pn_net_options opt = {.classes = classes, .seed = 11};
     float spread = 0;
     int rc = 0;
     if (pn_arch_read(arch, &text, &err) || pn_ctx_create(&ctx, &err) ||
@@ -139,7 +141,7 @@ static int make_model(const char *arch, const char *out, int n, char **raws)
         rc = logit_spread(net, n, raws, &spread);
     }
     if (!rc) {
-        /* |z1 - z0| / T at most 3: probabilities within [0.047, 0.953] */
+        /* |positive logit| / T at most 3: P(pneumonia) within [0.047, 0.953] */
         float temperature = fminf(fmaxf(spread / 3, 0.01f), 100.0f);
         char t[32];
         snprintf(t, sizeof t, "%.6g", temperature);
@@ -184,11 +186,11 @@ int main(int argc, char **argv)
 {
     if (argc >= 5 && !strcmp(argv[1], "images"))
         return make_images(atoi(argv[2]), argv[3], argc - 4, argv + 4);
-    if (argc >= 5 && !strcmp(argv[1], "model"))
-        return make_model(argv[2], argv[3], argc - 4, argv + 4);
+    if (argc >= 6 && !strcmp(argv[1], "model") && (!strcmp(argv[3], "2") || !strcmp(argv[3], "3")))
+        return make_model(argv[2], atoi(argv[3]), argv[4], argc - 5, argv + 5);
     if (argc >= 4 && !strcmp(argv[1], "ensemble"))
         return export_ensemble(argv[2], argc - 3, argv + 3);
-    fprintf(stderr, "usage: onnx_fixtures images SIZE OUTDIR IMAGE... | model ARCH OUT.safetensors RAW... | "
+    fprintf(stderr, "usage: onnx_fixtures images SIZE OUTDIR IMAGE... | model ARCH 2|3 OUT.safetensors RAW... | "
                     "ensemble OUT.onnx MODEL...\n");
     return 2;
 }

@@ -1,7 +1,9 @@
 // Runs an ONNX model exported by `pneumo export` with ONNX Runtime (the CPU
 // library bundled in onnxruntime-node) on raw 8-bit grayscale images (each
 // S*S bytes, S the model's input size), as one batch, and prints the output
-// "probabilities" as JSON rows. Usage: node ort_run.mjs MODEL.onnx S RAW...
+// outputs as JSON, one object per image: {"probabilities": [P(NORMAL),
+// P(PNEUMONIA)]} and, for a three-class model, "class_probabilities" [P(NORMAL),
+// P(BACTERIAL), P(VIRAL)]. Usage: node ort_run.mjs MODEL.onnx S RAW...
 import { readFileSync } from "node:fs";
 import * as ort from "onnxruntime-node";
 
@@ -20,9 +22,10 @@ raws.forEach((path, i) => {
 const session = await ort.InferenceSession.create(model, {
   executionProviders: ["cpu"], intraOpNumThreads: 1, graphOptimizationLevel: "all" });
 const image = new ort.Tensor("uint8", pixels, [raws.length, 1, size, size]);
-const { probabilities } = await session.run({ image });
-const classes = probabilities.dims[1];
-const rows = [];
-for (let i = 0; i < raws.length; i++)
-  rows.push(Array.from(probabilities.data.slice(i * classes, (i + 1) * classes)));
+const outputs = await session.run({ image });
+const rows = raws.map(() => ({}));
+for (const name of session.outputNames) {
+  const t = outputs[name], width = t.dims[1];
+  rows.forEach((row, i) => { row[name] = Array.from(t.data.slice(i * width, (i + 1) * width)); });
+}
 console.log(JSON.stringify(rows));
