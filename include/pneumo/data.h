@@ -28,7 +28,7 @@ extern "C" {
  * anything is allocated. */
 #define PN_IMAGE_MAX_PIXELS (100u * 1000u * 1000u)
 /* Warnings a decoder can attach to an image (see pn_image.notes). */
-#define PN_IMAGE_MAX_NOTES 3
+#define PN_IMAGE_MAX_NOTES 5
 
 typedef struct pn_image {
     int w, h;
@@ -43,6 +43,12 @@ typedef struct pn_image {
      * "multi-frame DICOM: only the first frame was used" (never patient data). */
     int n_notes;
     char notes[PN_IMAGE_MAX_NOTES][160];
+    /* Set by the DICOM decoder when the file's own header says it is not a
+     * chest radiograph (a Modality such as CT, MR or US, or a
+     * BodyPartExamined naming another body part): the reason, which the
+     * out-of-distribution gate gives when it refuses the image
+     * (docs/ood.md); "" otherwise. */
+    char not_chest[96];
 } pn_image;
 
 /* Decodes JPEG (libjpeg-turbo), PNG (libpng) or DICOM (DCMTK); the format is

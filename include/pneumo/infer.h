@@ -18,7 +18,7 @@
 
 typedef struct pn_model pn_model;
 
-#define PN_MAX_WARNINGS 6
+#define PN_MAX_WARNINGS 8
 /* Networks one model file may hold (an ensemble). */
 #define PN_MODEL_MAX_MEMBERS 16
 

@@ -7,16 +7,18 @@
  *   extended, lossless; JPEG-LS; RLE). Others (JPEG 2000, ...) are refused
  *   with "unsupported transfer syntax".
  * - Grayscale: modality transform (Rescale Slope/Intercept or Modality LUT),
- *   then the first VOI LUT in the file, else the first Window Center/Width,
- *   else the min-max of the frame's values; MONOCHROME1 is inverted so bone
- *   is white. Overlay planes are not drawn. The result is DCMTK's own 8-bit
- *   rendering, identical to `dcm2pnm --no-overlays` with +Wl 1 / +Wi 1 / +Wm.
+ *   then the display window dicom_display.cc chooses; MONOCHROME1 is
+ *   inverted so bone is white (Presentation LUT Shape, when present, decides).
+ *   Overlay planes are not drawn. The result is DCMTK's own 8-bit rendering,
+ *   identical to `dcm2pnm --no-overlays` with that window.
+ * - ACR-NEMA 2.0 files (no Photometric Interpretation, no Samples per Pixel)
+ *   are read as MONOCHROME2 (`dcm2pnm +Ma`).
  * - Colour (RGB, YBR, palette): rendered to RGB, then BT.601 luminance.
  * - Multi-frame: the first frame, with a warning.
- * - Modality not CR/DX/DR, or BodyPartExamined / ViewPosition saying it is not
- *   a frontal chest: a warning on the image (shown with every prediction).
- * No attribute value other than those three (and geometry) is ever read, so
- * no patient attribute can reach a message. DCMTK's own logger is switched
+ * - What the header says of the acquisition (dicom_acquisition.cc): warnings,
+ *   and img->not_chest when it says the image is not a chest radiograph.
+ * Only geometry, pixel-module and the three acquisition attributes are read,
+ * so no patient attribute can reach a message. DCMTK's own logger is switched
  * off for the same reason. */
 #include <dcmtk/config/osconfig.h>
 
@@ -28,6 +30,7 @@
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dccodec.h>
 #include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmimage/diregist.h> /* colour images */
 #include <dcmtk/dcmimgle/dcmimage.h>
@@ -37,11 +40,11 @@
 
 #include <pthread.h>
 #include <string.h>
-#include <strings.h>
 
 #include <new>
 
 #include "data/decode_dicom.h"
+#include "data/dicom_internal.h"
 extern "C" {
 #include "data/internal.h"
 }
@@ -83,13 +86,27 @@ static long get_frames(DcmDataset *ds)
     return ds->findAndGetSint32(DCM_NumberOfFrames, v).good() && v > 1 ? v : 1;
 }
 
+/* An ACR-NEMA 2.0 image: no Photometric Interpretation, one sample per
+ * pixel (stated or absent). DCMTK reads it as MONOCHROME2. */
+static int is_acr_nema(DcmDataset *ds)
+{
+    OFString photometric;
+    ds->findAndGetOFString(DCM_PhotometricInterpretation, photometric);
+    return photometric.empty() && get_u16(ds, DCM_SamplesPerPixel) <= 1;
+}
+
+static Uint16 samples_per_pixel(DcmDataset *ds)
+{
+    return is_acr_nema(ds) ? 1 : get_u16(ds, DCM_SamplesPerPixel);
+}
+
 /* Refuses, from the header alone, what cannot be an image or one too large. */
 static pn_status check_header(DcmDataset *ds, const char *name, pn_error *err)
 {
     if (!ds->tagExists(DCM_PixelData))
         return pn_fail(err, PN_EFORMAT, "%s: DICOM file has no pixel data (not an image)", name);
     Uint16 rows = get_u16(ds, DCM_Rows), cols = get_u16(ds, DCM_Columns);
-    Uint16 samples = get_u16(ds, DCM_SamplesPerPixel), alloc = get_u16(ds, DCM_BitsAllocated);
+    Uint16 samples = samples_per_pixel(ds), alloc = get_u16(ds, DCM_BitsAllocated);
     if (rows == 0 || cols == 0)
         return pn_fail(err, PN_EFORMAT, "%s: DICOM image has no Rows/Columns", name);
     if ((uint64_t)rows * cols > PN_IMAGE_MAX_PIXELS)
@@ -98,7 +115,7 @@ static pn_status check_header(DcmDataset *ds, const char *name, pn_error *err)
     if (samples != 1 && samples != 3)
         return pn_fail(err, PN_EFORMAT, "%s: DICOM Samples per Pixel %u (expected 1 or 3)", name,
                        (unsigned)samples);
-    if (alloc != 1 && alloc != 8 && alloc != 16 && alloc != 32)
+    if (alloc < 1 || alloc > 32)
         return pn_fail(err, PN_EFORMAT, "%s: DICOM Bits Allocated %u is not supported", name,
                        (unsigned)alloc);
     return PN_OK;
@@ -112,7 +129,7 @@ static pn_status check_geometry(DcmDataset *ds, const char *name, pn_error *err)
     if (st)
         return st;
     Uint16 rows = get_u16(ds, DCM_Rows), cols = get_u16(ds, DCM_Columns);
-    Uint16 samples = get_u16(ds, DCM_SamplesPerPixel), alloc = get_u16(ds, DCM_BitsAllocated);
+    Uint16 samples = samples_per_pixel(ds), alloc = get_u16(ds, DCM_BitsAllocated);
     DcmXfer xfer(ds->getOriginalXfer());
     if (xfer.isEncapsulated())
         return PN_OK; /* the codec checks its own fragments */
@@ -156,75 +173,65 @@ static pn_status check_transfer_syntax(DcmDataset *ds, const char *name, pn_erro
     return PN_OK;
 }
 
-static void add_note(pn_image *img, const char *text)
+/* An RLE frame spread over several fragments (PS3.5 A.4.2 asks one per
+ * frame; some writers split them): DCMTK 3.6.7's one-frame decoder reads
+ * only the first fragment and fills the rest, its whole-image decoder reads
+ * them all, so such files are decoded whole. */
+static int rle_frames_span_fragments(DcmDataset *ds)
 {
-    if (img->n_notes < PN_IMAGE_MAX_NOTES)
-        snprintf(img->notes[img->n_notes++], sizeof img->notes[0], "%s", text);
+    E_TransferSyntax xs = ds->getOriginalXfer();
+    DcmElement *e = NULL;
+    DcmPixelSequence *seq = NULL;
+    if (xs != EXS_RLELossless || ds->findAndGetElement(DCM_PixelData, e).bad() || e->ident() != EVR_PixelData ||
+        OFstatic_cast(DcmPixelData *, e)->getEncapsulatedRepresentation(xs, NULL, seq).bad() || !seq)
+        return 0;
+    return (long)seq->card() - 1 > get_frames(ds); /* item 0 is the offset table */
 }
 
-static int is_one_of(const char *value, const char *const *list)
+static unsigned long image_flags(DcmDataset *ds)
 {
-    for (; *list; list++)
-        if (!strcasecmp(value, *list))
-            return 1;
-    return 0;
+    unsigned long flags = CIF_NeverAccessEmbeddedOverlays;
+    if (!rle_frames_span_fragments(ds))
+        flags |= CIF_UsePartialAccessToPixelData; /* decode the first frame only */
+    if (is_acr_nema(ds))
+        flags |= CIF_AcrNemaCompatibility;
+    return flags;
 }
 
-/* Only Modality, BodyPartExamined and ViewPosition are read here: never a
- * patient attribute. The note names the attribute, not its value. */
-static void acquisition_notes(DcmDataset *ds, long frames, pn_image *img)
+/* Why DicomImage failed: for compressed pixel data, the codec's own message
+ * (a corrupt stream, or a layout the codec does not decode such as 1-bit RLE). */
+static pn_status render_error(DcmDataset *ds, const DicomImage &di, const char *name, pn_error *err)
 {
-    static const char *const radiography[] = {"CR", "DX", "DR", NULL};
-    static const char *const chest[] = {"CHEST", "THORAX", "LUNG", "LUNGS", NULL};
-    static const char *const frontal[] = {"PA", "AP", "POSTERO-ANTERIOR", "ANTERO-POSTERIOR", NULL};
-    OFString modality, body, view;
-    ds->findAndGetOFString(DCM_Modality, modality);
-    ds->findAndGetOFString(DCM_BodyPartExamined, body);
-    ds->findAndGetOFString(DCM_ViewPosition, view);
-    char text[160];
-    if (!is_one_of(modality.c_str(), radiography)) {
-        snprintf(text, sizeof text, "DICOM Modality is %.16s, not CR/DX/DR: this may not be a radiograph",
-                 modality.empty() ? "missing" : modality.c_str());
-        add_note(img, text);
+    DcmXfer xfer(ds->getOriginalXfer());
+    DcmElement *pixels = NULL;
+    Uint32 size = 0, start = 0;
+    OFString colour;
+    OFCondition cond = EC_IllegalCall;
+    if (xfer.isEncapsulated() && ds->findAndGetElement(DCM_PixelData, pixels).good() &&
+        pixels->getUncompressedFrameSize(ds, size).good() && size <= 4 * PN_IMAGE_MAX_PIXELS) {
+        uint8_t *frame = (uint8_t *)malloc((size_t)size + 1); /* [size + 1] one decoded frame */
+        cond = frame ? pixels->getUncompressedFrame(ds, 0, start, frame, size + 1, colour) : EC_MemoryExhausted;
+        free(frame);
     }
-    if ((!body.empty() && !is_one_of(body.c_str(), chest)) ||
-        (!view.empty() && !is_one_of(view.c_str(), frontal)))
-        add_note(img, "DICOM BodyPartExamined/ViewPosition say this is not a frontal chest view");
-    if (frames > 1) {
-        snprintf(text, sizeof text, "multi-frame DICOM (%ld frames): only the first frame was used",
-                 frames);
-        add_note(img, text);
-    }
-}
-
-/* The documented windowing: first VOI LUT, else first window, else min-max. */
-static int apply_voi(DicomImage &di)
-{
-    if (!di.isMonochrome())
-        return 1;
-    di.hideAllOverlays();
-    if (di.getVoiLutCount() > 0)
-        return di.setVoiLut(0);
-    if (di.getWindowCount() > 0)
-        return di.setWindow(0);
-    return di.setMinMaxWindow(0);
+    if (cond.bad() && cond != EC_IllegalCall)
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM %s pixel data cannot be decoded (DCMTK: %s)", name,
+                       xfer.getXferName(), cond.text());
+    return pn_fail(err, PN_EFORMAT, "%s: DICOM image cannot be rendered: %s", name,
+                   DicomImage::getString(di.getStatus()));
 }
 
 static pn_status render(DcmFileFormat &ff, const char *name, pn_image *out, pn_error *err)
 {
     DcmDataset *ds = ff.getDataset();
-    DicomImage di(&ff, ds->getOriginalXfer(),
-                  CIF_UsePartialAccessToPixelData | CIF_NeverAccessEmbeddedOverlays, 0, 1);
+    DicomImage di(&ff, ds->getOriginalXfer(), image_flags(ds), 0, 1);
     if (di.getStatus() != EIS_Normal)
-        return pn_fail(err, PN_EFORMAT, "%s: DICOM image cannot be rendered: %s", name,
-                       DicomImage::getString(di.getStatus()));
-    if (!apply_voi(di))
-        return pn_fail(err, PN_EFORMAT, "%s: DICOM VOI windowing failed", name);
+        return render_error(ds, di, name, err);
+    if (!pn_dicom_set_window(di, ds, out))
+        return pn_fail(err, PN_EFORMAT, "%s: DICOM display window cannot be set", name);
     unsigned long w = di.getWidth(), h = di.getHeight();
     const uint8_t *rendered = (const uint8_t *)di.getOutputData(8, 0, 0);
     if (!rendered || w == 0 || h == 0 || (uint64_t)w * h > PN_IMAGE_MAX_PIXELS)
-        return pn_fail(err, PN_EFORMAT, "%s: DICOM pixel data cannot be decoded: %s", name,
-                       DicomImage::getString(di.getStatus()));
+        return render_error(ds, di, name, err);
     size_t n = (size_t)w * h;
     out->pixels = (uint8_t *)malloc(n);
     if (!out->pixels)
@@ -262,7 +269,7 @@ static pn_status decode(const uint8_t *data, size_t size, const char *name, pn_i
     if (!st)
         st = render(ff, name, out, err);
     if (!st)
-        acquisition_notes(ds, get_frames(ds), out);
+        pn_dicom_acquisition(ds, get_frames(ds), out);
     return st;
 }
 
