@@ -12,6 +12,7 @@
  *   - stored bits: junk above High Bit, High Bit not Bits Stored - 1;
  *   - ACR-NEMA 2.0 files without Photometric Interpretation;
  *   - frames split over several fragments (JPEG, JPEG-LS, RLE);
+ *   - a data set without preamble whose bytes at offset 128 read "DICM";
  *   - what Modality / BodyPartExamined make of the image (img.not_chest);
  *   - a corrupt compressed stream is a clear error. */
 #define _GNU_SOURCE /* memmem */
@@ -225,6 +226,31 @@ static void frames_split_over_fragments(void **state)
     each_gives_the_xray(cases, sizeof cases / sizeof *cases);
 }
 
+/* A bare data set (no preamble, no meta header) whose Station Name lands at
+ * offset 128 and reads "DICM...": DCMTK takes it for a Part 10 preamble and
+ * fails; pneumo reads it again as a data set. */
+static void dicm_inside_bare_dataset(void **state)
+{
+    (void)state;
+    char extra[256];
+    dicom_spec s = {.name = "dicm_at_128", .bits_stored = 12, .dump2dcm_opts = "-F +te", .extra = extra};
+    for (int len = 2; len < 120; len += 2) { /* Institution Name long enough to push Station Name to 128 */
+        snprintf(extra, sizeof extra, "(0008,0080) LO [%0*d]\n(0008,1010) SH [DICMA1]\n", len, 0);
+        size_t n;
+        uint8_t *d = dcm_slurp(dcm_make(&s), &n);
+        int at_128 = n > 134 && !memcmp(d + 128, "DICMA1", 6);
+        free(d);
+        if (at_128) {
+            pn_image img = {0};
+            decode_matching(&s, "-f +Wm", &img);
+            assert_true(dcm_mean_abs_diff(&img, &dcm_base) < 1.0);
+            pn_image_free(&img);
+            return;
+        }
+    }
+    fail_msg("could not place Station Name at offset 128");
+}
+
 /* Modality and BodyPartExamined: which files the header says are not a chest radiograph. */
 static void header_says_not_chest(void **state)
 {
@@ -303,6 +329,7 @@ int main(void)
         cmocka_unit_test(stored_bit_layouts),
         cmocka_unit_test(acr_nema_without_photometric),
         cmocka_unit_test(frames_split_over_fragments),
+        cmocka_unit_test(dicm_inside_bare_dataset),
         cmocka_unit_test(header_says_not_chest),
         cmocka_unit_test(corrupt_compressed_stream),
     };

@@ -30,6 +30,8 @@ typedef struct real_file {
 #define FODICOM "fo-dicom+fo-dicom", "Tests/FO-DICOM.Tests/Test Data/"
 #define DWV "ivmartel+dwv", "tests/data/"
 #define ZAKI "notZaki+DICOMSamples", "DICOMSamples/"
+#define HIGHDICOM "ImagingDataCommons+highdicom", "data/test_files/"
+#define DCM4CHE "dcm4che+dcm4che", "dcm4che-test-data/src/main/resources/"
 #define CT1_UNPADDED "+Ww 115.5 2279 +Wfl" /* min-max of WG04 CT1 without its padding -2000: -1024..1254 HU */
 #define UNUSABLE_WINDOW "Window Center/Width unusable"
 
@@ -96,6 +98,12 @@ static const struct {
     {ZAKI, {"CT_Implicit_Little_Headless_Retired.dcm", NULL, "+Ma +Wi 1", "Modality CT", NULL}},
     {ZAKI, {"OT_Implicit_Little_Headless.dcm", NULL, MINMAX, "", NULL}},
     {ZAKI, {"US_Explicit_Big_RGB.dcm", NULL, MINMAX, "Modality US", NULL}},
+    /* highdicom (MIT): a small DX chest, MONOCHROME1 with Presentation LUT Shape INVERSE */
+    {HIGHDICOM, {"dx_image.dcm", NULL, WINDOW1, "", NULL}},
+    /* dcm4che (MPL 1.1) */
+    {DCM4CHE, {"no_preamble_dicm_in_data", NULL, NULL, "no pixel data", NULL}}, /* "DICM" at 128, no preamble */
+    {DCM4CHE, {"test16signed.dcm", NULL, WINDOW1, "", NULL}},
+    {DCM4CHE, {"US-PAL-8-10x-echo", NULL, MINMAX, "Modality US", "multi-frame"}}, /* palette, RLE */
 };
 
 static const char *mirror_root(void)

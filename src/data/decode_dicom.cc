@@ -60,15 +60,28 @@ static void register_codecs(void)
     DcmRLEDecoderRegistration::registerCodecs();
 }
 
-static pn_status read_file_format(const uint8_t *data, size_t size, const char *name,
-                                  DcmFileFormat &ff, pn_error *err)
+static OFCondition read_stream(DcmObject &obj, const uint8_t *data, size_t size)
 {
     DcmInputBufferStream in;
     in.setBuffer(data, (offile_off_t)size);
     in.setEos();
-    ff.transferInit();
-    OFCondition cond = ff.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
-    ff.transferEnd();
+    obj.transferInit();
+    OFCondition cond = obj.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+    obj.transferEnd();
+    return cond;
+}
+
+/* A Part 10 file, else a bare data set: one whose own bytes happen to read
+ * "DICM" at offset 128 (a Station Name, say) is read again as a data set. */
+static pn_status read_file_format(const uint8_t *data, size_t size, const char *name,
+                                  DcmFileFormat &ff, pn_error *err)
+{
+    OFCondition cond = read_stream(ff, data, size);
+    if (cond.bad() && pn_dicom_bare_dataset(data, size)) {
+        ff.clear();
+        OFCondition again = read_stream(*ff.getDataset(), data, size);
+        cond = again.good() ? again : cond;
+    }
     if (cond.bad())
         return pn_fail(err, PN_EFORMAT, "%s: corrupt or truncated DICOM: %s", name, cond.text());
     return PN_OK;

@@ -38,13 +38,8 @@ static int is_png(const uint8_t *d, size_t n)
     return n >= 8 && !memcmp(d, "\x89PNG\r\n\x1a\n", 8);
 }
 
-/* Part 10 ("DICM" after the preamble), or a bare data set whose first element
- * is in group 0002 (meta) or 0008 (identification): little endian (explicit
- * or implicit VR) or big endian. */
-static int is_dicom(const uint8_t *d, size_t n)
+int pn_dicom_bare_dataset(const uint8_t *d, size_t n)
 {
-    if (n >= 132 && !memcmp(d + 128, "DICM", 4))
-        return 1;
     if (n < 8)
         return 0;
     unsigned group_le = d[0] | d[1] << 8, elem_le = d[2] | d[3] << 8;
@@ -52,6 +47,12 @@ static int is_dicom(const uint8_t *d, size_t n)
     if (group_le == 0x0002 || (group_le == 0x0008 && elem_le < 0x0100))
         return 1;
     return group_be == 0x0008 && elem_be < 0x0100;
+}
+
+/* Part 10 ("DICM" after the preamble), or a bare data set. */
+static int is_dicom(const uint8_t *d, size_t n)
+{
+    return (n >= 132 && !memcmp(d + 128, "DICM", 4)) || pn_dicom_bare_dataset(d, n);
 }
 
 pn_image_format pn_image_sniff(const void *data, size_t size)

@@ -21,6 +21,11 @@ pn_status pn_probe_jpeg(const uint8_t *data, size_t size, const char *name, pn_i
 pn_status pn_probe_png(const uint8_t *data, size_t size, const char *name, pn_image_info *info,
                        pn_error *err);
 
+/* Whether d starts like a DICOM data set without preamble and meta header:
+ * a first element in group 0002 (meta) or 0008 (identification), little
+ * endian (explicit or implicit VR) or big endian. */
+int pn_dicom_bare_dataset(const uint8_t *d, size_t n);
+
 /* Interleaved RGB (stride 3 bytes per pixel) to BT.601 luminance; returns the
  * is_color verdict documented on pn_image. */
 int pn_rgb_to_gray(const uint8_t *rgb, size_t n_pixels, uint8_t *gray);
