@@ -7,7 +7,7 @@ what=${1:-all}
 
 # libopenmpi-dev: data-parallel training (`mpirun -np N pneumo train`); pneumo builds without it.
 build_pkgs=(build-essential cmake pkg-config libdnnl-dev libjpeg62-turbo-dev libpng-dev
-            libmicrohttpd-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev
+            libmicrohttpd-dev libgnutls28-dev libsqlite3-dev libcairo2-dev libjansson-dev libdcmtk-dev
             protobuf-c-compiler libprotobuf-c-dev libcsv-dev libopenmpi-dev)
 # package: `make package` (the man page from --help; file for CPack's dpkg-shlibdeps step)
 package_pkgs=(help2man file)

@@ -61,6 +61,13 @@ typedef struct request {
     predict_state *predict; /* a prediction submitted to the slots; NULL before */
 } request;
 
+/* The headers every pneumo response carries (security, caching, CORS,
+ * Connection: close when the connection ends), given to add one by one. */
+typedef void (*serve_header_sink)(void *ctx, const char *name, const char *value);
+void serve_standard_headers(pn_server *s, const request *r, unsigned status, serve_header_sink add, void *ctx);
+/* {"error":{"code":status,"message":message}} as malloc'ed text, NULL when out of memory. */
+char *serve_error_json(unsigned status, const char *message);
+
 /* Queues a response with the standard headers and records its status.
  * mode as in MHD_create_response_from_buffer. */
 enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
@@ -70,6 +77,13 @@ enum MHD_Result serve_send_error(pn_server *s, struct MHD_Connection *c, request
                            const char *message);
 /* Takes ownership of text (a json_dumps result). */
 enum MHD_Result serve_send_json_text(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, char *text);
+
+/* raw_reply.c: an error answered in the middle of a request body, where
+ * libmicrohttpd cannot queue a response: written on the connection itself
+ * (plain or TLS) with the standard headers and Connection: close. Returns
+ * MHD_NO, so libmicrohttpd closes the connection without reading the rest. */
+enum MHD_Result serve_send_error_raw(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
+                                     const char *message);
 
 /* Content-Type accepted by POST /api/v1/predict (NULL = absent, accepted). */
 int serve_predict_content_type_ok(const char *content_type);

@@ -51,17 +51,38 @@ static int is_stopping(pn_server *s)
     return stopping;
 }
 
-static void add_cors_headers(struct MHD_Response *resp, const request *r)
+void serve_standard_headers(pn_server *s, const request *r, unsigned status, serve_header_sink add, void *ctx)
 {
-    if (!r->cors_origin)
-        return;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, r->cors_origin);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
-    if (r->preflight) {
-        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST");
-        MHD_add_response_header(resp, "Access-Control-Allow-Headers", "Authorization, Content-Type");
-        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    add(ctx, MHD_HTTP_HEADER_CACHE_CONTROL, r->route == ROUTE_STATIC ? "no-cache" : "no-store");
+    add(ctx, "X-Content-Type-Options", "nosniff");
+    add(ctx, "Referrer-Policy", "no-referrer");
+    add(ctx, "Content-Security-Policy", CSP);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        add(ctx, MHD_HTTP_HEADER_ALLOW, r->route == ROUTE_PREDICT ? "POST" : "GET, HEAD");
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        add(ctx, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    if (status == MHD_HTTP_UNAUTHORIZED)
+        add(ctx, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pneumo\"");
+    if (s->tls)
+        add(ctx, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    if (r->cors_origin) {
+        add(ctx, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, r->cors_origin);
+        add(ctx, MHD_HTTP_HEADER_VARY, "Origin");
     }
+    if (r->cors_origin && r->preflight) {
+        add(ctx, "Access-Control-Allow-Methods", "GET, POST");
+        add(ctx, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        add(ctx, "Access-Control-Max-Age", "600");
+    }
+    /* Keep-alive clients must let go during shutdown, or it waits for them;
+     * a request whose rest is not read cannot be followed by another. */
+    if (r->close || is_stopping(s))
+        add(ctx, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+static void add_to_response(void *resp, const char *name, const char *value)
+{
+    MHD_add_response_header(resp, name, value);
 }
 
 enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request *r, unsigned status, const char *type,
@@ -74,23 +95,7 @@ enum MHD_Result serve_send_body(pn_server *s, struct MHD_Connection *c, request 
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, r->route == ROUTE_STATIC ? "no-cache" : "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
-    MHD_add_response_header(resp, "Content-Security-Policy", CSP);
-    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->route == ROUTE_PREDICT ? "POST" : "GET, HEAD");
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (status == MHD_HTTP_UNAUTHORIZED)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pneumo\"");
-    if (s->tls)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_STRICT_TRANSPORT_SECURITY, "max-age=31536000");
-    add_cors_headers(resp, r);
-    /* Keep-alive clients must let go during shutdown, or it waits for them;
-     * a request whose rest is not read cannot be followed by another. */
-    if (r->close || is_stopping(s))
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    serve_standard_headers(s, r, status, add_to_response, resp);
     serve_deadline_arm(s, c, 0); /* the request is in: sending is bounded by the idle timeout */
     enum MHD_Result ok = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
@@ -106,13 +111,18 @@ enum MHD_Result serve_send_json_text(pn_server *s, struct MHD_Connection *c, req
     return serve_send_body(s, c, r, status, "application/json", text, strlen(text), MHD_RESPMEM_MUST_FREE);
 }
 
-enum MHD_Result serve_send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
-                                 const char *message)
+char *serve_error_json(unsigned status, const char *message)
 {
     json_t *root = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", message);
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
-    return serve_send_json_text(s, c, r, status, text);
+    return text;
+}
+
+enum MHD_Result serve_send_error(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
+                                 const char *message)
+{
+    return serve_send_json_text(s, c, r, status, serve_error_json(status, message));
 }
 
 /* ------------------------------------------------------------------ routes */
@@ -325,14 +335,15 @@ static void on_upload(pn_server *s, request *r, const char *data, size_t size)
 }
 
 /* A body (chunked, so of unannounced size) that outgrew max_body: answered
- * at once and the connection closed, the rest never read. When libmicrohttpd
- * cannot answer mid-body, the connection is closed without an answer. */
+ * at once and the connection closed, the rest never read. libmicrohttpd
+ * 0.9.75 queues no response mid-body, so the answer is written on the
+ * connection itself (raw_reply.c) and MHD_NO has it close the connection. */
 static enum MHD_Result refuse_too_large(pn_server *s, struct MHD_Connection *c, request *r)
 {
     char msg[96];
     snprintf(msg, sizeof msg, "request body exceeds the limit of %zu bytes", s->opt.max_body);
     r->close = 1;
-    return serve_send_error(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
+    return serve_send_error_raw(s, c, r, MHD_HTTP_CONTENT_TOO_LARGE, msg);
 }
 
 static request *begin_request(pn_server *s, const char *url)
