@@ -57,48 +57,48 @@ static int wait_writable(int fd)
     return n == 1 && (p.revents & POLLOUT) ? 0 : -1;
 }
 
-static int send_plain(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && !wait_writable(fd))
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
+/* One write attempt: bytes written (> 0), or one of these. */
+#define WRITE_RETRY (-2)   /* interrupted: try again at once */
+#define WRITE_WAIT (-3)    /* the send buffer is full: try again when there is room */
+#define WRITE_FAILED (-1)
 
-static int send_tls(gnutls_session_t session, int fd, const char *p, size_t n)
+typedef struct connection_out {
+    int fd;
+    gnutls_session_t tls; /* NULL: plain TCP */
+} connection_out;
+
+static ssize_t write_once(const connection_out *out, const char *p, size_t n)
 {
-    while (n) {
-        ssize_t k = gnutls_record_send(session, p, n);
-        if (k == GNUTLS_E_INTERRUPTED)
-            continue;
+    if (out->tls) {
         /* After E_AGAIN, GnuTLS wants the same call again with the same data. */
-        if (k == GNUTLS_E_AGAIN && !wait_writable(fd))
-            continue;
-        if (k <= 0)
-            return -1;
-        p += k;
-        n -= (size_t)k;
+        ssize_t k = gnutls_record_send(out->tls, p, n);
+        return k == GNUTLS_E_INTERRUPTED ? WRITE_RETRY : k == GNUTLS_E_AGAIN ? WRITE_WAIT : k > 0 ? k : WRITE_FAILED;
     }
-    return 0;
+    ssize_t k = send(out->fd, p, n, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR)
+        return WRITE_RETRY;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return WRITE_WAIT;
+    return k > 0 ? k : WRITE_FAILED;
 }
 
 static int send_all(pn_server *s, struct MHD_Connection *c, const char *p, size_t n)
 {
     const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!fd)
+    const union MHD_ConnectionInfo *tls = s->tls ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION) : NULL;
+    if (!fd || (s->tls && !tls))
         return -1;
-    if (!s->tls)
-        return send_plain(fd->connect_fd, p, n);
-    const union MHD_ConnectionInfo *tls = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
-    return tls ? send_tls(tls->tls_session, fd->connect_fd, p, n) : -1;
+    connection_out out = {.fd = fd->connect_fd, .tls = tls ? tls->tls_session : NULL};
+    while (n) {
+        ssize_t k = write_once(&out, p, n);
+        if (k == WRITE_RETRY || (k == WRITE_WAIT && !wait_writable(out.fd)))
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
 }
 
 enum MHD_Result serve_send_error_raw(pn_server *s, struct MHD_Connection *c, request *r, unsigned status,
