@@ -46,7 +46,7 @@ rc=0; "$bin" data stats "$tmp/syn/bad.csv" > /dev/null 2> "$tmp/bad.err" || rc=$
 
 # train on the manifest: the train rows only, split patient-wise by patient_id
 common=(--arch simple-cnn --input-size 64 --epochs 1 --batch 16 --precision fp32 --seed 3 --threads 2)
-"$bin" train --data "$m" "${common[@]}" --out "$tmp/run" > "$tmp/train.txt" 2> "$tmp/train.err"
+"$bin" train --data "$m" "${common[@]}" --patient-ids --out "$tmp/run" > "$tmp/train.txt" 2> "$tmp/train.err"
 test -s "$tmp/run/model.safetensors" || fail "no model"
 test -s "$tmp/run/cache-64.bin" && test -s "$tmp/run/cache-64.bin.shard0000" || fail "no sharded cache"
 grep -q "patient-wise" "$tmp/train.txt" || fail "train: $(cat "$tmp/train.txt")"
@@ -65,21 +65,26 @@ PY
 $py -c 'import json,sys; n=json.load(open(sys.argv[1]))["n"]; assert n == int(sys.argv[2]), n' "$tmp/test.json" "$ntest"
 "$bin" evaluate --model "$tmp/run/model.safetensors" --data "$m" --holdout --json "$tmp/holdout.json" \
   > "$tmp/eval2.txt" 2> "$tmp/eval2.err"
-$py - "$tmp/holdout.json" "$tmp/run/val_predictions.csv" <<'PY'
-import json, sys
+$py - "$tmp/holdout.json" "$tmp/run/val_predictions.csv" "$m" <<'PY'
+import csv, json, sys
 n = json.load(open(sys.argv[1]))["n"]
-rows = sum(1 for _ in open(sys.argv[2])) - 1
-assert n == rows, (n, rows)
+rows = list(csv.DictReader(open(sys.argv[2])))
+assert n == len(rows), (n, len(rows))
+ids = {r["patient_id"] for r in csv.DictReader(open(sys.argv[3]))}
+assert all(r["patient"] in ids for r in rows), "--patient-ids: not the manifest's patient ids"
 PY
 rc=0; "$bin" evaluate --data "$m" --split test --holdout 2> "$tmp/eval3.err" || rc=$?
 [ "$rc" -eq 2 ] || fail "--split with --holdout: exit $rc"
 
-# cv: every train row once out of fold, each patient in one fold
+# cv: every train row once out of fold, each patient in one fold, no patient id written
 "$bin" cv --data "$m" "${common[@]}" --folds 2 --out "$tmp/cv" > "$tmp/cv.txt" 2> "$tmp/cv.err"
-$py - "$tmp/cv/oof.csv" "$ntrain" <<'PY'
-import csv, sys
+$py - "$tmp/cv/oof.csv" "$ntrain" "$m" <<'PY'
+import csv, re, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 assert len(rows) == int(sys.argv[2]), len(rows)
+# by default no manifest patient_id is written, only the patient's group number
+ids = {r["patient_id"] for r in csv.DictReader(open(sys.argv[3]))}
+assert all(re.fullmatch(r"group\d+", r["patient"]) and r["patient"] not in ids for r in rows), rows[0]
 folds = {}
 for r in rows:
     folds.setdefault(r["patient"], set()).add(r["fold"])

@@ -56,6 +56,8 @@ typedef struct pn_train_config {
      * model on any number of processes; only rank 0 validates and writes. */
     pn_dist *dist;
     int sync_bn;                /* with a group: batch statistics over the whole batch, not the slice */
+    int patient_ids;            /* 1: val_predictions.csv (and cv's oof.csv) name each row's patient; 0: its
+                                 * patient group as "group<N>" (rows of one patient stay linked, no id written) */
     float dist_timeout_s;       /* for whoever opens the group (the CLI): pn_dist_options.timeout_s */
 } pn_train_config;
 

@@ -38,6 +38,8 @@ static int usage(FILE *out)
         "  --precision fp32|bf16 --seed N --threads N --max-images N --out DIR\n"
         "  --resume              continue from DIR/checkpoint.safetensors (Ctrl-C or SIGUSR1 leaves one)\n"
         "  --stop-after N        stop like Ctrl-C after N optimiser steps (a time budget in steps)\n"
+        "  --patient-ids         write patient ids into val_predictions.csv / oof.csv (default: the\n"
+        "                        patient's group number, so no manifest patient_id leaves the dataset)\n"
         "data-parallel: mpirun -np N pneumo train ... (N processes share each --batch; rank 0\n"
         "  validates and writes; see docs/distributed.md)\n"
         "  --sync-bn             batch-norm statistics over the whole batch (default: each process's slice)\n"
@@ -294,6 +296,7 @@ int pn_cli_train_main(int argc, char **argv, pn_train_config c, int (*run)(const
         PN_OPT_INT("folds", &c.folds, 2, 100),
         PN_OPT_INT("fold", &c.fold, 0, 99),
         PN_OPT_FLAG("sync-bn", &c.sync_bn, 1),
+        PN_OPT_FLAG("patient-ids", &c.patient_ids, 1),
         PN_OPT_FLOAT_ABOVE("dist-timeout", &c.dist_timeout_s, 0, 1e6),
         PN_OPT_CUSTOM("recipe", &recipe, read_recipe, "a readable recipe file of valid keys (see above)"),
         PN_OPT_END,

@@ -264,8 +264,12 @@ static pn_status write_predictions(const trainer *t, pn_error *err)
     for (size_t i = 0; i < t->n_val; i++) {
         const pn_sample *smp = &t->ds.samples[t->val_index[i]];
         const float *z = t->logits_val + (size_t)i * t->classes;
-        fprintf(f, "\"%s\",%s,%d,%d,%d,%.7g", smp->path, smp->patient, t->val_labels[i], smp->subtype,
-                t->cfg->folds > 0 ? t->cfg->fold : -1, pn_positive_logit(z, t->classes));
+        /* A manifest's patient_id may be a hospital's record number: written only on request. */
+        char group[24];
+        snprintf(group, sizeof group, "group%d", smp->group);
+        fprintf(f, "\"%s\",%s,%d,%d,%d,%.7g", smp->path, t->cfg->patient_ids ? smp->patient : group,
+                t->val_labels[i], smp->subtype, t->cfg->folds > 0 ? t->cfg->fold : -1,
+                pn_positive_logit(z, t->classes));
         for (int k = 0; t->classes == 3 && k < 3; k++)
             fprintf(f, ",%.7g", z[k]);
         fputc('\n', f);
